@@ -1,0 +1,43 @@
+# ftpstack — the project's commands. See README.md.
+SHELL := /bin/bash
+VENV ?= venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+ARGS ?=
+
+.PHONY: plan test test-fast lint pulumi-yaml system-deps clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@scripts/system-deps plan
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@touch $@
+
+system-deps:
+	@scripts/system-deps test
+
+## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks)
+plan: $(VENV)/.installed
+	@$(PY) -m ftpstack.plan --stack $(STACK) $(ARGS)
+
+## make lint — ruff check, ruff format --check, mypy
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## make test — every level; in CI (CI=true) a skipped test fails the run
+test: $(VENV)/.installed system-deps lint
+	$(VENV)/bin/pytest $(ARGS)
+
+## make test-fast — L0 and L1 only (no root, no real tools)
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not l2 and not l3 and not l4" $(ARGS)
+
+## make pulumi-yaml — regenerate Pulumi.yaml from the settings model
+pulumi-yaml: $(VENV)/.installed
+	$(PY) -m ftpstack.project > Pulumi.yaml
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,304 @@
+"""`FtpServer`: proftpd on an Azure Linux VM that works through Azure's network.
+
+The component wires; it does not compute. What is open comes from `ftpstack.network`, what the VM
+runs comes from `ftpstack.render`, both pure functions of the validated `Settings`.
+
+Deliberately not here: DNS zones, certificates, backups, monitoring, or a second VM. The VM is
+replaced (delete, then create) whenever its user-data changes, because Azure cannot update
+customData in place; the public IP is a separate resource and survives that replacement.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import compute, network, resources
+
+from ftpstack import network as rules
+from ftpstack.render import cloud_config
+from ftpstack.settings import FTP_CONTROL_PORT, Settings
+
+TYPE_TOKEN = "ftpstack:azure:FtpServer"
+# The property that holds the user-data; a change to it must replace the VM.
+CUSTOM_DATA = "osProfile.customData"
+
+
+@dataclass(frozen=True)
+class FtpServerArgs:
+    settings: Settings
+
+
+class FtpServer(pulumi.ComponentResource):
+    """An FTP server (proftpd) on an Azure VM behind a static public IP or a Standard LB."""
+
+    ftp_endpoint: pulumi.Output[str]
+    """ftp://<fqdn or public IP>:21 — what clients connect to."""
+    public_ip: pulumi.Output[str]
+    """The static public IP address; also proftpd's MasqueradeAddress."""
+    fqdn: pulumi.Output[str]
+    """The DNS name of the public IP, or "" when no DNS label is set."""
+    control_port: pulumi.Output[int]
+    """The FTP control port (21)."""
+    passive_port_range: pulumi.Output[str]
+    """The passive data port range, "start-end", as opened and announced."""
+    vm_id: pulumi.Output[str]
+    """The Azure resource id of the VM."""
+    vm_name: pulumi.Output[str]
+    """The VM's name in Azure."""
+    resource_group_name: pulumi.Output[str]
+    """The resource group holding every resource of the server."""
+
+    def __init__(
+        self, name: str, args: FtpServerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        s = args.settings
+        self._name = name
+        self._settings = s
+        child = pulumi.ResourceOptions(parent=self)
+
+        rg_name = self._resource_group(child)
+        subnet_id = self._subnet(rg_name, child)
+        nsg = network.NetworkSecurityGroup(
+            f"{name}-nsg",
+            resource_group_name=rg_name,
+            location=s.location,
+            security_rules=[rule.azure_args() for rule in rules.inbound_rules(s)],
+            tags=s.tags,
+            opts=child,
+        )
+        ip = network.PublicIPAddress(
+            f"{name}-ip",
+            resource_group_name=rg_name,
+            location=s.location,
+            sku={"name": "Standard", "tier": "Regional"},
+            public_ip_allocation_method="Static",
+            public_ip_address_version="IPv4",
+            idle_timeout_in_minutes=s.idle_timeout_minutes,
+            dns_settings={"domain_name_label": s.dns_label} if s.dns_label else None,
+            tags=s.tags,
+            opts=child,
+        )
+        ip_configuration: dict[str, object] = {
+            "name": "ipconfig",
+            "subnet": {"id": subnet_id},
+            "private_ip_allocation_method": "Dynamic",
+            "primary": True,
+        }
+        if s.exposure == "load-balancer":
+            pool_id = self._load_balancer(rg_name, ip, child)
+            ip_configuration["load_balancer_backend_address_pools"] = [{"id": pool_id}]
+        else:
+            ip_configuration["public_ip_address"] = {"id": ip.id}
+        nic = network.NetworkInterface(
+            f"{name}-nic",
+            resource_group_name=rg_name,
+            location=s.location,
+            ip_configurations=[ip_configuration],
+            network_security_group={"id": nsg.id},
+            tags=s.tags,
+            opts=child,
+        )
+        seed = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
+        user_data = ip.ip_address.apply(
+            lambda address: base64.b64encode(
+                cloud_config(s, address or "", seed).encode()
+            ).decode()
+        )
+        vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data))
+
+        self.public_ip = ip.ip_address.apply(lambda a: a or "")
+        self.fqdn = ip.dns_settings.apply(lambda d: (d.fqdn or "") if d else "")
+        self.ftp_endpoint = pulumi.Output.all(self.fqdn, self.public_ip).apply(
+            lambda parts: f"ftp://{parts[0] or parts[1]}:{FTP_CONTROL_PORT}"
+        )
+        self.control_port = pulumi.Output.from_input(FTP_CONTROL_PORT)
+        self.passive_port_range = pulumi.Output.from_input(
+            f"{s.passive_port_start}-{s.passive_port_end}"
+        )
+        self.vm_id = vm.id
+        self.vm_name = vm.name
+        self.resource_group_name = pulumi.Output.from_input(rg_name)
+        self.register_outputs(
+            {
+                "ftp_endpoint": self.ftp_endpoint,
+                "public_ip": self.public_ip,
+                "fqdn": self.fqdn,
+                "control_port": self.control_port,
+                "passive_port_range": self.passive_port_range,
+                "vm_id": self.vm_id,
+                "vm_name": self.vm_name,
+                "resource_group_name": self.resource_group_name,
+            }
+        )
+
+    def _resource_group(self, child: pulumi.ResourceOptions) -> pulumi.Input[str]:
+        s = self._settings
+        if s.use_existing_resource_group:
+            return s.resource_group_name
+        rg = resources.ResourceGroup(
+            f"{self._name}-rg",
+            resource_group_name=s.resource_group_name or None,
+            location=s.location,
+            tags=s.tags,
+            opts=child,
+        )
+        return rg.name
+
+    def _subnet(
+        self, rg_name: pulumi.Input[str], child: pulumi.ResourceOptions
+    ) -> pulumi.Input[str]:
+        s = self._settings
+        if s.existing_subnet_id:
+            return s.existing_subnet_id
+        vnet = network.VirtualNetwork(
+            f"{self._name}-vnet",
+            resource_group_name=rg_name,
+            location=s.location,
+            address_space={"address_prefixes": [s.vnet_address_space]},
+            tags=s.tags,
+            opts=child,
+        )
+        subnet = network.Subnet(
+            f"{self._name}-subnet",
+            resource_group_name=rg_name,
+            virtual_network_name=vnet.name,
+            address_prefix=s.subnet_prefix,
+            opts=pulumi.ResourceOptions(parent=vnet),
+        )
+        return subnet.id
+
+    def _load_balancer(
+        self,
+        rg_name: pulumi.Input[str],
+        ip: network.PublicIPAddress,
+        child: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        """A Standard LB: one rule per port (no port ranges on public LB rules), a probe on 21,
+        and an outbound rule, because a VM behind a Standard LB has no outbound access otherwise
+        (cloud-init must reach the Debian archive to install proftpd)."""
+        s = self._settings
+        lb_name = f"{self._name}-lb"
+        lb_id = pulumi.Output.concat(
+            "/subscriptions/",
+            _subscription_id(),
+            "/resourceGroups/",
+            rg_name,
+            "/providers/Microsoft.Network/loadBalancers/",
+            lb_name,
+        )
+        frontend = {"id": lb_id.apply(lambda i: f"{i}/frontendIPConfigurations/frontend")}
+        pool = {"id": lb_id.apply(lambda i: f"{i}/backendAddressPools/backend")}
+        probe = {"id": lb_id.apply(lambda i: f"{i}/probes/ftp-control")}
+        network.LoadBalancer(
+            lb_name,
+            load_balancer_name=lb_name,
+            resource_group_name=rg_name,
+            location=s.location,
+            sku={"name": "Standard", "tier": "Regional"},
+            frontend_ip_configurations=[{"name": "frontend", "public_ip_address": {"id": ip.id}}],
+            backend_address_pools=[{"name": "backend"}],
+            probes=[
+                {
+                    "name": "ftp-control",
+                    "protocol": "Tcp",
+                    "port": FTP_CONTROL_PORT,
+                    "interval_in_seconds": 5,
+                    "number_of_probes": 2,
+                    "probe_threshold": 1,
+                }
+            ],
+            load_balancing_rules=[
+                {
+                    "name": f"ftp-{port}",
+                    "protocol": "Tcp",
+                    "frontend_port": port,
+                    "backend_port": port,
+                    "frontend_ip_configuration": frontend,
+                    "backend_address_pool": pool,
+                    "probe": probe,
+                    "idle_timeout_in_minutes": s.idle_timeout_minutes,
+                    "enable_tcp_reset": s.lb_tcp_reset,
+                    "enable_floating_ip": False,
+                    "disable_outbound_snat": True,
+                    "load_distribution": "Default",
+                }
+                for port in rules.load_balancer_ports(s)
+            ],
+            outbound_rules=[
+                {
+                    "name": "outbound",
+                    "protocol": "All",
+                    "frontend_ip_configurations": [frontend],
+                    "backend_address_pool": pool,
+                    "idle_timeout_in_minutes": s.idle_timeout_minutes,
+                    "enable_tcp_reset": s.lb_tcp_reset,
+                }
+            ],
+            tags=s.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pool["id"]
+
+    def _vm(
+        self,
+        rg_name: pulumi.Input[str],
+        nic: network.NetworkInterface,
+        custom_data: pulumi.Output[str],
+    ) -> compute.VirtualMachine:
+        s = self._settings
+        return compute.VirtualMachine(
+            f"{self._name}-vm",
+            resource_group_name=rg_name,
+            location=s.location,
+            hardware_profile={"vm_size": s.vm_size},
+            os_profile={
+                "computer_name": f"{self._name}-ftp",
+                "admin_username": s.admin_username,
+                "custom_data": custom_data,
+                "linux_configuration": {
+                    "disable_password_authentication": True,
+                    "provision_vm_agent": True,
+                    "ssh": {
+                        "public_keys": [
+                            {
+                                "path": f"/home/{s.admin_username}/.ssh/authorized_keys",
+                                "key_data": s.ssh_public_key,
+                            }
+                        ]
+                    },
+                },
+            },
+            storage_profile={
+                "image_reference": {
+                    "publisher": s.image_publisher,
+                    "offer": s.image_offer,
+                    "sku": s.image_sku,
+                    "version": s.image_version,
+                },
+                "os_disk": {
+                    "create_option": "FromImage",
+                    "delete_option": "Delete",
+                    "managed_disk": {"storage_account_type": "StandardSSD_LRS"},
+                },
+            },
+            network_profile={"network_interfaces": [{"id": nic.id, "primary": True}]},
+            # A failed cloud-init is then visible in the portal's serial log.
+            diagnostics_profile={"boot_diagnostics": {"enabled": True}},
+            tags=s.tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Azure cannot change customData of an existing VM and the provider would
+                # otherwise report an update that changes nothing on the machine.
+                replace_on_changes=[CUSTOM_DATA],
+                delete_before_replace=True,
+            ),
+        )
+
+
+def _subscription_id() -> pulumi.Output[str]:
+    from pulumi_azure_native import authorization
+
+    return authorization.get_client_config_output().subscription_id
