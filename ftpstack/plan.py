@@ -207,10 +207,18 @@ def _engine_string(value: Any) -> str:
     return json.dumps(value)
 
 
+@dataclass(frozen=True)
+class Secret:
+    """An override value given as a secret, as `pulumi config set --secret` would store it."""
+
+    value: Any
+
+
 def stack_config(
-    stack: str, project_dir: Path = PROJECT_DIR
+    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """Project defaults overlaid by `Pulumi.<stack>.yaml`: (config, secret keys)."""
+    """Project defaults overlaid by `Pulumi.<stack>.yaml`, then by `overrides` (keys without
+    namespace; wrap a whole value in `Secret` to mark it secret): (config, secret keys)."""
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise PlanError(f"no stack file {path.name}; create it or choose another STACK")
@@ -231,6 +239,14 @@ def stack_config(
         values[full] = plain
         if secret:
             secret_keys.append(full)
+    for key, value in (overrides or {}).items():
+        full = f"{NAMESPACE}:{key}"
+        if full in secret_keys:
+            secret_keys.remove(full)
+        if isinstance(value, Secret):
+            value = value.value
+            secret_keys.append(full)
+        values[full] = value
     return {k: _engine_string(v) for k, v in values.items()}, secret_keys
 
 
@@ -277,8 +293,11 @@ def evaluate(
     return Plan(stack=stack, resources=monitor.captured, outputs=outputs, user_data=user_data)
 
 
-def plan_stack(stack: str, project_dir: Path = PROJECT_DIR) -> Plan:
-    config, secret_keys = stack_config(stack, project_dir)
+def plan_stack(
+    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None
+) -> Plan:
+    """Plan a stack file, optionally with some keys overridden (tests, the local Azure model)."""
+    config, secret_keys = stack_config(stack, project_dir, overrides)
     return evaluate(config, secret_keys, stack, project_dir / "__main__.py")
 
 
