@@ -1,0 +1,165 @@
+"""FTP checks from the client's side: what a customer's client sees of a deployed ftpstack.
+
+Used by the tests at every level that has a real server (L2-L4), and usable by hand against any
+endpoint: `python -m ftpstack.ftpcheck --host H --user U` (password from $FTP_PASSWORD). It logs
+in, checks that the PASV reply names the expected public address and a port inside the expected
+passive range, lists, uploads a file and downloads it again.
+
+The announced PASV address is read from the raw reply: Python's ftplib would quietly connect to
+the control connection's peer instead, which hides exactly the NAT misconfiguration this checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ftplib
+import hashlib
+import io
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+_PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
+_EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
+
+
+class CheckFailed(Exception):
+    """The endpoint does not serve as declared; str() says what and where."""
+
+
+@dataclass(frozen=True)
+class Passive:
+    host: str
+    port: int
+
+
+def parse_pasv(reply: str) -> Passive:
+    """'227 Entering Passive Mode (198,51,100,10,195,80).' -> Passive('198.51.100.10', 50000)."""
+    match = _PASV.search(reply)
+    if not match:
+        raise CheckFailed(f"not a PASV reply: {reply!r}")
+    numbers = [int(n) for n in match.groups()]
+    return Passive(".".join(map(str, numbers[:4])), numbers[4] * 256 + numbers[5])
+
+
+def parse_epsv(reply: str) -> int:
+    """'229 Entering Extended Passive Mode (|||50000|)' -> 50000."""
+    match = _EPSV.search(reply)
+    if not match:
+        raise CheckFailed(f"not an EPSV reply: {reply!r}")
+    return int(match.group(1))
+
+
+def connect(host: str, user: str, password: str, port: int = 21, timeout: float = 10) -> ftplib.FTP:
+    ftp = ftplib.FTP(timeout=timeout)
+    ftp.connect(host, port)
+    ftp.login(user, password)
+    return ftp
+
+
+def announced_passive(ftp: ftplib.FTP) -> Passive:
+    """Ask for passive mode and return what the server announced (no data connection made)."""
+    return parse_pasv(ftp.sendcmd("PASV"))
+
+
+def upload(ftp: ftplib.FTP, name: str, data: bytes) -> str:
+    """STOR in passive mode; returns the final reply ("226 ...")."""
+    return str(ftp.storbinary(f"STOR {name}", io.BytesIO(data)))
+
+
+def download(ftp: ftplib.FTP, name: str) -> tuple[bytes, str]:
+    """RETR in passive mode; returns (contents, final reply)."""
+    chunks: list[bytes] = []
+    reply = ftp.retrbinary(f"RETR {name}", chunks.append)
+    return b"".join(chunks), str(reply)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    public_ip: str | None = None
+    passive_first: int | None = None
+    passive_last: int | None = None
+
+
+def check_passive(passive: Passive, expect: Expectation) -> None:
+    if expect.public_ip and passive.host != expect.public_ip:
+        raise CheckFailed(
+            f"PASV names {passive.host}, not the public IP {expect.public_ip}: clients will "
+            "connect to an address they cannot reach (MasqueradeAddress is wrong)"
+        )
+    first, last = expect.passive_first, expect.passive_last
+    if first is not None and last is not None and not first <= passive.port <= last:
+        raise CheckFailed(
+            f"PASV offers port {passive.port}, outside the passive range {first}-{last} "
+            "that the NSG opens"
+        )
+
+
+def smoke(
+    host: str,
+    user: str,
+    password: str,
+    expect: Expectation,
+    port: int = 21,
+    timeout: float = 10,
+    payload: bytes | None = None,
+) -> list[str]:
+    """Log in, check PASV, list, upload, download, compare, delete. Returns progress lines."""
+    data = payload if payload is not None else os.urandom(64 * 1024)
+    name = f"ftpstack-smoke-{os.getpid()}-{int(time.time())}.bin"
+    log = []
+    try:
+        ftp = connect(host, user, password, port, timeout)
+    except (OSError, ftplib.Error) as error:
+        raise CheckFailed(f"cannot log in to {host}:{port} as {user}: {error}") from None
+    with ftp:
+        log.append(f"logged in to {host}:{port} as {user}")
+        passive = announced_passive(ftp)
+        check_passive(passive, expect)
+        log.append(f"PASV announces {passive.host}:{passive.port}")
+        try:
+            ftp.nlst()
+            reply = upload(ftp, name, data)
+            back, reply_down = download(ftp, name)
+            ftp.delete(name)
+        except (OSError, ftplib.Error) as error:
+            raise CheckFailed(f"transfer through {host} failed: {error}") from None
+        if hashlib.sha256(back).digest() != hashlib.sha256(data).digest():
+            raise CheckFailed(f"downloaded {len(back)} bytes differ from the {len(data)} uploaded")
+        log.append(f"uploaded and downloaded {len(data)} bytes intact ({reply[:3]}, {reply_down[:3]})")
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ftpstack.ftpcheck",
+        description="Check a deployed ftpstack endpoint like a customer's client would.",
+    )
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, default=21)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--expect-public-ip", help="the address PASV must announce")
+    parser.add_argument("--expect-passive-range", help="first-last, e.g. 50000-50099")
+    parser.add_argument("--timeout", type=float, default=10)
+    args = parser.parse_args(argv)
+    password = os.environ.get("FTP_PASSWORD")
+    if password is None:
+        parser.error("set the password in the environment variable FTP_PASSWORD")
+    first = last = None
+    if args.expect_passive_range:
+        first, last = (int(p) for p in args.expect_passive_range.split("-"))
+    expect = Expectation(args.expect_public_ip, first, last)
+    try:
+        for line in smoke(args.host, args.user, password, expect, args.port, args.timeout):
+            print(line)
+    except CheckFailed as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
