@@ -55,6 +55,10 @@ VM_TYPE = "azure-native:compute:VirtualMachine"
 class PlanError(Exception):
     """The stack cannot be planned; str() is the one line for people."""
 
+    def __init__(self, message: str, registered: int = 0) -> None:
+        super().__init__(message)
+        self.registered = registered  # resources the program registered before it stopped
+
 
 @dataclass
 class Resource:
@@ -215,13 +219,17 @@ class Secret:
 
 
 def stack_config(
-    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None
+    stack: str,
+    project_dir: Path = PROJECT_DIR,
+    overrides: dict[str, Any] | None = None,
+    stack_file: Path | None = None,
 ) -> tuple[dict[str, str], list[str]]:
-    """Project defaults overlaid by `Pulumi.<stack>.yaml`, then by `overrides` (keys without
-    namespace; wrap a whole value in `Secret` to mark it secret): (config, secret keys)."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    """Project defaults overlaid by `Pulumi.<stack>.yaml` (or `stack_file`), then by `overrides`
+    (keys without namespace; wrap a whole value in `Secret` to mark it secret):
+    (config, secret keys)."""
+    path = stack_file or project_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        raise PlanError(f"no stack file {path.name}; create it or choose another STACK")
+        raise PlanError(f"no stack file {path}; create it or choose another STACK")
     project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     values: dict[str, Any] = {
         f"{NAMESPACE}:{key}": spec["default"]
@@ -271,7 +279,9 @@ def evaluate(
             _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program))))
     except SystemExit as stop:
         message = stderr.getvalue().strip().removeprefix("error: ")
-        raise PlanError(message or f"the program exited with {stop.code}") from None
+        raise PlanError(
+            message or f"the program exited with {stop.code}", len(monitor.captured)
+        ) from None
     sys.stderr.write(stderr.getvalue())
 
     root = runtime_settings.get_root_resource()
@@ -294,10 +304,13 @@ def evaluate(
 
 
 def plan_stack(
-    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None
+    stack: str,
+    project_dir: Path = PROJECT_DIR,
+    overrides: dict[str, Any] | None = None,
+    stack_file: Path | None = None,
 ) -> Plan:
     """Plan a stack file, optionally with some keys overridden (tests, the local Azure model)."""
-    config, secret_keys = stack_config(stack, project_dir, overrides)
+    config, secret_keys = stack_config(stack, project_dir, overrides, stack_file)
     return evaluate(config, secret_keys, stack, project_dir / "__main__.py")
 
 
@@ -375,9 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stack", default="dev", help="reads Pulumi.<stack>.yaml (default: dev)")
     parser.add_argument("--json", action="store_true", help="one JSON document, for tools")
+    parser.add_argument(
+        "--stack-file", type=Path, help="plan this config file instead of Pulumi.<stack>.yaml"
+    )
     args = parser.parse_args(argv)
     try:
-        plan = plan_stack(args.stack)
+        plan = plan_stack(args.stack, stack_file=args.stack_file)
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -71,7 +71,17 @@ def _cidr(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
-Port = Annotated[int, Field(ge=1024, le=65535)]
+def _passive_port(value: int) -> int:
+    if not 1024 <= value <= 65535:
+        raise PydanticCustomError(
+            "port",
+            "a passive port must be within 1024-65535 (below 1024 are FTP control 21, SSH 22 and "
+            "other services); choose a range such as 50000-50099",
+        )
+    return value
+
+
+Port = Annotated[int, AfterValidator(_passive_port)]
 AZURE_TAG_VALUE = Annotated[str, Field(max_length=256)]
 
 
@@ -301,18 +311,6 @@ class Settings(_Model):
                 "connection during a long transfer",
                 f"keep keepaliveIdleSeconds + keepaliveIntervalSeconds at or below {budget} s",
             )
-        return self
-
-    @model_validator(mode="after")
-    def passive_range_avoids_service_ports(self) -> Settings:
-        for port, what in ((FTP_CONTROL_PORT, "FTP control"), (SSH_PORT, "SSH")):
-            if port in self.passive_ports:
-                raise refuse(
-                    "passivePortStart",
-                    self.passive_port_start,
-                    f"the passive range covers port {port} ({what})",
-                    "start the range at 1024 or above",
-                )
         return self
 
     @model_validator(mode="after")
