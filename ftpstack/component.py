@@ -65,7 +65,7 @@ class FtpServer(pulumi.ComponentResource):
             f"{name}-nsg",
             resource_group_name=rg_name,
             location=s.location,
-            security_rules=[rule.azure_args() for rule in rules.inbound_rules(s)],
+            security_rules=[_security_rule(rule) for rule in rules.inbound_rules(s)],
             tags=s.tags,
             opts=child,
         )
@@ -81,31 +81,37 @@ class FtpServer(pulumi.ComponentResource):
             tags=s.tags,
             opts=child,
         )
-        ip_configuration: dict[str, object] = {
-            "name": "ipconfig",
-            "subnet": {"id": subnet_id},
-            "private_ip_allocation_method": "Dynamic",
-            "primary": True,
-        }
         if s.exposure == "load-balancer":
-            pool_id = self._load_balancer(rg_name, ip, child)
-            ip_configuration["load_balancer_backend_address_pools"] = [{"id": pool_id}]
+            # The public IP sits on the load balancer; the NIC only joins its backend pool.
+            ip_configuration = network.NetworkInterfaceIPConfigurationArgs(
+                name="ipconfig",
+                subnet=network.SubnetArgs(id=subnet_id),
+                private_ip_allocation_method="Dynamic",
+                primary=True,
+                load_balancer_backend_address_pools=[
+                    network.BackendAddressPoolArgs(id=self._load_balancer(rg_name, ip))
+                ],
+            )
         else:
-            ip_configuration["public_ip_address"] = {"id": ip.id}
+            ip_configuration = network.NetworkInterfaceIPConfigurationArgs(
+                name="ipconfig",
+                subnet=network.SubnetArgs(id=subnet_id),
+                private_ip_allocation_method="Dynamic",
+                primary=True,
+                public_ip_address=network.PublicIPAddressArgs(id=ip.id),
+            )
         nic = network.NetworkInterface(
             f"{name}-nic",
             resource_group_name=rg_name,
             location=s.location,
             ip_configurations=[ip_configuration],
-            network_security_group={"id": nsg.id},
+            network_security_group=network.NetworkSecurityGroupArgs(id=nsg.id),
             tags=s.tags,
             opts=child,
         )
         seed = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
         user_data = ip.ip_address.apply(
-            lambda address: base64.b64encode(
-                cloud_config(s, address or "", seed).encode()
-            ).decode()
+            lambda address: base64.b64encode(cloud_config(s, address or "", seed).encode()).decode()
         )
         vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data))
 
@@ -171,14 +177,11 @@ class FtpServer(pulumi.ComponentResource):
         return subnet.id
 
     def _load_balancer(
-        self,
-        rg_name: pulumi.Input[str],
-        ip: network.PublicIPAddress,
-        child: pulumi.ResourceOptions,
+        self, rg_name: pulumi.Input[str], ip: network.PublicIPAddress
     ) -> pulumi.Output[str]:
         """A Standard LB: one rule per port (no port ranges on public LB rules), a probe on 21,
         and an outbound rule, because a VM behind a Standard LB has no outbound access otherwise
-        (cloud-init must reach the Debian archive to install proftpd)."""
+        (cloud-init must reach the Debian archive to install proftpd). Returns the pool's id."""
         s = self._settings
         lb_name = f"{self._name}-lb"
         lb_id = pulumi.Output.concat(
@@ -189,58 +192,63 @@ class FtpServer(pulumi.ComponentResource):
             "/providers/Microsoft.Network/loadBalancers/",
             lb_name,
         )
-        frontend = {"id": lb_id.apply(lambda i: f"{i}/frontendIPConfigurations/frontend")}
-        pool = {"id": lb_id.apply(lambda i: f"{i}/backendAddressPools/backend")}
-        probe = {"id": lb_id.apply(lambda i: f"{i}/probes/ftp-control")}
+        frontend_id = lb_id.apply(lambda i: f"{i}/frontendIPConfigurations/frontend")
+        pool_id = lb_id.apply(lambda i: f"{i}/backendAddressPools/backend")
+        probe_id = lb_id.apply(lambda i: f"{i}/probes/ftp-control")
         network.LoadBalancer(
             lb_name,
             load_balancer_name=lb_name,
             resource_group_name=rg_name,
             location=s.location,
-            sku={"name": "Standard", "tier": "Regional"},
-            frontend_ip_configurations=[{"name": "frontend", "public_ip_address": {"id": ip.id}}],
-            backend_address_pools=[{"name": "backend"}],
+            sku=network.LoadBalancerSkuArgs(name="Standard", tier="Regional"),
+            frontend_ip_configurations=[
+                network.FrontendIPConfigurationArgs(
+                    name="frontend", public_ip_address=network.PublicIPAddressArgs(id=ip.id)
+                )
+            ],
+            backend_address_pools=[network.BackendAddressPoolArgs(name="backend")],
             probes=[
-                {
-                    "name": "ftp-control",
-                    "protocol": "Tcp",
-                    "port": FTP_CONTROL_PORT,
-                    "interval_in_seconds": 5,
-                    "number_of_probes": 2,
-                    "probe_threshold": 1,
-                }
+                network.ProbeArgs(
+                    name="ftp-control",
+                    protocol="Tcp",
+                    port=FTP_CONTROL_PORT,
+                    interval_in_seconds=5,
+                    number_of_probes=2,
+                    probe_threshold=1,
+                )
             ],
             load_balancing_rules=[
-                {
-                    "name": f"ftp-{port}",
-                    "protocol": "Tcp",
-                    "frontend_port": port,
-                    "backend_port": port,
-                    "frontend_ip_configuration": frontend,
-                    "backend_address_pool": pool,
-                    "probe": probe,
-                    "idle_timeout_in_minutes": s.idle_timeout_minutes,
-                    "enable_tcp_reset": s.lb_tcp_reset,
-                    "enable_floating_ip": False,
-                    "disable_outbound_snat": True,
-                    "load_distribution": "Default",
-                }
+                network.LoadBalancingRuleArgs(
+                    name=f"ftp-{port}",
+                    protocol="Tcp",
+                    frontend_port=port,
+                    backend_port=port,
+                    frontend_ip_configuration=network.SubResourceArgs(id=frontend_id),
+                    backend_address_pool=network.SubResourceArgs(id=pool_id),
+                    probe=network.SubResourceArgs(id=probe_id),
+                    idle_timeout_in_minutes=s.idle_timeout_minutes,
+                    enable_tcp_reset=s.lb_tcp_reset,
+                    enable_floating_ip=False,
+                    # Outbound traffic goes through the explicit outbound rule below.
+                    disable_outbound_snat=True,
+                    load_distribution="Default",
+                )
                 for port in rules.load_balancer_ports(s)
             ],
             outbound_rules=[
-                {
-                    "name": "outbound",
-                    "protocol": "All",
-                    "frontend_ip_configurations": [frontend],
-                    "backend_address_pool": pool,
-                    "idle_timeout_in_minutes": s.idle_timeout_minutes,
-                    "enable_tcp_reset": s.lb_tcp_reset,
-                }
+                network.OutboundRuleArgs(
+                    name="outbound",
+                    protocol="All",
+                    frontend_ip_configurations=[network.SubResourceArgs(id=frontend_id)],
+                    backend_address_pool=network.SubResourceArgs(id=pool_id),
+                    idle_timeout_in_minutes=s.idle_timeout_minutes,
+                    enable_tcp_reset=s.lb_tcp_reset,
+                )
             ],
             tags=s.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return pool["id"]
+        return pool_id
 
     def _vm(
         self,
@@ -296,6 +304,22 @@ class FtpServer(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
+
+
+def _security_rule(rule: rules.InboundRule) -> network.SecurityRuleArgs:
+    return network.SecurityRuleArgs(
+        name=rule.name,
+        priority=rule.priority,
+        direction="Inbound",
+        access=rule.access,
+        protocol=rule.protocol,
+        source_port_range="*",
+        source_address_prefix=rule.source_prefix,
+        source_address_prefixes=rule.source_prefixes,
+        destination_address_prefix="*",
+        destination_port_range=rule.port_spec,
+        description=rule.description,
+    )
 
 
 def _subscription_id() -> pulumi.Output[str]:

@@ -28,11 +28,11 @@ def decode(raw: str) -> Any:
     return raw
 
 
-def settings_from_config(
-    config: Mapping[str, str], is_secret: Callable[[str], bool]
-) -> Settings:
+def settings_from_config(config: Mapping[str, str], is_secret: Callable[[str], bool]) -> Settings:
     """Validate every `ftpstack:` key of `config`; other namespaces (azure-native:…) are left be."""
-    raw = {key[len(PREFIX) :]: decode(value) for key, value in config.items() if key.startswith(PREFIX)}
+    raw = {
+        key[len(PREFIX) :]: decode(value) for key, value in config.items() if key.startswith(PREFIX)
+    }
     users = raw.get("users")
     if isinstance(users, list) and not is_secret(f"{PREFIX}users"):
         for index, user in enumerate(users):

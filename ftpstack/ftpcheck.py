@@ -128,7 +128,9 @@ def smoke(
             raise CheckFailed(f"transfer through {host} failed: {error}") from None
         if hashlib.sha256(back).digest() != hashlib.sha256(data).digest():
             raise CheckFailed(f"downloaded {len(back)} bytes differ from the {len(data)} uploaded")
-        log.append(f"uploaded and downloaded {len(data)} bytes intact ({reply[:3]}, {reply_down[:3]})")
+        log.append(
+            f"uploaded and downloaded {len(data)} bytes intact ({reply[:3]}, {reply_down[:3]})"
+        )
     return log
 
 

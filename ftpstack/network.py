@@ -40,27 +40,21 @@ class InboundRule:
             return str(self.first_port)
         return f"{self.first_port}-{self.last_port}"
 
-    def azure_args(self) -> dict[str, object]:
-        """Keyword arguments of azure-native's `SecurityRuleArgs`."""
-        sources: dict[str, object]
+    @property
+    def protocol(self) -> str:
+        return "Tcp" if self.first_port is not None else "*"
+
+    @property
+    def source_prefix(self) -> str | None:
+        """Azure's single-source form; "*" for any source."""
         if self.sources in ((ANY,), ("*",)):
-            sources = {"source_address_prefix": "*"}
-        elif len(self.sources) == 1:
-            sources = {"source_address_prefix": self.sources[0]}
-        else:
-            sources = {"source_address_prefixes": list(self.sources)}
-        return {
-            "name": self.name,
-            "priority": self.priority,
-            "direction": "Inbound",
-            "access": self.access,
-            "protocol": "Tcp" if self.first_port is not None else "*",
-            "source_port_range": "*",
-            "destination_address_prefix": "*",
-            "destination_port_range": self.port_spec,
-            "description": self.description,
-            **sources,
-        }
+            return "*"
+        return self.sources[0] if len(self.sources) == 1 else None
+
+    @property
+    def source_prefixes(self) -> list[str] | None:
+        """Azure's several-sources form, used only when there is more than one."""
+        return list(self.sources) if self.source_prefix is None else None
 
 
 def inbound_rules(settings: Settings) -> list[InboundRule]:

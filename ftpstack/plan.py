@@ -88,8 +88,13 @@ class Plan:
         return {
             "stack": self.stack,
             "resources": [
-                {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs,
-                 "options": r.options}
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent,
+                    "inputs": r.inputs,
+                    "options": r.options,
+                }
                 for r in self.resources
             ],
             "outputs": self.outputs,
@@ -276,7 +281,7 @@ def evaluate(
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program))))
+            _sync_await(run_pulumi_func(lambda: _run(program)))
     except SystemExit as stop:
         message = stderr.getvalue().strip().removeprefix("error: ")
         raise PlanError(
@@ -301,6 +306,10 @@ def evaluate(
         encoded = vms[0].raw_inputs.get("osProfile", {}).get("customData", "")
         user_data = base64.b64decode(encoded).decode() if encoded else ""
     return Plan(stack=stack, resources=monitor.captured, outputs=outputs, user_data=user_data)
+
+
+def _run(program: Path) -> None:
+    runpy.run_path(str(program), run_name="__main__")
 
 
 def plan_stack(

@@ -88,7 +88,7 @@ PassivePorts          {settings.passive_port_start} {settings.passive_port_end}
 # When every port of PassivePorts is busy proftpd silently falls back to a random port outside
 # the range, which Azure then blocks. MaxClients stays at or below half the range, so that
 # never happens; the next client is refused cleanly at login instead of hanging.
-MaxClients            {settings.max_clients} "Sorry, the maximum number of clients (%m) are connected; try again later"
+MaxClients            {settings.max_clients} "Too many users (%m) are connected; try again later"
 MaxInstances          {max_instances(settings)}
 
 # --- Keepalive: why long transfers finish ---------------------------------------------------

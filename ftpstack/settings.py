@@ -71,6 +71,8 @@ def _cidr(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
 def _passive_port(value: int) -> int:
     if not 1024 <= value <= 65535:
         raise PydanticCustomError(
@@ -107,7 +109,8 @@ def _ssh_public_key(value: str) -> str:
         ) from None
     if embedded != parts[0]:
         raise PydanticCustomError(
-            "ssh_key", "the key body says {embedded} but the line says {kind}; copy it again",
+            "ssh_key",
+            "the key body says {embedded} but the line says {kind}; copy it again",
             {"embedded": embedded, "kind": parts[0]},
         )
     return value
@@ -141,7 +144,7 @@ class FtpUser(_Model):
             raise refuse(
                 f"users[{self.name}].password",
                 "[secret]",
-                f"has {length} characters; FTP sends it over the Internet and bots guess short ones",
+                f"has {length} characters; bots on the Internet guess short ones",
                 f"use at least {MIN_PASSWORD_LENGTH} characters",
             )
         return self
@@ -198,7 +201,7 @@ class Settings(_Model):
     )
     exposure: Literal["public-ip", "load-balancer"] = Field(
         "public-ip",
-        description="public-ip (static IP on the NIC) or load-balancer (Standard LB, a rule a port).",
+        description="public-ip (static IP on the NIC) or load-balancer (Standard LB).",
     )
     lb_tcp_reset: bool = Field(
         False, description="load-balancer mode: send RST when a flow idles out (enableTcpReset)."
@@ -394,7 +397,7 @@ def explain(error: ValidationError, raw: dict[str, Any]) -> str:
     if first["type"] == "missing":
         return f"{key} is not set; set it with `pulumi config set {_loc(loc)} <value>`"
     value = _value_at(raw, loc)
-    if loc and loc[-1] == "password" or "password" in key:
+    if (loc and loc[-1] == "password") or "password" in key:
         value = "[secret]"
     return f"{key} = {value!r}: {first['msg']}"
 

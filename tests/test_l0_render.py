@@ -1,4 +1,4 @@
-"""L0: the pure derivations — NSG rules, LB ports, proftpd.conf, users file, sysctl, cloud-config."""
+"""L0: the pure derivations: NSG rules, LB ports, proftpd.conf, users file, sysctl, cloud-init."""
 
 from __future__ import annotations
 
@@ -46,19 +46,19 @@ def test_ssh_opens_only_from_its_cidrs() -> None:
     rules = network.inbound_rules(settings(sshSourceCidrs=["203.0.113.7/32"]))
     ssh = [r for r in rules if r.port_spec == "22"]
     assert len(ssh) == 1 and ssh[0].sources == ("203.0.113.7/32",)
-    assert ssh[0].azure_args()["source_address_prefix"] == "203.0.113.7/32"
+    assert ssh[0].source_prefix == "203.0.113.7/32" and ssh[0].source_prefixes is None
 
 
 def test_ftp_cidrs_restrict_both_ftp_rules() -> None:
     cidrs = ["203.0.113.0/24", "192.0.2.0/25"]
     rules = network.inbound_rules(settings(ftpSourceCidrs=cidrs))
     for rule in rules[:2]:
-        assert rule.azure_args()["source_address_prefixes"] == cidrs
+        assert rule.source_prefixes == cidrs and rule.source_prefix is None
 
 
 def test_any_source_is_written_as_azure_star() -> None:
-    args = network.inbound_rules(settings())[0].azure_args()
-    assert args["source_address_prefix"] == "*" and args["protocol"] == "Tcp"
+    rule = network.inbound_rules(settings())[0]
+    assert rule.source_prefix == "*" and rule.protocol == "Tcp"
 
 
 def test_load_balancer_mode_lets_the_health_probe_in() -> None:
@@ -112,7 +112,7 @@ def test_users_file_holds_hashes_never_passwords() -> None:
     assert "alice-password-1" not in text and "bob-password-22" not in text
     lines = text.splitlines()
     assert [line.split(":")[0] for line in lines] == ["alice", "bob"]
-    name, hashed, uid, gid, _, home, shell = lines[0].split(":")
+    _, hashed, uid, gid, _, home, shell = lines[0].split(":")
     assert hashed.startswith("$6$")
     assert sha512_crypt.verify("alice-password-1", hashed)
     assert not sha512_crypt.verify("wrong-password", hashed)

@@ -123,7 +123,9 @@ def test_the_error_shows_the_value_but_never_a_password() -> None:
 
 def test_plaintext_passwords_are_refused_before_validation() -> None:
     config = {"ftpstack:sshPublicKey": SSH_KEY, "ftpstack:users": '[{"name":"a","password":"p"}]'}
-    with pytest.raises(SettingsError, match=r"users\[0\]\.password is stored in plaintext.*--secret"):
+    with pytest.raises(
+        SettingsError, match=r"users\[0\]\.password is stored in plaintext.*--secret"
+    ):
         settings_from_config(config, is_secret=lambda key: False)
 
 

@@ -153,7 +153,9 @@ def test_load_balancer_mode_has_one_rule_per_port() -> None:
     nic = only(p, "azure-native:network:NetworkInterface")
     config = nic["ipConfigurations"][0]
     assert "publicIPAddress" not in config, "in LB mode the public IP sits on the LB"
-    assert config["loadBalancerBackendAddressPools"][0]["id"].endswith("/backendAddressPools/backend")
+    assert config["loadBalancerBackendAddressPools"][0]["id"].endswith(
+        "/backendAddressPools/backend"
+    )
 
 
 def test_public_ip_mode_has_no_load_balancer() -> None:
@@ -257,7 +259,12 @@ def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) 
 def test_plan_text_shows_tree_rules_outputs_and_masked_cloud_init() -> None:
     result = run_plan("--stack", "dev")
     assert result.returncode == 0, result.stderr
-    for expected in ("ftpstack:azure:FtpServer", "allow-ftp-passive", "ftpEndpoint", "#cloud-config"):
+    for expected in (
+        "ftpstack:azure:FtpServer",
+        "allow-ftp-passive",
+        "ftpEndpoint",
+        "#cloud-config",
+    ):
         assert expected in result.stdout
     assert "$6$" not in result.stdout
 

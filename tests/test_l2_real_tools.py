@@ -169,7 +169,9 @@ class Server:
     public_ip: str
     files: ServerFiles
 
-    def run(self, *argv: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, timeout: float = 60, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", self.netns, *argv],
             capture_output=True,
@@ -201,7 +203,9 @@ def _wait_listening(netns: str, port: int, proc: subprocess.Popen[bytes], log: P
     raise AssertionError("proftpd did not listen within 15 s")
 
 
-def start_server(plan: Plan, conf_text: str | None = None, apply_sysctl: bool = True) -> Iterator[Server]:
+def start_server(
+    plan: Plan, conf_text: str | None = None, apply_sysctl: bool = True
+) -> Iterator[Server]:
     needs_root()
     netns = f"ftpstack-l2-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
     public_ip = plan.outputs["publicIp"]
