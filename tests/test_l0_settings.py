@@ -170,3 +170,13 @@ def test_model_defaults_round_trip_through_pulumi_yaml() -> None:
     declared = project.project_file()["config"]
     raw = {key: spec["default"] for key, spec in declared.items() if "default" in spec}
     assert settings(**raw) == settings()
+
+
+def test_readme_documents_every_key_and_output() -> None:
+    from ftpstack import outputs
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for field in Settings.model_fields.values():
+        assert f"| `{field.alias}` |" in readme, field.alias
+    for name in outputs.ALL:
+        assert f"| `{name}` |" in readme, name
