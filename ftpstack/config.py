@@ -52,4 +52,9 @@ def settings_from_pulumi() -> Settings:
     merged: dict[str, str] = {}
     merged.update(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
-    return settings_from_config(merged, runtime_config.is_config_secret)
+    env_secret_keys = set(runtime_config.get_config_secret_keys_env())
+
+    def is_secret(key: str) -> bool:
+        return runtime_config.is_config_secret(key) or key in env_secret_keys
+
+    return settings_from_config(merged, is_secret)
