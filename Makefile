@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
-.PHONY: plan test test-fast lint pulumi-yaml system-deps clean
+.PHONY: plan diff test test-fast lint pulumi-yaml system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@scripts/system-deps plan
@@ -20,6 +20,10 @@ system-deps:
 ## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks)
 plan: $(VENV)/.installed
 	@$(PY) -m ftpstack.plan --stack $(STACK) $(ARGS)
+
+## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree (exit 1: changes)
+diff: $(VENV)/.installed
+	@$(PY) -m ftpstack.diff --base $(or $(BASE),$(error set BASE, e.g. make diff BASE=origin/main)) $(if $(filter command line,$(origin STACK)),--stack $(STACK))
 
 ## make lint — ruff check, ruff format --check, mypy
 lint: $(VENV)/.installed

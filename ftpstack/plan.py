@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hmac
 import io
 import json
+import os
 import re
 import runpy
 import sys
@@ -41,6 +43,7 @@ from ftpstack.settings import NAMESPACE
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MASK = "[secret]"
+FINGERPRINT_KEY_ENV = "FTPSTACK_FINGERPRINT_KEY"
 # Stands in for a `secure:` value the CLI would decrypt; long enough to pass validation.
 SECURE_PLACEHOLDER = "masked-secret-placeholder"
 MOCK_PUBLIC_IP = "198.51.100.10"
@@ -103,7 +106,7 @@ class Plan:
 
 
 def mask_user_data(text: str) -> str:
-    return _CRYPT_HASH.sub(MASK, text)
+    return _CRYPT_HASH.sub(lambda m: fingerprint(m.group(0)), text)
 
 
 def _walk(value: Any, secret: Any) -> Any:
@@ -120,8 +123,19 @@ def _walk(value: Any, secret: Any) -> Any:
     return value
 
 
+def fingerprint(value: Any) -> str:
+    """MASK, or MASK with a keyed digest when FTPSTACK_FINGERPRINT_KEY is set: `make diff` sets
+    one random key for both plans it compares, so a changed secret (a password, the user-data)
+    shows as changed without its value, or a guessable hash of it, ever being printed."""
+    key = os.environ.get(FINGERPRINT_KEY_ENV)
+    if not key:
+        return MASK
+    digest = hmac.new(key.encode(), json.dumps(value, sort_keys=True).encode(), "sha256")
+    return f"[secret:{digest.hexdigest()[:12]}]"
+
+
 def _masked(value: Any) -> Any:
-    return _walk(value, lambda inner: MASK)
+    return _walk(value, fingerprint)
 
 
 def _unmasked(value: Any) -> Any:
