@@ -11,10 +11,14 @@ customData in place; the public IP is a separate resource and survives that repl
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
+import shlex
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import compute, network, resources
+from pulumi_command import local, remote
 
 from ftpstack import network as rules
 from ftpstack.render import cloud_config
@@ -114,6 +118,7 @@ class FtpServer(pulumi.ComponentResource):
             lambda address: base64.b64encode(cloud_config(s, address or "", seed).encode()).decode()
         )
         vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data))
+        self._post_deploy_checks(vm, ip.ip_address.apply(lambda a: a or ""), user_data)
 
         self.public_ip = ip.ip_address.apply(lambda a: a or "")
         self.fqdn = ip.dns_settings.apply(lambda d: (d.fqdn or "") if d else "")
@@ -303,6 +308,56 @@ class FtpServer(pulumi.ComponentResource):
                 replace_on_changes=[CUSTOM_DATA],
                 delete_before_replace=True,
             ),
+        )
+
+    def _post_deploy_checks(
+        self, vm: compute.VirtualMachine, address: pulumi.Output[str], user_data: pulumi.Output[str]
+    ) -> None:
+        """`pulumi up` must not report success for a server that does not serve. Both checks run
+        again whenever the user-data changes (the VM is then a new machine)."""
+        s = self._settings
+        digest: pulumi.Output[str] = user_data.apply(
+            lambda d: hashlib.sha256(d.encode()).hexdigest()
+        )
+        trigger: pulumi.Output[str] = pulumi.Output.secret(digest)  # type: ignore[arg-type]
+        after: list[pulumi.Resource] = [vm]
+        if s.cloud_init_check:
+            after.append(
+                remote.Command(
+                    f"{self._name}-cloud-init-check",
+                    connection=remote.ConnectionArgs(
+                        host=address,
+                        user=s.admin_username,
+                        agent_socket_path=os.environ.get("SSH_AUTH_SOCK"),
+                        dial_error_limit=60,
+                        per_dial_timeout=10,
+                    ),
+                    # `status --wait` exits non-zero on errors; --long says which module failed.
+                    create="cloud-init status --wait --long",
+                    triggers=[trigger],
+                    opts=pulumi.ResourceOptions(parent=vm, depends_on=[vm]),
+                )
+            )
+        if not s.post_deploy_check:
+            return
+        args = [
+            "venv/bin/python", "-m", "ftpstack.ftpcheck",
+            "--expect-passive-range", f"{s.passive_port_start}-{s.passive_port_end}",
+            "--wait", str(s.post_deploy_wait_seconds),
+        ]  # fmt: skip
+        environment: dict[str, pulumi.Input[str]] = {}
+        if s.users:
+            args += ["--user", s.users[0].name]
+            environment["FTP_PASSWORD"] = pulumi.Output.secret(
+                s.users[0].password.get_secret_value()
+            )
+        command = address.apply(lambda a: shlex.join([*args, "--host", a, "--expect-public-ip", a]))
+        local.Command(
+            f"{self._name}-smoke-check",
+            create=command,
+            environment=environment,
+            triggers=[trigger],
+            opts=pulumi.ResourceOptions(parent=vm, depends_on=after),
         )
 
 

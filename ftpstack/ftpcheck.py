@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
@@ -27,6 +28,10 @@ _EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
 
 class CheckFailed(Exception):
     """The endpoint does not serve as declared; str() says what and where."""
+
+
+class NotReady(CheckFailed):
+    """Nothing (or not yet our configuration) answers: worth waiting for while the VM boots."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,10 @@ def smoke(
     log = []
     try:
         ftp = connect(host, user, password, port, timeout)
-    except (OSError, ftplib.Error) as error:
-        raise CheckFailed(f"cannot log in to {host}:{port} as {user}: {error}") from None
+    except (OSError, ftplib.Error, EOFError) as error:
+        # Before cloud-init has written the users file, Debian's stock proftpd answers and
+        # refuses the login (530): that is "not yet", not "wrong".
+        raise NotReady(f"cannot log in to {host}:{port} as {user}: {error}") from None
     with ftp:
         log.append(f"logged in to {host}:{port} as {user}")
         passive = announced_passive(ftp)
@@ -134,6 +141,47 @@ def smoke(
     return log
 
 
+def wait_and_smoke(
+    host: str,
+    user: str,
+    password: str,
+    expect: Expectation,
+    wait: float,
+    port: int = 21,
+    progress: Callable[[str], None] = print,
+    poll: float = 5,
+    timeout: float = 10,
+) -> list[str]:
+    """`smoke`, retried while the server is not ready yet, for at most `wait` seconds; a server
+    that answers but serves wrongly (PASV address or range, transfers) fails at once."""
+    started = time.monotonic()
+    last_report = -float("inf")
+    while True:
+        try:
+            return smoke(host, user, password, expect, port, timeout)
+        except NotReady as error:
+            waited = time.monotonic() - started
+            if waited + poll > wait:
+                raise CheckFailed(f"gave up after {waited:.0f} s: {error}") from None
+            if waited - last_report >= 15:
+                progress(f"waiting for FTP on {host}:{port} ({waited:.0f}/{wait:.0f} s): {error}")
+                last_report = waited
+            time.sleep(poll)
+
+
+def wait_for_banner(host: str, port: int, wait: float, timeout: float = 10) -> str:
+    """The server's 220 greeting, waiting at most `wait` seconds for it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with ftplib.FTP(timeout=timeout) as ftp:
+                return str(ftp.connect(host, port))
+        except (OSError, ftplib.Error, EOFError) as error:
+            if time.monotonic() + 5 > deadline:
+                raise CheckFailed(f"no FTP greeting from {host}:{port}: {error}") from None
+            time.sleep(5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ftpstack.ftpcheck",
@@ -141,21 +189,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=21)
-    parser.add_argument("--user", required=True)
+    parser.add_argument("--user", help="log in and transfer; without it, wait for the banner")
     parser.add_argument("--expect-public-ip", help="the address PASV must announce")
     parser.add_argument("--expect-passive-range", help="first-last, e.g. 50000-50099")
-    parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--timeout", type=float, default=10, help="per connection, seconds")
+    parser.add_argument(
+        "--wait", type=float, default=0, help="keep trying this long while nothing serves yet"
+    )
     args = parser.parse_args(argv)
     password = os.environ.get("FTP_PASSWORD")
-    if password is None:
+    if args.user and password is None:
         parser.error("set the password in the environment variable FTP_PASSWORD")
     first = last = None
     if args.expect_passive_range:
         first, last = (int(p) for p in args.expect_passive_range.split("-"))
     expect = Expectation(args.expect_public_ip, first, last)
     try:
-        for line in smoke(args.host, args.user, password, expect, args.port, args.timeout):
-            print(line)
+        if not args.user:
+            print(wait_for_banner(args.host, args.port, args.wait, args.timeout), flush=True)
+            print("OK (banner only: no FTP user to log in with)")
+            return 0
+        assert password is not None
+        lines = wait_and_smoke(
+            args.host,
+            args.user,
+            password,
+            expect,
+            args.wait,
+            args.port,
+            lambda message: print(message, flush=True),
+            timeout=args.timeout,
+        )
+        for line in lines:
+            print(line, flush=True)
     except CheckFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1

@@ -200,6 +200,7 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
                         "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                         "protect": bool(request.protect),
                         "custom": bool(request.custom),
+                        "dependsOn": sorted(_name_of(urn) for urn in request.dependencies),
                     },
                     raw_inputs=_unmasked(wire),
                 )

@@ -232,6 +232,19 @@ class Settings(_Model):
     tags: dict[Annotated[str, Field(max_length=512)], AZURE_TAG_VALUE] = Field(
         {}, description="Azure tags on every resource."
     )
+    post_deploy_check: bool = Field(
+        True,
+        description="After the VM, run the FTP smoke check from the deploying machine; turn off "
+        "where that machine is not in ftpSourceCidrs.",
+    )
+    post_deploy_wait_seconds: Annotated[int, Field(ge=60, le=3600)] = Field(
+        900, description="How long the smoke check waits for the VM to serve FTP."
+    )
+    cloud_init_check: bool = Field(
+        False,
+        description="Over SSH (ssh-agent), wait for cloud-init and fail on its errors; "
+        "needs sshSourceCidrs.",
+    )
 
     # -- derived values ------------------------------------------------------------------------
 
@@ -313,6 +326,17 @@ class Settings(_Model):
                 f"{self.idle_timeout_seconds} s idle timeout, so Azure may drop the control "
                 "connection during a long transfer",
                 f"keep keepaliveIdleSeconds + keepaliveIntervalSeconds at or below {budget} s",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def cloud_init_check_can_reach_ssh(self) -> Settings:
+        if self.cloud_init_check and not self.ssh_open:
+            raise refuse(
+                "cloudInitCheck",
+                self.cloud_init_check,
+                "SSH is closed (sshSourceCidrs is empty), so the check cannot reach the VM",
+                "add the deploying machine's CIDR to sshSourceCidrs or set cloudInitCheck false",
             )
         return self
 

@@ -301,3 +301,58 @@ def test_two_components_do_not_collide(mocked: None) -> pulumi.Output[None]:
         assert names[0] != names[1]
 
     return pulumi.Output.all(a.vm_name, b.vm_name).apply(check)
+
+
+# -- post-deploy checks (pulumi-command) --------------------------------------------------------
+
+SMOKE = "command:local:Command"
+CLOUD_INIT = "command:remote:Command"
+
+
+def test_smoke_check_runs_after_the_vm_against_the_public_endpoint() -> None:
+    p = plan()
+    check = p.find(SMOKE)
+    assert len(check) == 1
+    assert check[0].parent == "ftp-vm" and "ftp-vm" in check[0].options["dependsOn"]
+    create = check[0].raw_inputs["create"]
+    first, last = p.outputs[outputs.PASSIVE_PORT_RANGE].split("-")
+    assert create.startswith("venv/bin/python -m ftpstack.ftpcheck ")
+    assert f"--host {MOCK_PUBLIC_IP}" in create and f"--expect-public-ip {MOCK_PUBLIC_IP}" in create
+    assert f"--expect-passive-range {first}-{last}" in create and "--user alice" in create
+
+
+def test_smoke_check_password_is_a_secret_and_never_in_the_command() -> None:
+    check = plan().find(SMOKE)[0]
+    assert check.inputs["environment"]["FTP_PASSWORD"] == MASK
+    assert check.raw_inputs["environment"]["FTP_PASSWORD"] == "alice-password-1"
+    assert "alice-password-1" not in check.raw_inputs["create"]
+
+
+def test_smoke_check_reruns_exactly_when_the_user_data_changes() -> None:
+    def trigger(p: Plan) -> Any:
+        return p.find(SMOKE)[0].raw_inputs["triggers"]
+
+    base = plan()
+    assert trigger(plan()) == trigger(base)
+    assert trigger(plan(maxClients=19)) != trigger(base)
+    assert base.find(SMOKE)[0].inputs["triggers"] == [MASK], "a digest of a secret stays secret"
+
+
+def test_smoke_check_can_be_turned_off() -> None:
+    assert plan(postDeployCheck=False).find(SMOKE) == []
+    assert plan("prod").find(SMOKE) == [], "prod's FTP is closed to the deploying machine"
+
+
+def test_cloud_init_check_over_ssh_comes_before_the_smoke_check() -> None:
+    p = plan(sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True)
+    remote = p.find(CLOUD_INIT)
+    assert len(remote) == 1 and remote[0].parent == "ftp-vm"
+    assert remote[0].raw_inputs["create"] == "cloud-init status --wait --long"
+    assert remote[0].raw_inputs["connection"]["host"] == MOCK_PUBLIC_IP
+    assert "ftp-cloud-init-check" in p.find(SMOKE)[0].options["dependsOn"]
+    assert plan().find(CLOUD_INIT) == [], "off by default"
+
+
+def test_cloud_init_check_without_ssh_is_refused() -> None:
+    with pytest.raises(PlanError, match=r"ftpstack:cloudInitCheck = True: SSH is closed"):
+        plan(cloudInitCheck=True)
