@@ -21,7 +21,7 @@ from pulumi_azure_native import compute, network, resources
 from pulumi_command import local, remote
 
 from ftpstack import network as rules
-from ftpstack.render import cloud_config
+from ftpstack.render import DATA_DISK_LUN, cloud_config
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
 TYPE_TOKEN = "ftpstack:azure:FtpServer"
@@ -117,7 +117,8 @@ class FtpServer(pulumi.ComponentResource):
         user_data = ip.ip_address.apply(
             lambda address: base64.b64encode(cloud_config(s, address or "", seed).encode()).decode()
         )
-        vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data))
+        data_disk = self._data_disk(rg_name)
+        vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data), data_disk)
         self._post_deploy_checks(vm, ip.ip_address.apply(lambda a: a or ""), user_data)
 
         self.public_ip = ip.ip_address.apply(lambda a: a or "")
@@ -255,11 +256,29 @@ class FtpServer(pulumi.ComponentResource):
         )
         return pool_id
 
+    def _data_disk(self, rg_name: pulumi.Input[str]) -> compute.Disk | None:
+        """The customers' files, on a disk of their own: a separate resource that a VM
+        replacement (new user-data) does not touch, optionally protected from deletion."""
+        s = self._settings
+        if not s.data_disk_size_gb:
+            return None
+        return compute.Disk(
+            f"{self._name}-data",
+            resource_group_name=rg_name,
+            location=s.location,
+            disk_size_gb=s.data_disk_size_gb,
+            sku=compute.DiskSkuArgs(name=s.data_disk_sku),
+            creation_data=compute.CreationDataArgs(create_option="Empty"),
+            tags=s.tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=s.data_disk_protect),
+        )
+
     def _vm(
         self,
         rg_name: pulumi.Input[str],
         nic: network.NetworkInterface,
         custom_data: pulumi.Output[str],
+        data_disk: compute.Disk | None,
     ) -> compute.VirtualMachine:
         s = self._settings
         return compute.VirtualMachine(
@@ -296,6 +315,19 @@ class FtpServer(pulumi.ComponentResource):
                     "delete_option": "Delete",
                     "managed_disk": {"storage_account_type": "StandardSSD_LRS"},
                 },
+                "data_disks": (
+                    [
+                        {
+                            "lun": DATA_DISK_LUN,
+                            "create_option": "Attach",
+                            "managed_disk": {"id": data_disk.id},
+                            # Replacing the VM must leave the customers' files where they are.
+                            "delete_option": "Detach",
+                        }
+                    ]
+                    if data_disk
+                    else []
+                ),
             },
             network_profile={"network_interfaces": [{"id": nic.id, "primary": True}]},
             # A failed cloud-init is then visible in the portal's serial log.
@@ -346,6 +378,10 @@ class FtpServer(pulumi.ComponentResource):
             "--wait", str(s.post_deploy_wait_seconds),
         ]  # fmt: skip
         environment: dict[str, pulumi.Input[str]] = {}
+        if s.tls == "required":
+            # Encrypted like every client must; the certificate may be the self-signed one
+            # made at first boot, so this checks serving, not the certificate's trust chain.
+            args += ["--tls", "--no-verify"]
         if s.users:
             args += ["--user", s.users[0].name]
             environment["FTP_PASSWORD"] = pulumi.Output.secret(

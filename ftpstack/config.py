@@ -42,6 +42,12 @@ def settings_from_config(config: Mapping[str, str], is_secret: Callable[[str], b
                     f"store it as a secret: pulumi config set --secret --path "
                     f"'users[{index}].password' <password>"
                 )
+    key = raw.get("tlsPrivateKey")
+    if key and not is_secret(f"{PREFIX}tlsPrivateKey"):
+        raise SettingsError(
+            f"{PREFIX}tlsPrivateKey is stored in plaintext in the stack config; store it as a "
+            "secret: pulumi config set --secret tlsPrivateKey < key.pem"
+        )
     return parse_settings(raw)
 
 

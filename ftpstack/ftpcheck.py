@@ -17,6 +17,8 @@ import hashlib
 import io
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -57,11 +59,63 @@ def parse_epsv(reply: str) -> int:
     return int(match.group(1))
 
 
-def connect(host: str, user: str, password: str, port: int = 21, timeout: float = 10) -> ftplib.FTP:
-    ftp = ftplib.FTP(timeout=timeout)
-    ftp.connect(host, port)
-    ftp.login(user, password)
-    return ftp
+@dataclass(frozen=True)
+class Tls:
+    """Explicit FTPS (AUTH TLS) with protected data connections."""
+
+    cafile: str | None = None  # trust this certificate (e.g. the VM's self-signed one)
+    verify: bool = True  # False: encrypt without checking who answers (first-boot smoke check)
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.cafile)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class FTPS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session.
+
+    proftpd (like vsftpd and FileZilla Server) requires that by default: it proves the data
+    connection comes from the client that logged in. Python's ftplib does not do it on its own,
+    so its data connections would be refused with "425 ... Operation not permitted"."""
+
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            conn = self.context.wrap_socket(
+                conn,
+                server_hostname=self.host,
+                session=self.sock.session,  # type: ignore[union-attr]
+            )
+        return conn, size
+
+
+def connect(
+    host: str,
+    user: str,
+    password: str,
+    port: int = 21,
+    timeout: float = 10,
+    tls: Tls | None = None,
+    source: str | None = None,
+) -> ftplib.FTP:
+    """Logged in, in passive mode; with `tls`, over AUTH TLS with PROT P."""
+    address = (source, 0) if source else None
+    ftp: ftplib.FTP
+    if tls is None:
+        ftp = ftplib.FTP(timeout=timeout, source_address=address)
+        ftp.connect(host, port)
+        ftp.login(user, password)
+        return ftp
+    ftps = FTPS(context=tls.context(), timeout=timeout, source_address=address)
+    ftps.connect(host, port)
+    ftps.login(user, password)  # sends AUTH TLS first
+    ftps.prot_p()
+    return ftps
 
 
 def announced_passive(ftp: ftplib.FTP) -> Passive:
@@ -110,13 +164,14 @@ def smoke(
     port: int = 21,
     timeout: float = 10,
     payload: bytes | None = None,
+    tls: Tls | None = None,
 ) -> list[str]:
     """Log in, check PASV, list, upload, download, compare, delete. Returns progress lines."""
     data = payload if payload is not None else os.urandom(64 * 1024)
     name = f"ftpstack-smoke-{os.getpid()}-{int(time.time())}.bin"
     log = []
     try:
-        ftp = connect(host, user, password, port, timeout)
+        ftp = connect(host, user, password, port, timeout, tls)
     except (OSError, ftplib.Error, EOFError) as error:
         # Before cloud-init has written the users file, Debian's stock proftpd answers and
         # refuses the login (530): that is "not yet", not "wrong".
@@ -151,6 +206,7 @@ def wait_and_smoke(
     progress: Callable[[str], None] = print,
     poll: float = 5,
     timeout: float = 10,
+    tls: Tls | None = None,
 ) -> list[str]:
     """`smoke`, retried while the server is not ready yet, for at most `wait` seconds; a server
     that answers but serves wrongly (PASV address or range, transfers) fails at once."""
@@ -158,7 +214,7 @@ def wait_and_smoke(
     last_report = -float("inf")
     while True:
         try:
-            return smoke(host, user, password, expect, port, timeout)
+            return smoke(host, user, password, expect, port, timeout, tls=tls)
         except NotReady as error:
             waited = time.monotonic() - started
             if waited + poll > wait:
@@ -193,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-public-ip", help="the address PASV must announce")
     parser.add_argument("--expect-passive-range", help="first-last, e.g. 50000-50099")
     parser.add_argument("--timeout", type=float, default=10, help="per connection, seconds")
+    parser.add_argument("--tls", action="store_true", help="explicit FTPS (AUTH TLS, PROT P)")
+    parser.add_argument("--cafile", help="with --tls: trust this certificate (PEM)")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="with --tls: encrypt without verifying the certificate (self-signed at first boot)",
+    )
     parser.add_argument(
         "--wait", type=float, default=0, help="keep trying this long while nothing serves yet"
     )
@@ -219,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             lambda message: print(message, flush=True),
             timeout=args.timeout,
+            tls=Tls(args.cafile, not args.no_verify) if args.tls else None,
         )
         for line in lines:
             print(line, flush=True)

@@ -354,6 +354,8 @@ def _tree(plan: Plan) -> list[str]:
                 notes.append(f"replaced when {', '.join(r.options['replaceOnChanges'])} changes")
             if r.options["deleteBeforeReplace"]:
                 notes.append("delete before replace")
+            if r.options["protect"]:
+                notes.append("protected from deletion")
             suffix = f"   ({'; '.join(notes)})" if notes else ""
             lines.append(f"{'  ' * depth}{r.type}  {r.name}{suffix}")
             walk(r.name, depth + 1)

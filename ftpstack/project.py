@@ -12,7 +12,7 @@ import typing
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -34,6 +34,8 @@ def _type(annotation: Any) -> dict[str, Any]:
         return {"type": "array", "items": _type(typing.get_args(annotation)[0])}
     if origin is dict:
         return {"type": "object"}
+    if annotation is SecretStr:
+        return {"type": "string", "secret": True}
     if origin is Literal or annotation is str:
         return {"type": "string"}
     if annotation is bool:
@@ -48,7 +50,9 @@ def _type(annotation: Any) -> dict[str, Any]:
 def _declaration(field: FieldInfo) -> dict[str, Any]:
     declaration = _type(field.annotation)
     declaration["description"] = field.description
-    if field.default is not PydanticUndefined:
+    if isinstance(field.default, SecretStr):
+        declaration["default"] = field.default.get_secret_value()
+    elif field.default is not PydanticUndefined:
         declaration["default"] = field.default
     return declaration
 

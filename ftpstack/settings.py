@@ -43,6 +43,10 @@ AZURE_IDLE_TIMEOUT_MINUTES = {"public-ip": (4, 30), "load-balancer": (4, 100)}
 KEEPALIVE_HEADROOM = 0.75
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
 MIN_PASSWORD_LENGTH = 12
+# proftpd's anonymous logins, the OS's superuser, and the accounts ftpstack itself creates.
+RESERVED_USER_NAMES = {"ftp", "anonymous", "root", "ftpvirtual", "ftpanon", "public"}
+# Azure managed disks: 4 GiB (the smallest billed size) to 32 TiB.
+AZURE_DISK_GB = (4, 32767)
 
 
 class SettingsError(ValueError):
@@ -136,6 +140,19 @@ class FtpUser(_Model):
     # anonymous logins and must not become virtual users.
     name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
     password: SecretStr
+    read_only: bool = False
+    max_upload_mb: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def read_only_has_no_upload_limit(self) -> FtpUser:
+        if self.read_only and self.max_upload_mb is not None:
+            raise refuse(
+                f"users[{self.name}].maxUploadMb",
+                self.max_upload_mb,
+                "is set on a read-only user, who cannot upload at all",
+                "drop maxUploadMb or readOnly",
+            )
+        return self
 
     @model_validator(mode="after")
     def password_is_long_enough(self) -> FtpUser:
@@ -151,7 +168,7 @@ class FtpUser(_Model):
 
     @model_validator(mode="after")
     def name_is_not_reserved(self) -> FtpUser:
-        if self.name in {"ftp", "anonymous", "root"}:
+        if self.name in RESERVED_USER_NAMES:
             raise refuse(
                 "users[].name", self.name, "is reserved by proftpd or the OS", "choose another name"
             )
@@ -232,6 +249,38 @@ class Settings(_Model):
     tags: dict[Annotated[str, Field(max_length=512)], AZURE_TAG_VALUE] = Field(
         {}, description="Azure tags on every resource."
     )
+    tls: Literal["off", "allowed", "required"] = Field(
+        "allowed",
+        description="FTPS (explicit, AUTH TLS): off, allowed, or required (control and data).",
+    )
+    tls_certificate: str = Field(
+        "", description="PEM certificate (chain); empty: a self-signed one made on first boot."
+    )
+    tls_private_key: SecretStr = Field(
+        SecretStr(""), description="PEM private key of tlsCertificate; a secret."
+    )
+    anonymous: bool = Field(
+        False, description="Anonymous read-only downloads from /srv/ftp/public."
+    )
+    ban: bool = Field(True, description="Ban addresses after repeated failed logins (mod_ban).")
+    ban_max_failed_logins: Annotated[int, Field(ge=1)] = Field(
+        5, description="Failed logins from one address, within banWindowSeconds, before a ban."
+    )
+    ban_window_seconds: Annotated[int, Field(ge=1, le=86399)] = Field(
+        600, description="The window in which failed logins are counted."
+    )
+    ban_seconds: Annotated[int, Field(ge=1, le=86399)] = Field(
+        3600, description="How long a banned address stays banned."
+    )
+    data_disk_size_gb: int = Field(
+        0, description="A managed data disk mounted at the FTP root (0: none; 4-32767)."
+    )
+    data_disk_sku: Literal["Standard_LRS", "StandardSSD_LRS", "Premium_LRS"] = Field(
+        "StandardSSD_LRS", description="Storage type of the data disk."
+    )
+    data_disk_protect: bool = Field(
+        False, description="Protect the data disk from deletion by Pulumi."
+    )
     post_deploy_check: bool = Field(
         True,
         description="After the VM, run the FTP smoke check from the deploying machine; turn off "
@@ -259,6 +308,13 @@ class Settings(_Model):
     @property
     def ssh_open(self) -> bool:
         return bool(self.ssh_source_cidrs)
+
+    @property
+    def fqdn(self) -> str:
+        """The public IP's DNS name as Azure forms it, or "" without a DNS label."""
+        if not self.dns_label:
+            return ""
+        return f"{self.dns_label}.{self.location.lower().replace(' ', '')}.cloudapp.azure.com"
 
     # -- cross-field rules, each named for what it protects -------------------------------------
 
@@ -330,6 +386,38 @@ class Settings(_Model):
         return self
 
     @model_validator(mode="after")
+    def tls_certificate_is_a_whole_pair(self) -> Settings:
+        cert, key = self.tls_certificate.strip(), self.tls_private_key.get_secret_value().strip()
+        if bool(cert) != bool(key):
+            missing = "tlsPrivateKey" if cert else "tlsCertificate"
+            raise refuse(
+                missing,
+                "",
+                "is empty but its other half is set; proftpd needs the certificate and its key",
+                f"set {missing} too (pulumi config set --secret for the key), or neither "
+                "for a self-signed certificate",
+            )
+        if cert:
+            check_certificate_pair(cert, key)
+        if self.tls == "off" and cert:
+            raise refuse(
+                "tls", self.tls, "is off but a certificate is set", "set tls to allowed or required"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def data_disk_size_is_in_azure_range(self) -> Settings:
+        low, high = AZURE_DISK_GB
+        if self.data_disk_size_gb and not low <= self.data_disk_size_gb <= high:
+            raise refuse(
+                "dataDiskSizeGb",
+                self.data_disk_size_gb,
+                f"Azure managed disks are {low}-{high} GiB",
+                f"choose {low}-{high}, or 0 for no data disk",
+            )
+        return self
+
+    @model_validator(mode="after")
     def cloud_init_check_can_reach_ssh(self) -> Settings:
         if self.cloud_init_check and not self.ssh_open:
             raise refuse(
@@ -387,6 +475,36 @@ class Settings(_Model):
                 "name the existing resource group",
             )
         return self
+
+
+def check_certificate_pair(cert_pem: str, key_pem: str) -> None:
+    """Both PEMs parse and belong together; a refusal names the key that is wrong."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificates(cert_pem.encode())[0]
+    except ValueError:
+        raise refuse(
+            "tlsCertificate", "[PEM]", "does not parse as a PEM certificate",
+            "give the -----BEGIN CERTIFICATE----- block(s), leaf first",
+        ) from None  # fmt: skip
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise refuse(
+            "tlsPrivateKey", "[secret]", "does not parse as an unencrypted PEM private key",
+            "give the -----BEGIN PRIVATE KEY----- block, without a passphrase",
+        ) from None  # fmt: skip
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.PEM
+    if key.public_key().public_bytes(encoding, public) != cert.public_key().public_bytes(
+        encoding, public
+    ):
+        raise refuse(
+            "tlsPrivateKey", "[secret]", "does not belong to tlsCertificate",
+            "give the key that the certificate was issued for",
+        )  # fmt: skip
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
