@@ -153,7 +153,7 @@ def test_sysctl_sets_the_three_keepalive_values() -> None:
 
 
 def test_cloud_config_installs_writes_applies_and_restarts() -> None:
-    document = cloud(settings(users=[GOOD_USER]))
+    document = cloud(settings(users=[GOOD_USER], tls="off"))
     assert document["packages"] == ["proftpd-core"]
     files = {f["path"]: f for f in document["write_files"]}
     assert set(files) == {
@@ -161,6 +161,7 @@ def test_cloud_config_installs_writes_applies_and_restarts() -> None:
         render.USERS_FILE,
         render.GROUPS_FILE,
         render.SYSCTL_FILE,
+        render.LOGROTATE_FILE,
     }
     # proftpd's files wait for the package (no dpkg conffile prompt); the users file is private.
     assert files[render.PROFTPD_CONF].get("defer") is True
@@ -175,3 +176,94 @@ def test_cloud_config_installs_writes_applies_and_restarts() -> None:
 def test_cloud_config_never_contains_a_password() -> None:
     text = render.cloud_config(settings(users=[GOOD_USER]), IP, SEED)
     assert "alice-password-1" not in text
+
+
+# -- production features ---------------------------------------------------------------------
+
+ALICE_BOB = [GOOD_USER, {"name": "bob", "password": "bob-password-22", "readOnly": True}]
+
+
+def test_tls_required_loads_mod_tls_and_requires_both_channels() -> None:
+    conf = render.proftpd_conf(settings(tls="required"), IP)
+    assert directive(conf, "LoadModule") in {"mod_tls.c", "mod_ban.c"}
+    assert "LoadModule            mod_tls.c" in conf
+    assert directive(conf, "TLSRequired") == "on"
+    assert directive(conf, "TLSProtocol") == "TLSv1.2 TLSv1.3"
+    assert "NoSessionReuseRequired" not in conf, "data connections must resume the session"
+    assert directive(conf, "MasqueradeAddress") == IP, "inside TLS nothing else rewrites PASV"
+
+
+def test_tls_allowed_and_off() -> None:
+    assert directive(render.proftpd_conf(settings(tls="allowed"), IP), "TLSRequired") == "off"
+    off = render.proftpd_conf(settings(tls="off"), IP)
+    assert "mod_tls" not in off and "TLSEngine" not in off
+    assert render.packages(settings(tls="off")) == ["proftpd-core"]
+
+
+def test_self_signed_certificate_is_made_on_the_vm_for_the_fqdn() -> None:
+    document = cloud(settings(tls="required", dnsLabel="files-acme"))
+    assert document["packages"] == ["proftpd-core", "proftpd-mod-crypto", "openssl"]
+    commands = [c for c in document["runcmd"] if isinstance(c, str) and "openssl req" in c]
+    assert len(commands) == 1
+    assert commands[0].startswith(f"test -s {render.TLS_KEY} ||"), "made once, never replaced"
+    assert "/CN=files-acme.westeurope.cloudapp.azure.com" in commands[0]
+    assert f"IP:{IP}" in commands[0]
+    assert render.TLS_KEY not in {f["path"] for f in document["write_files"]}
+
+
+def test_a_given_certificate_is_written_and_its_key_kept_private() -> None:
+    from tests.test_l0_settings import certificate_pair
+
+    cert, key = certificate_pair("ftp.example.com")
+    s = settings(tls="required", tlsCertificate=cert, tlsPrivateKey=key)
+    files = {f.path: f for f in render.vm_files(s, IP, SEED)}
+    assert files[render.TLS_CERT].content.strip() == cert.strip()
+    assert files[render.TLS_KEY].permissions == "0600" and files[render.TLS_KEY].secret
+    assert "openssl" not in render.packages(s)
+
+
+def test_read_only_users_and_upload_limits() -> None:
+    users = [*ALICE_BOB, {"name": "carl", "password": "carl-password-3", "maxUploadMb": 50}]
+    conf = render.proftpd_conf(settings(users=users), IP)
+    assert re.search(r"<Limit WRITE>\s+DenyUser bob\s+</Limit>", conf)
+    assert "MaxStoreFileSize      50 Mb user carl" in conf
+    assert "alice" not in conf, "users without limits need no directive"
+
+
+def test_ban_after_n_failed_logins_in_a_window() -> None:
+    conf = render.proftpd_conf(
+        settings(banMaxFailedLogins=4, banWindowSeconds=300, banSeconds=7200), IP
+    )
+    assert directive(conf, "MaxLoginAttempts") == "1"
+    assert directive(conf, "BanOnEvent").startswith("MaxLoginAttempts 4/00:05:00 02:00:00 ")
+    assert "mod_ban" not in render.proftpd_conf(settings(ban=False), IP)
+
+
+def test_anonymous_is_off_by_default_and_read_only_when_on() -> None:
+    assert "<Anonymous" not in render.proftpd_conf(settings(), IP)
+    conf = render.proftpd_conf(settings(anonymous=True), IP)
+    block = conf[conf.index("<Anonymous") :]
+    assert block.startswith(f"<Anonymous {render.PUBLIC_DIR}>")
+    assert re.search(r"<Limit WRITE SITE_CHMOD>\s+DenyAll", block)
+    users = render.users_file(settings(anonymous=True), SEED)
+    assert f"{render.ANON_USER}:*:{render.ANON_UID}:" in users, "no password, own uid"
+
+
+def test_data_disk_is_formatted_only_when_empty_and_mounted_at_the_ftp_root() -> None:
+    document = cloud(settings(dataDiskSizeGb=128))
+    (fs,) = document["fs_setup"]
+    assert fs["device"] == render.DATA_DISK_DEVICE and fs["overwrite"] is False
+    assert fs["label"] == render.DATA_DISK_LABEL
+    (mount,) = document["mounts"]
+    assert mount[:2] == [f"LABEL={render.DATA_DISK_LABEL}", render.FTP_ROOT]
+    dropin = {f["path"]: f["content"] for f in document["write_files"]}[render.PROFTPD_DROPIN]
+    assert f"RequiresMountsFor={render.FTP_ROOT}" in dropin
+    assert "fs_setup" not in cloud(settings())
+
+
+def test_logs_are_rotated() -> None:
+    conf = render.proftpd_conf(settings(), IP)
+    assert directive(conf, "TransferLog") == f"{render.LOG_DIR}/xferlog"
+    assert directive(conf, "ExtendedLog").startswith(f"{render.LOG_DIR}/auth.log AUTH")
+    rotate = render.logrotate_conf()
+    assert f"{render.LOG_DIR}/auth.log" in rotate and "rotate" in rotate

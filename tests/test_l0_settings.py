@@ -180,3 +180,94 @@ def test_readme_documents_every_key_and_output() -> None:
         assert f"| `{field.alias}` |" in readme, field.alias
     for name in outputs.ALL:
         assert f"| `{name}` |" in readme, name
+
+
+# -- production settings (FTPS, users, anonymous, bans, data disk) ----------------------------
+
+
+def certificate_pair(common_name: str) -> tuple[str, str]:
+    """A throw-away self-signed certificate and its key, as PEM text."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def test_a_certificate_and_its_key_are_accepted() -> None:
+    cert, key = certificate_pair("ftp.example.com")
+    s = settings(tls="required", tlsCertificate=cert, tlsPrivateKey=key)
+    assert s.tls_private_key.get_secret_value() == key
+    assert "PRIVATE" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fix"),
+    [
+        ({"tls": "required", "tlsCertificate": "CERT"}, "tlsPrivateKey", "set tlsPrivateKey"),
+        ({"tls": "required", "tlsPrivateKey": "KEY"}, "tlsCertificate", "set tlsCertificate"),
+        ({"tls": "sometimes"}, "tls", "allowed"),
+        ({"users": [{**GOOD_USER, "readOnly": True, "maxUploadMb": 10}]}, "users[alice]", "drop"),
+        ({"users": [{**GOOD_USER, "maxUploadMb": 0}]}, "users[0].maxUploadMb", "greater than"),
+        ({"users": [{"name": "ftpanon", "password": "x" * 12}]}, "users[].name", "reserved"),
+        ({"users": [{"name": "-dash", "password": "x" * 12}]}, "users[0].name", "pattern"),
+        ({"users": [{"name": "a" * 33, "password": "x" * 12}]}, "users[0].name", "pattern"),
+        ({"banMaxFailedLogins": 0}, "banMaxFailedLogins", "greater than or equal to 1"),
+        ({"banWindowSeconds": -5}, "banWindowSeconds", "greater than or equal to 1"),
+        ({"banSeconds": 0}, "banSeconds", "greater than or equal to 1"),
+        ({"dataDiskSizeGb": 2}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSizeGb": 40000}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSizeGb": -1}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSku": "UltraSSD_LRS"}, "dataDiskSku", "Premium_LRS"),
+    ],
+)
+def test_production_settings_refused(raw: dict[str, Any], key: str, fix: str) -> None:
+    message = refused(**raw)
+    assert message.startswith(f"ftpstack:{key}"), message
+    assert fix in message, message
+
+
+def test_a_pem_that_does_not_parse_is_refused() -> None:
+    cert, key = certificate_pair("ftp.example.com")
+    message = refused(
+        tls="required", tlsCertificate="-----BEGIN CERTIFICATE-----\nnope\n", tlsPrivateKey=key
+    )
+    assert message.startswith("ftpstack:tlsCertificate") and "does not parse" in message
+    message = refused(tls="required", tlsCertificate=cert, tlsPrivateKey="garbage")
+    assert message.startswith("ftpstack:tlsPrivateKey") and "does not parse" in message
+    assert "garbage" not in message
+
+
+def test_a_key_of_another_certificate_is_refused() -> None:
+    cert, _ = certificate_pair("ftp.example.com")
+    _, other_key = certificate_pair("other.example.com")
+    message = refused(tls="required", tlsCertificate=cert, tlsPrivateKey=other_key)
+    assert message.startswith("ftpstack:tlsPrivateKey") and "does not belong" in message
+
+
+def test_a_plaintext_tls_key_is_refused() -> None:
+    _, key = certificate_pair("ftp.example.com")
+    config = {"ftpstack:sshPublicKey": SSH_KEY, "ftpstack:tlsPrivateKey": key}
+    with pytest.raises(SettingsError, match="tlsPrivateKey is stored in plaintext"):
+        settings_from_config(config, is_secret=lambda k: False)

@@ -356,3 +356,43 @@ def test_cloud_init_check_over_ssh_comes_before_the_smoke_check() -> None:
 def test_cloud_init_check_without_ssh_is_refused() -> None:
     with pytest.raises(PlanError, match=r"ftpstack:cloudInitCheck = True: SSH is closed"):
         plan(cloudInitCheck=True)
+
+
+# -- the data disk -----------------------------------------------------------------------------
+
+DISK = "azure-native:compute:Disk"
+
+
+def test_data_disk_is_a_separate_resource_attached_at_lun_0() -> None:
+    p = plan(dataDiskSizeGb=64)
+    disk = p.find(DISK)
+    assert len(disk) == 1 and disk[0].raw_inputs["diskSizeGB"] == 64
+    assert disk[0].raw_inputs["creationData"]["createOption"] == "Empty"
+    (attached,) = only(p, VM_TYPE)["storageProfile"]["dataDisks"]
+    assert attached["lun"] == 0 and attached["createOption"] == "Attach"
+    assert attached["managedDisk"]["id"].endswith("/Disk/ftp-data")
+    assert attached["deleteOption"] == "Detach", "deleting the VM must leave the disk"
+    assert plan().find(DISK) == [] and only(plan(), VM_TYPE)["storageProfile"]["dataDisks"] == []
+
+
+def test_replacing_the_vm_does_not_touch_the_data_disk() -> None:
+    before, after = plan(dataDiskSizeGb=64), plan(dataDiskSizeGb=64, maxClients=19)
+    assert before.user_data != after.user_data, "the VM is replaced"
+    disk_before, disk_after = before.find(DISK)[0], after.find(DISK)[0]
+    assert disk_before.raw_inputs == disk_after.raw_inputs, "the disk is not"
+    assert not disk_after.options["replaceOnChanges"]
+    assert not disk_after.options["deleteBeforeReplace"]
+
+
+def test_prod_protects_its_data_disk_and_requires_tls() -> None:
+    p = plan("prod")
+    assert p.find(DISK)[0].options["protect"] is True
+    assert plan(dataDiskSizeGb=64).find(DISK)[0].options["protect"] is False
+    assert rendered(p, "TLSRequired") == "on"
+    assert "<Anonymous" not in p.user_data
+
+
+def test_smoke_check_speaks_tls_when_tls_is_required() -> None:
+    create = plan(tls="required").find(SMOKE)[0].raw_inputs["create"]
+    assert "--tls --no-verify" in create
+    assert "--tls" not in plan(tls="allowed").find(SMOKE)[0].raw_inputs["create"]

@@ -79,27 +79,21 @@ def test_cloud_init_schema_rejects_a_broken_user_data(plan: Plan, tmp_path: Path
 # -- proftpd, relocated under a temporary root -------------------------------------------------
 
 
-_PATH_DIRECTIVES = (
-    "PidFile",
-    "ScoreboardFile",
-    "DelayTable",
-    "SystemLog",
-    "TransferLog",
-    "AuthUserFile",
-    "AuthGroupFile",
-)
+# Where the rendered files put state, logs, keys and data: moved under a temporary root.
+_MOVED = re.compile(r"(?<![\w/.-])(/(?:run|var/log|etc/proftpd|srv/ftp)\b[^\s>\":]*)")
 
 
-def relocate(conf: str, root: Path) -> str:
+def relocate(text: str, root: Path) -> str:
     """Move only file locations under `root`; every other directive stays as rendered."""
-    for directive in _PATH_DIRECTIVES:
-        conf = re.sub(
-            rf"^({directive}\s+)(/\S+)$",
-            lambda m: f"{m.group(1)}{root}{m.group(2)}",
-            conf,
-            flags=re.MULTILINE,
+    return (
+        "\n".join(
+            line
+            if line.lstrip().startswith("#")
+            else _MOVED.sub(lambda m: f"{root}{m.group(1)}", line)
+            for line in text.splitlines()
         )
-    return conf
+        + "\n"
+    )
 
 
 @dataclass
@@ -109,25 +103,33 @@ class ServerFiles:
     sysctl: Path
 
 
+# runcmd steps that change the machine itself; the namespace and the test stand in for them.
+_MACHINE_STEPS = ("sysctl", "getent", "systemctl")
+
+
 def install_files(plan: Plan, root: Path, conf_text: str | None = None) -> ServerFiles:
-    files = write_files(plan)
+    """Do what cloud-init would, under `root`: write the files, run the setup commands."""
+    document = yaml.safe_load(plan.user_data)
     root.chmod(0o755)
-    for path, content in files.items():
-        target = root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if path == render.USERS_FILE:
-            content = content.replace(f":{render.FTP_ROOT}/", f":{root}{render.FTP_ROOT}/")
-        target.write_text(content)
-    for sub in ("run", "var/log/proftpd"):
+    for sub in ("run", "var/log/proftpd", "srv/ftp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / render.USERS_FILE.lstrip("/")).chmod(0o600)
-    home = root / render.FTP_ROOT.lstrip("/") / USER
-    home.mkdir(parents=True, exist_ok=True)
-    os.chown(home, render.VIRTUAL_UID, render.VIRTUAL_UID)
-    for parent in (home.parent, home.parent.parent):
-        parent.chmod(0o755)
+    for entry in document["write_files"]:
+        content = entry["content"]
+        if entry["path"] == render.PROFTPD_CONF and conf_text is not None:
+            content = conf_text
+        target = root / entry["path"].lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(relocate(content, root))
+        target.chmod(int(entry["permissions"], 8))
+    for step in document["runcmd"]:
+        argv = step.split() if isinstance(step, str) else step
+        if argv[0] in _MACHINE_STEPS:
+            continue
+        if isinstance(step, str):
+            subprocess.run(["sh", "-c", relocate(step, root)], check=True)
+        else:
+            subprocess.run([relocate(arg, root).strip() for arg in step], check=True)
     conf = root / render.PROFTPD_CONF.lstrip("/")
-    conf.write_text(relocate(conf_text or files[render.PROFTPD_CONF], root))
     return ServerFiles(root, conf, root / render.SYSCTL_FILE.lstrip("/"))
 
 
@@ -330,7 +332,8 @@ def test_lftp_uploads_and_downloads_in_passive_mode(
 ) -> None:
     back = tmp_path / "lftp-back.bin"
     script = (
-        "set ftp:passive-mode on; set ftp:prefer-epsv no; set net:max-retries 1; "
+        "set ftp:ssl-allow no; set ftp:passive-mode on; set ftp:prefer-epsv no; "
+        "set net:max-retries 1; "
         f"put {payload} -o lftp.bin; get lftp.bin -o {back}; cls -1; bye"
     )
     result = server.run("lftp", "-u", f"{USER},{PASSWORD}", "-e", script, server.public_ip)
