@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -264,3 +265,24 @@ def test_without_ban_the_same_failures_do_not_lock_anyone_out(plan: Plan) -> Non
         assert fail_logins(server, BAN_AFTER + 1).count("530") >= BAN_AFTER + 1
         after = ftps(server, "alice", "alice-password-1", 'print("IN")', source=CUSTOMER_A)
         assert "IN" in after, after
+
+
+def test_smoke_check_over_ftps_passes_and_plaintext_smoke_is_refused(server: Server) -> None:
+    env = {**os.environ, "FTP_PASSWORD": "alice-password-1"}
+    base = [
+        sys.executable,
+        "-m",
+        "ftpstack.ftpcheck",
+        "--host",
+        server.public_ip,
+        "--user",
+        "alice",
+    ]
+    good = server.run(*base, "--tls", "--cafile", cert(server), env=env)
+    assert good.returncode == 0 and "OK" in good.stdout, good.stdout + good.stderr
+    unverified = server.run(*base, "--tls", "--no-verify", env=env)
+    assert unverified.returncode == 0, unverified.stderr
+    untrusted = server.run(*base, "--tls", env=env)
+    assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    plain = server.run(*base, "--wait", "0", env=env)
+    assert plain.returncode == 1, "TLS is required: a plaintext login must fail"

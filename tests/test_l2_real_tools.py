@@ -435,3 +435,41 @@ def test_the_server_fixture_leaves_no_namespace_behind(plan: Plan) -> None:
         netns = server.netns
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     assert netns not in listed.stdout
+
+
+# -- the smoke check (the post-deploy check's code) against a real server ------------------------
+
+
+def ftpcheck(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FTP_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)}
+    return server.run(
+        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env
+    )
+
+
+def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address(plan: Plan) -> None:
+    conf = write_files(plan)[render.PROFTPD_CONF]
+    broken = re.sub(r"^MasqueradeAddress.*$", "MasqueradeAddress 198.51.100.77", conf, flags=re.M)
+    first, last = plan.outputs["passivePortRange"].split("-")
+    for server in start_server(plan, conf_text=broken):
+        result = ftpcheck(
+            server,
+            "--user", USER,
+            "--expect-public-ip", server.public_ip,
+            "--expect-passive-range", f"{first}-{last}",
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert "FAILED: PASV names 198.51.100.77, not the public IP 198.51.100.10" in result.stderr
+
+
+def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(
+    server: Server,
+) -> None:
+    result = ftpcheck(server, "--user", USER, "--expect-passive-range", "40000-40010")
+    assert result.returncode == 1
+    assert "outside the passive range 40000-40010 that the NSG opens" in result.stderr
+
+
+def test_smoke_check_without_a_user_waits_for_the_banner(server: Server) -> None:
+    result = ftpcheck(server, "--wait", "5")
+    assert result.returncode == 0 and result.stdout.startswith("220"), result.stdout
