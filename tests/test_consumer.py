@@ -1,0 +1,192 @@
+"""examples/consumer: a second project reading ftpstack's outputs through a StackReference.
+
+The outputs contract is the README's table: the test parses it, checks it is exactly
+`ftpstack.outputs.ALL`, checks the consumer reads only names from it, and runs the consumer under
+Pulumi mocks with the StackReference answering what the real program exports (`plan_stack`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from ftpstack import outputs
+from ftpstack.plan import MOCK_PUBLIC_IP, Secret, plan_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSUMER = ROOT / "examples" / "consumer" / "__main__.py"
+PROJECT = "ftpstack-consumer"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+README_TYPES = {"string": str, "integer": int}
+CONFIG = {
+    "ftpStack": "acme/ftpstack/prod",
+    "dnsResourceGroup": "dns-rg",
+    "dnsZoneName": "example.com",
+}
+
+
+def contract() -> dict[str, str]:
+    """README "Outputs contract": {output name: type}."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Outputs contract", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([a-z]+)\s*\|", section, re.MULTILINE)
+    assert rows, "no outputs table in README.md"
+    return dict(rows)
+
+
+def names_read_by_consumer() -> set[str]:
+    """Every name the consumer passes to get_output/require_output, constants resolved."""
+    tree = ast.parse(CONSUMER.read_text())
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    read = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"get_output", "require_output", "get_output_details"}
+        ):
+            arg = node.args[0]
+            assert isinstance(arg, ast.Constant | ast.Name), ast.dump(arg)
+            read.add(arg.value if isinstance(arg, ast.Constant) else constants[arg.id])
+    return read
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+
+class ConsumerMocks(pulumi.runtime.Mocks):
+    """Echo inputs; a StackReference answers with the given stack outputs."""
+
+    def __init__(self, stack_outputs: dict[str, Any]) -> None:
+        self.stack_outputs = stack_outputs
+        self.registered: list[Registered] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.registered.append(Registered(args.typ, args.name, dict(args.inputs)))
+        if args.typ == STACK_REFERENCE:
+            state = {
+                "name": args.inputs["name"],
+                "outputs": self.stack_outputs,
+                "secretOutputNames": [],
+            }
+            return args.inputs["name"], state
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+def run_consumer(
+    stack_outputs: dict[str, Any], config: dict[str, str] | None = None
+) -> tuple[ConsumerMocks, dict[str, Any]]:
+    """The consumer program under mocks: what it registered and what it exports."""
+    mocks = ConsumerMocks(stack_outputs)
+    settings = CONFIG if config is None else config
+    set_all_config({f"{PROJECT}:{k}": v for k, v in settings.items()}, [])
+    runtime_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="prod", preview=False)
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
+    exported = dict(getattr(runtime_settings.get_root_resource(), "outputs", {}))
+
+    async def resolve() -> dict[str, Any]:
+        return {k: await pulumi.Output.from_input(v).future() for k, v in exported.items()}
+
+    return mocks, _sync_await(resolve())
+
+
+@pytest.fixture(scope="module")
+def prod_outputs() -> dict[str, Any]:
+    """What the real program exports for prod, as a StackReference would hand it over."""
+    plan = plan_stack("prod", overrides={"users": Secret([{"name": "a", "password": "x" * 16}])})
+    return plan.outputs
+
+
+# -- the contract -------------------------------------------------------------------------------
+
+
+def test_readme_contract_is_exactly_the_exported_names() -> None:
+    assert list(contract()) == list(outputs.ALL)
+
+
+def test_the_program_exports_the_contract_with_its_types(prod_outputs: dict[str, Any]) -> None:
+    table = contract()
+    assert set(prod_outputs) == set(table)
+    for name, kind in table.items():
+        assert isinstance(prod_outputs[name], README_TYPES[kind]), (name, prod_outputs[name])
+
+
+def test_the_consumer_reads_only_contract_names() -> None:
+    read = names_read_by_consumer()
+    assert read, "the consumer reads nothing: the check below would pass vacuously"
+    assert read <= set(contract()), read - set(contract())
+    assert read <= set(outputs.ALL)
+
+
+# -- the consumer under mocks -------------------------------------------------------------------
+
+
+def test_consumer_publishes_the_endpoint_as_a_dns_record(prod_outputs: dict[str, Any]) -> None:
+    mocks, exported = run_consumer(prod_outputs)
+    refs = [r for r in mocks.registered if r.type == STACK_REFERENCE]
+    assert [r.inputs["name"] for r in refs] == ["acme/ftpstack/prod"]
+    (record,) = [r for r in mocks.registered if r.type == "azure-native:dns:RecordSet"]
+    assert record.inputs["recordType"] == "A"
+    assert record.inputs["aRecords"] == [{"ipv4Address": MOCK_PUBLIC_IP}]
+    assert record.inputs["zoneName"] == "example.com"
+    assert record.inputs["relativeRecordSetName"] == "ftp"
+    assert exported["ftpUrl"] == "ftp://ftp.example.com:21"
+    assert exported["ftpEndpointByIp"] == prod_outputs[outputs.FTP_ENDPOINT]
+    assert exported["passivePortRange"] == "50000-50099"
+    assert not [r for r in mocks.registered if r.type.startswith("azure-native:web:")]
+
+
+def test_consumer_sets_app_settings_when_asked(prod_outputs: dict[str, Any]) -> None:
+    config = {**CONFIG, "webAppName": "shop", "webAppResourceGroup": "web-rg"}
+    mocks, _ = run_consumer(prod_outputs, config)
+    (settings,) = [
+        r for r in mocks.registered if r.type == "azure-native:web:WebAppApplicationSettings"
+    ]
+    assert settings.inputs["name"] == "shop"
+    assert settings.inputs["properties"] == {
+        "FTP_ENDPOINT": "ftp://ftp.example.com:21",
+        "FTP_HOST": "ftp.example.com",
+        "FTP_PASSIVE_PORTS": "50000-50099",
+    }
+
+
+def test_default_stack_reference_is_this_org_and_stack(prod_outputs: dict[str, Any]) -> None:
+    config = {k: v for k, v in CONFIG.items() if k != "ftpStack"}
+    mocks, _ = run_consumer(prod_outputs, config)
+    refs = [r.inputs["name"] for r in mocks.registered if r.type == STACK_REFERENCE]
+    assert refs == [f"{pulumi.get_organization()}/ftpstack/prod"]
+
+
+@pytest.mark.parametrize("missing", sorted(names_read_by_consumer()))
+def test_a_renamed_output_fails_the_consumer_loudly(
+    prod_outputs: dict[str, Any], missing: str
+) -> None:
+    """Negative control: without one contract name the consumer must fail, not publish None."""
+    broken = {k: v for k, v in prod_outputs.items() if k != missing}
+    with pytest.raises(Exception, match=missing):
+        run_consumer(broken)
