@@ -256,22 +256,24 @@ def passive_range(plan: Plan) -> range:
     return range(first, last + 1)
 
 
+def ftpcheck(
+    server: Server, *args: str, password: str = PASSWORD
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ftpstack.ftpcheck --host <public address> ...` inside the namespace."""
+    env = {**os.environ, "FTP_PASSWORD": password, "PYTHONPATH": str(REPO)}
+    return server.run(
+        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env
+    )
+
+
 def test_ftplib_smoke_through_the_public_address(server: Server, plan: Plan) -> None:
     first, last = plan.outputs["passivePortRange"].split("-")
-    result = server.run(
-        sys.executable,
-        "-m",
-        "ftpstack.ftpcheck",
-        "--host",
-        server.public_ip,
-        "--user",
-        USER,
-        "--expect-public-ip",
-        server.public_ip,
-        "--expect-passive-range",
-        f"{first}-{last}",
-        env={**os.environ, "FTP_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)},
-    )
+    result = ftpcheck(
+        server,
+        "--user", USER,
+        "--expect-public-ip", server.public_ip,
+        "--expect-passive-range", f"{first}-{last}",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
 
@@ -438,13 +440,6 @@ def test_the_server_fixture_leaves_no_namespace_behind(plan: Plan) -> None:
 
 
 # -- the smoke check (the post-deploy check's code) against a real server ------------------------
-
-
-def ftpcheck(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FTP_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)}
-    return server.run(
-        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env
-    )
 
 
 def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address(plan: Plan) -> None:
