@@ -8,6 +8,7 @@ Pulumi mocks with the StackReference answering what the real program exports (`p
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 import runpy
 from dataclasses import dataclass
@@ -106,13 +107,29 @@ def run_consumer(
     set_all_config({f"{PROJECT}:{k}": v for k, v in settings.items()}, [])
     runtime_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="prod", preview=False)
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
+    except BaseException:
+        _drain()  # a failed program leaves tasks behind that would fail the next test
+        raise
     exported = dict(getattr(runtime_settings.get_root_resource(), "outputs", {}))
 
     async def resolve() -> dict[str, Any]:
         return {k: await pulumi.Output.from_input(v).future() for k, v in exported.items()}
 
     return mocks, _sync_await(resolve())
+
+
+def _drain() -> None:
+    """Cancel what the failed program left running and forget its error, which the runtime
+    keeps (module-level) and would raise in the next program run in this process."""
+    loop = asyncio.get_event_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    runtime_settings.SETTINGS.outputs.clear()
+    runtime_settings._get_rpc_manager().clear()
 
 
 @pytest.fixture(scope="module")
