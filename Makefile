@@ -21,9 +21,11 @@ system-deps:
 plan: $(VENV)/.installed
 	@$(PY) -m ftpstack.plan --stack $(STACK) $(ARGS)
 
-## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree (exit 1: changes)
+## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree
+# make itself can only fail with 2, so changes (the module's exit 1) count as success here; the
+# module's own codes are 0 no changes, 1 changes, 2 errors.
 diff: $(VENV)/.installed
-	@$(PY) -m ftpstack.diff --base $(or $(BASE),$(error set BASE, e.g. make diff BASE=origin/main)) $(if $(filter command line,$(origin STACK)),--stack $(STACK))
+	@$(PY) -m ftpstack.diff --base $(or $(BASE),$(error set BASE, e.g. make diff BASE=origin/main)) $(if $(filter command line,$(origin STACK)),--stack $(STACK)) || [ $$? -eq 1 ]
 
 ## make lint — ruff check, ruff format --check, mypy
 lint: $(VENV)/.installed

@@ -332,7 +332,13 @@ class FtpServer(pulumi.ComponentResource):
             network_profile={"network_interfaces": [{"id": nic.id, "primary": True}]},
             # A failed cloud-init is then visible in the portal's serial log.
             diagnostics_profile={"boot_diagnostics": {"enabled": True}},
-            tags=s.tags,
+            # What the policy pack checks before the user-data (which needs the IP) is known.
+            tags={
+                **s.tags,
+                "ftpstack:tls": s.tls,
+                "ftpstack:keepalive-idle-seconds": str(s.keepalive_idle_seconds),
+                "ftpstack:keepalive-interval-seconds": str(s.keepalive_interval_seconds),
+            },
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # Azure cannot change customData of an existing VM and the provider would

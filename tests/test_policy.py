@@ -476,7 +476,11 @@ def test_plans_that_break_settings_are_caught_too() -> None:
 
 def test_the_user_data_in_the_plan_is_what_the_idle_check_reads() -> None:
     resources = planned("dev", keepaliveIdleSeconds=100, keepaliveIntervalSeconds=80)
-    assert g.keepalive_seconds(find(resources, g.VM)) == (180, "the user-data")
+    vm = find(resources, g.VM)
+    assert g.keepalive_seconds(vm) == (180, "the VM's tags")
+    for tag in (g.TAG_KEEPALIVE_IDLE, g.TAG_KEEPALIVE_INTERVAL):
+        del vm["props"]["tags"][tag]  # as a VM declared by another program would be
+    assert g.keepalive_seconds(vm) == (180, "the user-data")
     assert g.idle_timeout_violations(resources) == []  # 180 s < 4 min
 
 
