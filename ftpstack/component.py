@@ -15,6 +15,7 @@ import hashlib
 import os
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import compute, network, resources
@@ -85,43 +86,40 @@ class FtpServer(pulumi.ComponentResource):
             tags=s.tags,
             opts=child,
         )
+        exposure: dict[str, Any]
         if s.exposure == "load-balancer":
             # The public IP sits on the load balancer; the NIC only joins its backend pool.
-            ip_configuration = network.NetworkInterfaceIPConfigurationArgs(
-                name="ipconfig",
-                subnet=network.SubnetArgs(id=subnet_id),
-                private_ip_allocation_method="Dynamic",
-                primary=True,
-                load_balancer_backend_address_pools=[
-                    network.BackendAddressPoolArgs(id=self._load_balancer(rg_name, ip))
-                ],
-            )
+            pool = network.BackendAddressPoolArgs(id=self._load_balancer(rg_name, ip))
+            exposure = {"load_balancer_backend_address_pools": [pool]}
         else:
-            ip_configuration = network.NetworkInterfaceIPConfigurationArgs(
-                name="ipconfig",
-                subnet=network.SubnetArgs(id=subnet_id),
-                private_ip_allocation_method="Dynamic",
-                primary=True,
-                public_ip_address=network.PublicIPAddressArgs(id=ip.id),
-            )
+            exposure = {"public_ip_address": network.PublicIPAddressArgs(id=ip.id)}
         nic = network.NetworkInterface(
             f"{name}-nic",
             resource_group_name=rg_name,
             location=s.location,
-            ip_configurations=[ip_configuration],
+            ip_configurations=[
+                network.NetworkInterfaceIPConfigurationArgs(
+                    name="ipconfig",
+                    subnet=network.SubnetArgs(id=subnet_id),
+                    private_ip_allocation_method="Dynamic",
+                    primary=True,
+                    **exposure,
+                )
+            ],
             network_security_group=network.NetworkSecurityGroupArgs(id=nsg.id),
             tags=s.tags,
             opts=child,
         )
+        address = ip.ip_address.apply(lambda a: a or "")
         seed = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
-        user_data = ip.ip_address.apply(
-            lambda address: base64.b64encode(cloud_config(s, address or "", seed).encode()).decode()
+        user_data = address.apply(
+            lambda a: base64.b64encode(cloud_config(s, a, seed).encode()).decode()
         )
         data_disk = self._data_disk(rg_name)
         vm = self._vm(rg_name, nic, pulumi.Output.secret(user_data), data_disk)
-        self._post_deploy_checks(vm, ip.ip_address.apply(lambda a: a or ""), user_data)
+        self._post_deploy_checks(vm, address, user_data)
 
-        self.public_ip = ip.ip_address.apply(lambda a: a or "")
+        self.public_ip = address
         self.fqdn = ip.dns_settings.apply(lambda d: (d.fqdn or "") if d else "")
         self.ftp_endpoint = pulumi.Output.all(self.fqdn, self.public_ip).apply(
             lambda parts: f"ftp://{parts[0] or parts[1]}:{FTP_CONTROL_PORT}"
