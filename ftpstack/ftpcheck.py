@@ -186,7 +186,13 @@ def smoke(
             reply = upload(ftp, name, data)
             back, reply_down = download(ftp, name)
             ftp.delete(name)
-        except (OSError, ftplib.Error) as error:
+        except (OSError, EOFError) as error:
+            # Login worked but a data connection did not: the passive port is not reachable.
+            raise CheckFailed(
+                f"data connection to a passive port of {host} failed ({error or 'timed out'}): "
+                "is the passive range open in the NSG / load balancer?"
+            ) from None
+        except ftplib.Error as error:
             raise CheckFailed(f"transfer through {host} failed: {error}") from None
         if hashlib.sha256(back).digest() != hashlib.sha256(data).digest():
             raise CheckFailed(f"downloaded {len(back)} bytes differ from the {len(data)} uploaded")

@@ -196,6 +196,7 @@ class LocalAzure:
     time_scale: float = 1.0
     serve: bool = True
     conf_edit: Any = None  # optional callable(str) -> str on proftpd.conf (negative controls)
+    declared_edit: Any = None  # optional callable(Declared) -> Declared (broken stacks)
     apply_sysctl: bool = True  # False: the VM's kernel stays at its defaults (7200 s)
     declared: Declared = field(init=False)
     prefix: str = field(init=False)
@@ -205,6 +206,8 @@ class LocalAzure:
 
     def __post_init__(self) -> None:
         self.declared = Declared.from_plan(self.plan)
+        if self.declared_edit:
+            self.declared = self.declared_edit(self.declared)
         self.prefix = f"fa{os.getpid() % 100000}x{time.monotonic_ns() % 10000}"
 
     # -- names and addresses -------------------------------------------------------------------

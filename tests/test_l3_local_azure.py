@@ -8,6 +8,7 @@ timeout becomes 8 s, keepalive 60 s/30 s becomes 2 s/1 s), which keeps the decid
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ftpstack.ftpcheck import parse_epsv, parse_pasv
-from ftpstack.localazure import LocalAzure
+from ftpstack.localazure import Declared, LocalAzure
 from ftpstack.plan import Plan, Secret, plan_stack
 from tests.conftest import needs_root
 
@@ -309,3 +310,43 @@ def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
             for h in holders:
                 h.kill()
                 h.wait()
+
+
+# -- the post-deploy smoke check against the model (issue: delivery) ---------------------------
+
+
+def smoke(az: LocalAzure) -> subprocess.CompletedProcess[str]:
+    first, last = az.plan.outputs["passivePortRange"].split("-")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FTP_PASSWORD": PASSWORD}
+    return az.run(
+        az.client, sys.executable, "-m", "ftpstack.ftpcheck",
+        "--host", az.public_ip, "--user", USER, "--timeout", "3",
+        "--expect-public-ip", az.public_ip, "--expect-passive-range", f"{first}-{last}",
+        env=env,
+    )  # fmt: skip
+
+
+def test_smoke_check_passes_on_the_declared_stack(dev: LocalAzure) -> None:
+    result = smoke(dev)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
+
+
+def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address() -> None:
+    def wrong(conf: str) -> str:
+        return re.sub(r"^MasqueradeAddress.*$", "MasqueradeAddress 198.51.100.99", conf, flags=re.M)
+
+    for az in model(dev_plan(), conf_edit=wrong):
+        result = smoke(az)
+        assert result.returncode == 1
+        assert "PASV names 198.51.100.99, not the public IP" in result.stderr, result.stderr
+
+
+def test_smoke_check_fails_clearly_when_the_passive_range_is_not_open() -> None:
+    def close_passive(declared: Declared) -> Declared:
+        kept = tuple(r for r in declared.nsg if not (r.allow and r.ports and r.ports[0] > 1024))
+        return dataclasses.replace(declared, nsg=kept)
+
+    for az in model(dev_plan(), declared_edit=close_passive):
+        result = smoke(az)
+        assert result.returncode == 1
+        assert "is the passive range open in the NSG" in result.stderr, result.stderr
