@@ -74,15 +74,16 @@ def passive_range(plan: Plan) -> range:
     return range(first, last + 1)
 
 
-def upload_big(az: LocalAzure, name: str = "big.bin") -> str:
+def upload_big(az: LocalAzure, name: str = "big.bin", tls: bool = False) -> str:
     """Upload BIG random bytes through the public address; return their sha256."""
     out = client_python(
         az,
         f"""
         import hashlib, io, os
-        from ftpstack.ftpcheck import connect
+        from ftpstack.ftpcheck import Tls, connect
         data = os.urandom({BIG})
-        ftp = connect({az.public_ip!r}, {USER!r}, {PASSWORD!r}, timeout=30)
+        tls = Tls(verify=False) if {tls} else None
+        ftp = connect({az.public_ip!r}, {USER!r}, {PASSWORD!r}, timeout=30, tls=tls)
         print("UP", ftp.storbinary("STOR {name}", io.BytesIO(data)))
         print("SHA", hashlib.sha256(data).hexdigest())
         ftp.quit()
@@ -186,7 +187,7 @@ def test_a_client_outside_the_ftp_cidrs_is_refused(lb: LocalAzure) -> None:
 # -- 3. the seed's failure: a long transfer with an idle control connection ---------------------
 
 
-def slow_download(az: LocalAzure, sha: str) -> str:
+def slow_download(az: LocalAzure, sha: str, tls: bool = False) -> str:
     """RETR paced to last ~3.5 x the idle timeout, control connection idle meanwhile."""
     seconds = 3.5 * az.idle_timeout
     rate = BIG / seconds
@@ -194,8 +195,10 @@ def slow_download(az: LocalAzure, sha: str) -> str:
         az,
         f"""
         import ftplib, hashlib, socket, time
-        ftp = ftplib.FTP({az.public_ip!r}, timeout={2 * az.idle_timeout})
-        ftp.login({USER!r}, {PASSWORD!r})
+        from ftpstack.ftpcheck import Tls, connect
+        tls = Tls(verify=False) if {tls} else None
+        wait = {2 * az.idle_timeout}
+        ftp = connect({az.public_ip!r}, {USER!r}, {PASSWORD!r}, timeout=wait, tls=tls)
         ftp.voidcmd("TYPE I")
         started = time.monotonic()
         conn = ftp.transfercmd("RETR big.bin")
@@ -206,6 +209,8 @@ def slow_download(az: LocalAzure, sha: str) -> str:
             ahead = n / {rate} - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+        if hasattr(conn, "unwrap"):
+            conn.unwrap()  # TLS close_notify, as ftplib does
         conn.close()
         print("DATA", digest.hexdigest() == {sha!r}, n, round(time.monotonic() - started, 1))
         try:
@@ -350,3 +355,47 @@ def test_smoke_check_fails_clearly_when_the_passive_range_is_not_open() -> None:
         result = smoke(az)
         assert result.returncode == 1
         assert "is the passive range open in the NSG" in result.stderr, result.stderr
+
+
+# -- FTPS through the public address (issue: production) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ftps() -> Iterator[LocalAzure]:
+    yield from model(dev_plan(tls="required"))
+
+
+def test_ftps_through_the_public_address(ftps: LocalAzure, tmp_path: Path) -> None:
+    sha = upload_big(ftps, tls=True)
+    out = client_python(
+        ftps,
+        f"""
+        from ftpstack.ftpcheck import Tls, connect
+        ftp = connect({ftps.public_ip!r}, {USER!r}, {PASSWORD!r}, tls=Tls(verify=False))
+        print(ftp.sendcmd("PASV"))
+        """,
+    )
+    passive = parse_pasv(out)
+    assert passive.host == ftps.public_ip and passive.port in passive_range(ftps.plan), out
+    tmp_path.chmod(0o755)
+    back = tmp_path / "curl.bin"
+    # Certificate trust is tested at L2; here, that encrypted passive mode crosses the NAT.
+    result = ftps.run(
+        ftps.client, "curl", "-sS", "--ssl-reqd", "--insecure", "--user", f"{USER}:{PASSWORD}",
+        "-o", str(back), f"ftp://{ftps.public_ip}/big.bin",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(back.read_bytes()).hexdigest() == sha
+    lftp = tmp_path / "lftp.bin"
+    script = (
+        "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; "
+        f"set net:max-retries 1; get big.bin -o {lftp}; bye"
+    )
+    result = ftps.run(ftps.client, "lftp", "-u", f"{USER},{PASSWORD}", "-e", script, ftps.public_ip)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(lftp.read_bytes()).hexdigest() == sha
+
+
+def test_long_ftps_transfer_completes(ftps: LocalAzure) -> None:
+    out = slow_download(ftps, upload_big(ftps, tls=True), tls=True)
+    assert "REPLY 226" in out, out
