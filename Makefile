@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
-.PHONY: plan diff test test-fast lint pulumi-yaml system-deps clean
+.PHONY: plan diff test bench test-fast lint pulumi-yaml system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@scripts/system-deps plan
@@ -40,6 +40,10 @@ test: $(VENV)/.installed system-deps lint
 ## make test-fast — L0 and L1 only (no root, no real tools)
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -m "not l2 and not l3 and not l4" $(ARGS)
+
+## make bench — throughput, login latency and concurrency on the local Azure model (root)
+bench: $(VENV)/.installed system-deps
+	$(PY) -m ftpstack.bench $(ARGS)
 
 ## make pulumi-yaml — regenerate Pulumi.yaml from the settings model
 pulumi-yaml: $(VENV)/.installed

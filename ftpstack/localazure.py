@@ -50,6 +50,8 @@ LB_TYPE = "azure-native:network:LoadBalancer"
 CLIENT_NET = ipaddress.IPv4Network("203.0.113.0/24")
 OUTSIDER_NET = ipaddress.IPv4Network("192.0.2.200/29")
 VM_NET = ipaddress.IPv4Network("192.0.2.0/30")
+# A DNS server that never answers: the router drops whatever is sent to it.
+SILENT_RESOLVER = "192.0.2.53"
 # Directories the VM's files live in; each gets a private tmpfs in the VM's mount namespace.
 VM_DIRS = ("/etc/proftpd", "/run", "/var/log/proftpd", "/srv/ftp")
 # runcmd steps that configure the machine itself; the namespaces stand in for them.
@@ -59,6 +61,11 @@ SYSCTL_KEYS = {
     "net.ipv4.tcp_keepalive_intvl": "interval",
     "net.ipv4.tcp_keepalive_probes": "count",
 }
+
+
+def tmpfs_lines() -> list[str]:
+    """Shell lines giving each of the VM's directories an empty private tmpfs."""
+    return [f"mount -t tmpfs -o mode=0755 tmpfs {d}" for d in VM_DIRS]
 
 
 class LocalAzureError(Exception):
@@ -198,6 +205,7 @@ class LocalAzure:
     conf_edit: Any = None  # optional callable(str) -> str on proftpd.conf (negative controls)
     declared_edit: Any = None  # optional callable(Declared) -> Declared (broken stacks)
     apply_sysctl: bool = True  # False: the VM's kernel stays at its defaults (7200 s)
+    silent_resolver: bool = False  # the VM's DNS server drops every query (lookups time out)
     declared: Declared = field(init=False)
     prefix: str = field(init=False)
     namespaces: list[str] = field(init=False, default_factory=list)
@@ -325,6 +333,10 @@ class LocalAzure:
         )
         for net, gateway in ((CLIENT_NET, VM_NET[1]), (OUTSIDER_NET, VM_NET[1])):
             _run("ip", "-n", self.vm, "route", "add", str(net), "via", str(gateway))
+        if self.silent_resolver:
+            _run(
+                "ip", "-n", self.vm, "route", "add", f"{SILENT_RESOLVER}/32", "via", str(VM_NET[1])
+            )
         _run("ip", "netns", "exec", self.router, "nft", "-f", "-", input=self.ruleset())
         for key, value in (
             ("net.ipv4.ip_forward", "1"),
@@ -361,6 +373,7 @@ table inet azure {{
   chain nsg {{
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
+    ip daddr {SILENT_RESOLVER} drop
     iifname "vr" accept
     oifname != "vr" drop
     # The NSG's inbound rules in priority order; Azure's defaults end with deny.
@@ -389,8 +402,10 @@ table inet azure {{
         return stage
 
     def _vm_script(self, stage: Path) -> str:
-        lines = ["set -e"]
-        lines += [f"mount -t tmpfs -o mode=0755 tmpfs {d}" for d in VM_DIRS]
+        lines = ["set -e", *tmpfs_lines()]
+        if self.silent_resolver:
+            (stage / "resolv.conf").write_text(f"nameserver {SILENT_RESOLVER}\n")
+            lines.append(f"mount --bind {stage}/resolv.conf /etc/resolv.conf")
         for path in self.declared.files:
             if any(path.startswith(f"{d}/") for d in VM_DIRS):
                 lines.append(f"install -D -m $(stat -c %a {stage}{path}) {stage}{path} {path}")
@@ -402,28 +417,35 @@ table inet azure {{
         lines.append("exec proftpd -n -q -c /etc/proftpd/proftpd.conf")
         return "\n".join(lines)
 
+    def start_in_vm(self, script: str, log: Path, port: int = 21) -> subprocess.Popen[bytes]:
+        """Run `script` (bash) in the VM's network namespace and a mount namespace of its own;
+        its last command should `exec` a server in the foreground. Returns once `port` listens.
+        The caller owns the process (kill it by its PID); `close()` kills what is left."""
+        with log.open("wb") as err:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.vm, "unshare", "--mount", "--propagation", "private",
+                 "bash", "-c", script],
+                stdout=err,
+                stderr=err,
+            )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LocalAzureError(f"the server in the VM namespace exited: {log.read_text()}")
+            if _run("ip", "netns", "exec", self.vm, "ss", "-Htln", f"sport = :{port}", check=False):
+                return proc
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+        raise LocalAzureError(f"nothing listened on {port} within 20 s: {log.read_text()}")
+
     def _start_proftpd(self) -> None:
         self.staging = stage = self._stage()
         sysctl = [p for p in self.declared.files if p.startswith("/etc/sysctl.d/")]
         if self.apply_sysctl:
             for path in sysctl:
                 _run("ip", "netns", "exec", self.vm, "sysctl", "-q", "-p", f"{stage}{path}")
-        log = stage / "proftpd.stderr"
-        with log.open("wb") as err:
-            self.proftpd = subprocess.Popen(
-                ["ip", "netns", "exec", self.vm, "unshare", "--mount", "--propagation", "private",
-                 "bash", "-c", self._vm_script(stage)],
-                stdout=err,
-                stderr=err,
-            )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proftpd.poll() is not None:
-                raise LocalAzureError(f"proftpd in the VM namespace exited: {log.read_text()}")
-            if _run("ip", "netns", "exec", self.vm, "ss", "-Htln", "sport = :21", check=False):
-                return
-            time.sleep(0.1)
-        raise LocalAzureError(f"proftpd did not listen within 20 s: {log.read_text()}")
+        self.proftpd = self.start_in_vm(self._vm_script(stage), stage / "proftpd.stderr")
 
     def vm_file(self, path: str) -> Path:
         """Where a file of the VM is visible from the host: only its staged copy."""

@@ -399,3 +399,31 @@ def test_ftps_through_the_public_address(ftps: LocalAzure, tmp_path: Path) -> No
 def test_long_ftps_transfer_completes(ftps: LocalAzure) -> None:
     out = slow_download(ftps, upload_big(ftps, tls=True), tls=True)
     assert "REPLY 226" in out, out
+
+
+# -- the benchmark harness itself (figures are measured by `make bench`, not asserted here) ----
+
+
+def test_bench_runs_and_writes_every_key(tmp_path: Path) -> None:
+    needs_root()
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "ftpstack.bench", "--size-mib", "8", "--rounds", "1",
+         "--logins", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    import json
+
+    results = json.loads(out.read_text())
+    for section, keys in {
+        "throughput": ("ftp_mib_s", "raw_tcp_mib_s", "ratio"),
+        "login_ms": (
+            "ftpstack_p50", "vsftpd_p50", "stock_proftpd_p50", "ftpstack_dns_down_p50",
+            "ftpstack_burst_p90",
+        ),
+        "concurrency": ("clients", "succeeded", "refused_ms"),
+    }.items():  # fmt: skip
+        for key in keys:
+            assert isinstance(results[section][key], (int, float)), (section, key)
+    assert "| target | met |" in result.stdout
