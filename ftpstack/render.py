@@ -79,6 +79,9 @@ def proftpd_conf(settings: Settings, public_ip: str) -> str:
 ServerType            standalone
 DefaultServer         on
 Port                  {FTP_CONTROL_PORT}
+# Never depend on DNS to start: without an address proftpd resolves the machine's hostname at
+# startup and refuses to run ("no valid servers configured") when that lookup fails.
+DefaultAddress        0.0.0.0
 UseIPv6               off
 User                  proftpd
 Group                 nogroup

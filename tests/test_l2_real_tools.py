@@ -468,3 +468,25 @@ def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(
 def test_smoke_check_without_a_user_waits_for_the_banner(server: Server) -> None:
     result = ftpcheck(server, "--wait", "5")
     assert result.returncode == 0 and result.stdout.startswith("220"), result.stdout
+
+
+def configtest_with_unresolvable_hostname(plan: Plan, conf_text: str | None = None) -> str:
+    needs_root()
+    with tempfile.TemporaryDirectory(prefix="ftpstack-l2-") as tmp:
+        files = install_files(plan, Path(tmp), conf_text)
+        result = subprocess.run(
+            ["unshare", "--uts", "--net", "sh", "-c",
+             f"ip link set lo up; hostname ftpstack-no-dns; proftpd --configtest -c {files.conf}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return result.stderr + f"\nrc={result.returncode}"
+
+
+def test_proftpd_starts_when_the_hostname_does_not_resolve(plan: Plan) -> None:
+    """A VM whose DNS is slow or down at boot must still serve FTP (found at L4: a fresh
+    Debian VM's hostname is not in /etc/hosts)."""
+    assert configtest_with_unresolvable_hostname(plan).endswith("rc=0")
+    conf = write_files(plan)[render.PROFTPD_CONF]
+    without = re.sub(r"^DefaultAddress.*$", "", conf, flags=re.MULTILINE)
+    out = configtest_with_unresolvable_hostname(plan, without)
+    assert "no valid servers configured" in out and not out.endswith("rc=0"), out
