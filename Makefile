@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
-.PHONY: plan diff test bench test-fast lint pulumi-yaml system-deps clean
+.PHONY: plan diff test bench up-local down-local l4-deps test-fast lint pulumi-yaml system-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@scripts/system-deps plan
@@ -44,6 +44,17 @@ test-fast: $(VENV)/.installed
 ## make bench — throughput, login latency and concurrency on the local Azure model (root)
 bench: $(VENV)/.installed system-deps
 	$(PY) -m ftpstack.bench $(ARGS)
+
+## make up-local [STACK=dev] — the stack's user-data booted in a Debian 12 VM behind the local
+## Azure model (root; minutes); prints the FTP endpoint. make down-local removes it all.
+up-local: $(VENV)/.installed system-deps l4-deps
+	@$(PY) -m ftpstack.localvm up --stack $(STACK)
+
+down-local: $(VENV)/.installed
+	@$(PY) -m ftpstack.localvm down
+
+l4-deps:
+	@scripts/system-deps l4
 
 ## make pulumi-yaml — regenerate Pulumi.yaml from the settings model
 pulumi-yaml: $(VENV)/.installed
