@@ -48,7 +48,7 @@ PROXY_PORT = 3142
 MAC = "52:54:00:f7:00:02"
 REPORT_BEGIN, REPORT_END = "FTPSTACK-REPORT-BEGIN", "FTPSTACK-REPORT-END"
 # Bump to rebuild cached images when the recipe below changes.
-IMAGE_RECIPE = 5
+IMAGE_RECIPE = 6
 BASE_PACKAGES = "systemd-sysv,udev,iproute2,ifupdown,netbase,ca-certificates,sudo,procps,python3"
 # locales: Azure's Debian image has them, and cloud-init's locale module needs them.
 GUEST_PACKAGES = [
@@ -70,6 +70,10 @@ cloud-init status --wait >/dev/null 2>&1
   echo "boot-id: $(cat /proc/sys/kernel/random/boot_id)"
   echo "--- routes"
   ip -4 route
+  echo "--- ftp root"
+  ls -la /srv/ftp /srv/ftp/* 2>&1 | head -20
+  echo "--- disk setup"
+  grep -iE "mkfs|disk_setup|fs_setup|file system|mount" /var/log/cloud-init.log | tail -12
   echo "--- proftpd journal"
   journalctl -u proftpd --no-pager -n 15 -o cat 2>&1
   echo "--- cloud-init warnings"

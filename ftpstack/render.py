@@ -419,7 +419,10 @@ def cloud_config(settings: Settings, public_ip: str, seed: str) -> str:
                 "label": DATA_DISK_LABEL,
                 "filesystem": "ext4",
                 "device": DATA_DISK_DEVICE,
-                "partition": "none",
+                # "auto": formats the disk only when it is empty and reuses an ext4 filesystem
+                # labelled ftpdata. ("none" would skip cloud-init's check and run mkfs on every
+                # new instance, wiping the customers' files at each VM replacement: found at L4.)
+                "partition": "auto",
                 "overwrite": False,
             }
         ]

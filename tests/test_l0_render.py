@@ -253,6 +253,7 @@ def test_data_disk_is_formatted_only_when_empty_and_mounted_at_the_ftp_root() ->
     document = cloud(settings(dataDiskSizeGb=128))
     (fs,) = document["fs_setup"]
     assert fs["device"] == render.DATA_DISK_DEVICE and fs["overwrite"] is False
+    assert fs["partition"] == "auto", "cloud-init skips its existing-filesystem check on 'none'"
     assert fs["label"] == render.DATA_DISK_LABEL
     (mount,) = document["mounts"]
     assert mount[:2] == [f"LABEL={render.DATA_DISK_LABEL}", render.FTP_ROOT]
