@@ -68,6 +68,16 @@ def tmpfs_lines() -> list[str]:
     return [f"mount -t tmpfs -o mode=0755 tmpfs {d}" for d in VM_DIRS]
 
 
+def end_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds: always by the process's own PID."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class LocalAzureError(Exception):
     """The model could not be built or did not come up."""
 
@@ -271,12 +281,7 @@ class LocalAzure:
 
     def close(self) -> None:
         if self.proftpd is not None:
-            self.proftpd.terminate()
-            try:
-                self.proftpd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proftpd.kill()
-                self.proftpd.wait()
+            end_process(self.proftpd)
             self.proftpd = None
         for ns in reversed(self.namespaces):
             # Any process still inside (a client a test left behind) is killed by its PID.

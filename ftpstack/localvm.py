@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ftpstack.localazure import VM_NET, LocalAzure
+from ftpstack.localazure import VM_NET, LocalAzure, end_process
 from ftpstack.plan import PROJECT_DIR, Plan
 
 CACHE = PROJECT_DIR / ".cache" / "l4"
@@ -435,19 +435,7 @@ class LocalVm:
     def start(self) -> None:
         if self.boots == 0:
             self._bridge()
-            overlay = self.workdir / "os.qcow2"
-            _run(
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(self.image.disk),
-                str(overlay),
-            )
+            self._new_os_disk()
             if self.data_disk is not None and not self.data_disk.exists():
                 _run("qemu-img", "create", "-q", "-f", "qcow2", str(self.data_disk), "2G")
         self.boots += 1
@@ -521,31 +509,20 @@ class LocalVm:
     def stop(self) -> None:
         """Power off hard (the data disk's ext4 journal copes), by PID."""
         if self.qemu is not None:
-            self.qemu.terminate()
-            try:
-                self.qemu.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.qemu.kill()
-                self.qemu.wait()
+            end_process(self.qemu, timeout=20)
             self.qemu = None
 
     def replace_os_disk(self) -> None:
         """A VM replacement as Azure does it: a new OS disk from the image, the same data disk."""
         self.stop()
+        self._new_os_disk()
+
+    def _new_os_disk(self) -> None:
+        """A throw-away overlay on the cached image: the image itself is never written."""
         overlay = self.workdir / "os.qcow2"
-        overlay.unlink()
-        _run(
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "qcow2",
-            "-b",
-            str(self.image.disk),
-            str(overlay),
-        )
+        overlay.unlink(missing_ok=True)
+        disk = str(self.image.disk)
+        _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", disk, str(overlay))
 
 
 def _stage(console: str) -> str:

@@ -27,6 +27,7 @@ import yaml
 
 from ftpstack import render
 from ftpstack.ftpcheck import parse_epsv, parse_pasv
+from ftpstack.localazure import end_process
 from ftpstack.plan import Plan, Secret, plan_stack
 from tests.conftest import needs_root
 
@@ -236,12 +237,7 @@ def start_server(
         yield Server(netns, public_ip, files)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end_process(proc)
         subprocess.run(["ip", "netns", "del", netns], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
