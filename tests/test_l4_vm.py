@@ -1,9 +1,10 @@
 """L4: the exact user-data booting a Debian 12 VM (qemu) behind the local Azure model.
 
-One VM for the whole module, booted three times: first boot (cloud-init installs and configures
-everything, formats and mounts the data disk), a reboot (everything persists), and a VM
-replacement (a new OS disk from the image, the same data disk: the customers' files survive and
-nothing is reformatted).
+One VM for the whole module, booted four times: first boot (cloud-init installs and configures
+everything, formats and mounts the data disk), a reboot (everything persists), a VM replacement
+(a new OS disk from the image, the same data disk: the customers' files survive and nothing is
+reformatted), and last the negative control of that replacement: the same user-data with
+cloud-init's `partition: none` instead of `auto` reformats the disk and the files are gone.
 
 Keepalive at L4: the guest's kernel and proftpd use the declared values as they are, so this plan
 declares keepalive 2 s idle / 1 s interval and the router's 240 s idle timeout is scaled by 1/30
@@ -12,6 +13,7 @@ to 8 s: the ratio of keepalive to idle timeout is the one the dev stack declares
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -135,3 +137,24 @@ def test_vm_replacement_keeps_the_data_disk_without_reformatting(
     assert_healthy(replaced, KEEPALIVE_IDLE)
     out = kept_file(az)
     assert "SAME True 226" in out, f"the customers' files must survive: {out}\n{replaced}"
+
+
+def test_negative_control_partition_none_reformats_the_data_disk(
+    vm: tuple[LocalAzure, LocalVm], first_boot: Report
+) -> None:
+    """Without `partition: auto` in fs_setup, cloud-init runs mkfs on every new instance.
+
+    Runs last: it destroys the files the tests above kept."""
+    az, machine = vm
+    assert "SAME True 226" in kept_file(az), "the file is there before the replacement"
+    auto = "partition: auto"
+    assert machine.plan.user_data.count(auto) == 1
+    machine.replace_os_disk()
+    machine.plan = dataclasses.replace(
+        machine.plan, user_data=machine.plan.user_data.replace(auto, "partition: none")
+    )
+    machine.start()
+    replaced = machine.wait_report()
+    assert_healthy(replaced, KEEPALIVE_IDLE)
+    out = kept_file(az)
+    assert "SAME" not in out and "550" in out, f"the reformatted disk has no keep.bin: {out}"
