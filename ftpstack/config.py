@@ -1,20 +1,31 @@
 """Reading the stack config into a validated `Settings`, the one edge where input enters.
 
 The Pulumi engine hands config to the program as strings ("50000", "true", JSON for objects and
-lists) keyed `ftpstack:<key>`, with a list of which keys are secret. This module turns that into
-the plain dict the settings model validates, and refuses passwords that were not stored as
-secrets. `ftpstack.plan` feeds the very same path from a `Pulumi.<stack>.yaml` file.
+lists) keyed `ftpstack:<key>`, with the list of keys that hold a secret. This module turns that
+into the plain dict the settings model validates, and refuses secrets stored in plaintext:
+
+- by key: a password or private key under a key the engine does not call secret;
+- by value: the engine marks a whole key secret as soon as one value under it is, so a plaintext
+  password beside an encrypted one would pass; the stack file itself tells them apart, and it is
+  read (when it is where the CLI keeps it) for exactly that.
+
+`ftpstack.offline.plan` feeds the very same path from a `Pulumi.<stack>.yaml` file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ftpstack.settings import NAMESPACE, Settings, SettingsError, parse_settings
 
 PREFIX = f"{NAMESPACE}:"
+# Config values that must be stored as secrets, by the last part of their path.
+SECRET_FIELDS = frozenset({"password", "tlsPrivateKey"})
 
 
 def decode(raw: str) -> Any:
@@ -28,31 +39,84 @@ def decode(raw: str) -> Any:
     return raw
 
 
-def settings_from_config(config: Mapping[str, str], is_secret: Callable[[str], bool]) -> Settings:
-    """Validate every `ftpstack:` key of `config`; other namespaces (azure-native:…) are left be."""
+def _fix(path: str) -> str:
+    if path.endswith("tlsPrivateKey"):
+        return "pulumi config set --secret tlsPrivateKey < key.pem"
+    return f"pulumi config set --secret --path '{path}' <value>"
+
+
+def _plaintext(path: str) -> SettingsError:
+    return SettingsError(
+        f"{PREFIX}{path} is stored in plaintext in the stack config (its value is not shown); "
+        f"store it as a secret: {_fix(path)}"
+    )
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, value
+    if isinstance(value, dict) and set(value) != {"secure"}:
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, f"{path}[{index}]")
+
+
+def plaintext_secrets(config: Mapping[str, Any]) -> list[str]:
+    """Paths (without namespace) of secret-bearing values a stack file's `config:` holds in clear:
+    a password or private key that is not a `{secure: ...}` value."""
+    found = []
+    for key, value in config.items():
+        if not str(key).startswith(PREFIX) and ":" in str(key):
+            continue  # another namespace (azure-native:location) is not ours to judge
+        for path, item in _walk(value, str(key).removeprefix(PREFIX)):
+            last = path.rsplit(".", 1)[-1]
+            # In clear: written as text or a number (a `secure:` value is a mapping).
+            clear = isinstance(item, (str, int, float)) and item != ""
+            if clear and (last in SECRET_FIELDS or "PRIVATE KEY" in str(item)):
+                found.append(path)
+    return found
+
+
+def settings_from_config(
+    config: Mapping[str, str],
+    is_secret: Callable[[str], bool],
+    stack_config: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Validate every `ftpstack:` key of `config` (the engine's strings); other namespaces
+    (azure-native:…) are left be. `stack_config`, when known, is the stack file's `config:` map
+    as written (for the per-value plaintext check)."""
     raw = {
         key[len(PREFIX) :]: decode(value) for key, value in config.items() if key.startswith(PREFIX)
     }
-    users = raw.get("users")
-    if isinstance(users, list) and not is_secret(f"{PREFIX}users"):
-        for index, user in enumerate(users):
-            if isinstance(user, dict) and user.get("password"):
-                raise SettingsError(
-                    f"{PREFIX}users[{index}].password is stored in plaintext in the stack config; "
-                    f"store it as a secret: pulumi config set --secret --path "
-                    f"'users[{index}].password' <password>"
-                )
-    key = raw.get("tlsPrivateKey")
-    if key and not is_secret(f"{PREFIX}tlsPrivateKey"):
-        raise SettingsError(
-            f"{PREFIX}tlsPrivateKey is stored in plaintext in the stack config; store it as a "
-            "secret: pulumi config set --secret tlsPrivateKey < key.pem"
-        )
-    return parse_settings(raw)
+    for path in plaintext_secrets(stack_config or {}):
+        raise _plaintext(path)
+    for key, value in raw.items():
+        if is_secret(f"{PREFIX}{key}"):
+            continue
+        for path, item in _walk(value, key):
+            last = path.rsplit(".", 1)[-1]
+            if (last in SECRET_FIELDS and item) or (isinstance(item, str) and "PRIVATE KEY" in item):
+                raise _plaintext(path)
+    secret = frozenset(k for k in raw if is_secret(f"{PREFIX}{k}"))
+    return parse_settings(raw, secret)
+
+
+def stack_file_config(stack: str, directory: Path) -> Mapping[str, Any] | None:
+    """The `config:` map of `Pulumi.<stack>.yaml` as written, or None where there is none (the
+    config may live elsewhere, e.g. in Pulumi ESC)."""
+    path = directory / f"Pulumi.{stack}.yaml"
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    config = document.get("config") if isinstance(document, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def settings_from_pulumi() -> Settings:
     """The settings of the running Pulumi program (real engine or mocks)."""
+    import pulumi
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, str] = {}
@@ -63,4 +127,5 @@ def settings_from_pulumi() -> Settings:
     def is_secret(key: str) -> bool:
         return runtime_config.is_config_secret(key) or key in env_secret_keys
 
-    return settings_from_config(merged, is_secret)
+    stack_config = stack_file_config(pulumi.get_stack(), Path.cwd())
+    return settings_from_config(merged, is_secret, stack_config)

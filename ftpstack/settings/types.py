@@ -1,0 +1,216 @@
+"""The reusable types of the settings: each validates one kind of value and says how to fix it.
+
+Messages are written for people ("give the .pub file's one line"), never pydantic's pattern text;
+`explain()` puts the key and the (masked) value in front of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import struct
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr
+from pydantic_core import PydanticCustomError
+
+from ftpstack import azure_rules as azure
+
+FTP_CONTROL_PORT = 21
+SSH_PORT = 22
+# Sources that mean "anyone": refused for SSH by the model itself.
+ANY_SOURCE = frozenset({"*", "0.0.0.0/0", "internet", "any"})
+
+
+def _problem(text: str, **context: str) -> PydanticCustomError:
+    return PydanticCustomError("ftpstack_value", text, context or None)
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise _problem(
+            "not an IPv4 CIDR; write it like 203.0.113.0/24 (0.0.0.0/0 means any)"
+        ) from None
+    if str(net) != value and f"{net.network_address}" != value:
+        raise _problem("host bits are set; did you mean {net}?", net=str(net))
+    return str(net)
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+def _admin_cidr(value: str) -> str:
+    if value.strip().lower() in ANY_SOURCE or value.strip() == "0.0.0.0/0":
+        raise _problem(
+            "opens SSH to the whole Internet, where bots try passwords and exploits all day; "
+            "list your administrators' networks, e.g. 203.0.113.7/32"
+        )
+    net = _cidr(value)
+    if ipaddress.IPv4Network(net).prefixlen < 8:
+        raise _problem("is nearly the whole Internet; list your administrators' networks")
+    return net
+
+
+AdminCidr = Annotated[str, AfterValidator(_admin_cidr)]
+
+
+def _passive_port(value: int) -> int:
+    if not 1024 <= value <= 65535:
+        raise _problem(
+            "a passive port must be within 1024-65535 (below 1024 are FTP control 21, SSH 22 "
+            "and other services); choose a range such as 50000-50099"
+        )
+    return value
+
+
+PassivePort = Annotated[int, AfterValidator(_passive_port)]
+
+
+def _ssh_public_key(value: str) -> str:
+    value = value.strip()
+    if "PRIVATE KEY" in value:
+        raise _problem(
+            "this is a private key, which must never leave your machine; give the .pub file's "
+            "one line (ssh-ed25519 AAAA…)"
+        )
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in azure.SSH_KEY_TYPES:
+        raise _problem(
+            "not an OpenSSH public key Azure accepts; give one line starting with ssh-ed25519 "
+            "or ssh-rsa (Azure refuses ECDSA keys)"
+        )
+    fields = _ssh_key_fields(parts[1])
+    if fields is None or fields[0] != parts[0].encode():
+        raise _problem("the key is damaged or truncated; copy the .pub file again")
+    if parts[0] == "ssh-rsa":
+        bits = int.from_bytes(fields[2], "big").bit_length() if len(fields) > 2 else 0
+        if bits < azure.SSH_RSA_MIN_BITS:
+            raise _problem(
+                "is an RSA key of {bits} bits; Azure requires at least 2048: make a new one "
+                "with ssh-keygen -t ed25519",
+                bits=str(bits),
+            )
+    return value
+
+
+def _ssh_key_fields(body: str) -> list[bytes] | None:
+    """The length-prefixed fields of an OpenSSH public key blob (RFC 4253 6.6), or None."""
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    fields, offset = [], 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            return None
+        (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        offset += 4
+        if offset + length > len(blob):
+            return None
+        fields.append(blob[offset : offset + length])
+        offset += length
+    return fields or None
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+
+
+def _region(value: str) -> str:
+    name = value.strip().lower().replace(" ", "")
+    if name not in azure.REGIONS:
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(azure.REGIONS), n=1)
+        hint = f"did you mean {close[0]}?" if close else "use a name from `az account list-locations`"
+        raise _problem("is not an Azure region; {hint}", hint=hint)
+    return name
+
+
+Region = Annotated[str, AfterValidator(_region)]
+
+
+def _vm_size(value: str) -> str:
+    if not azure.VM_SIZE.match(value):
+        raise _problem(
+            "is not an Azure VM size; write it like Standard_B2s or Standard_D2s_v5 "
+            "(`az vm list-sizes -l <region>` lists them)"
+        )
+    return value
+
+
+VmSize = Annotated[str, AfterValidator(_vm_size)]
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise _problem(what)
+        return value
+
+    return AfterValidator(check)
+
+
+ResourceGroupName = Annotated[
+    str,
+    _pattern(
+        re.compile(r"^$|" + azure.RESOURCE_GROUP_NAME.pattern),
+        "Azure resource group names are 1-90 letters, digits, _ - . ( ) and can't end with a "
+        "period",
+    ),
+]
+DnsLabel = Annotated[
+    str,
+    _pattern(
+        re.compile(r"^$|" + azure.DNS_LABEL.pattern),
+        "a DNS label is 3-63 lower-case letters, digits and hyphens, starting with a letter "
+        "and ending with a letter or digit (or empty for none)",
+    ),
+]
+UserName = Annotated[
+    str,
+    _pattern(
+        re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+        "user names are 1-32 lower-case letters, digits, _ and -, starting with a letter or _",
+    ),
+]
+
+
+def _admin_username(value: str) -> str:
+    if not azure.ADMIN_USERNAME.match(value):
+        raise _problem(
+            "admin user names are 1-32 lower-case letters, digits, _ and -, starting with a "
+            "letter or _"
+        )
+    if value in azure.RESERVED_ADMIN_USERNAMES or value in azure.SYSTEM_ACCOUNTS:
+        raise _problem("is a name Azure or the Debian image reserves; choose e.g. ftpadmin")
+    return value
+
+
+AdminUsername = Annotated[str, AfterValidator(_admin_username)]
+
+
+def _password(value: SecretStr) -> SecretStr:
+    text = value.get_secret_value()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        # FTP's PASS command is one line: a newline would end it early, and other control
+        # characters are refused by clients or mangled on the way.
+        raise _problem("contains a control character (a newline?); FTP's PASS is one line")
+    return value
+
+
+Password = Annotated[SecretStr, AfterValidator(_password)]
+
+
+def _tag_name(value: str) -> str:
+    problem = azure.tag_name_problem(value)
+    if problem:
+        raise _problem(problem)
+    return value
+
+
+TagName = Annotated[str, AfterValidator(_tag_name)]
+TagValue = Annotated[str, Field(max_length=azure.TAG_VALUE_MAX)]
