@@ -12,6 +12,8 @@ PASSIVE_PORT_RANGE = "passivePortRange"  # str: "50000-50099", as opened in the 
 VM_ID = "vmId"  # str: the Azure resource id of the VM
 VM_NAME = "vmName"  # str: the VM's name in Azure
 RESOURCE_GROUP_NAME = "resourceGroupName"  # str: where everything lives
+# list: one {name, privateIp, passivePorts} per instance (passivePorts: the slice it announces)
+INSTANCES = "instances"
 
 ALL = (
     FTP_ENDPOINT,
@@ -22,4 +24,5 @@ ALL = (
     VM_ID,
     VM_NAME,
     RESOURCE_GROUP_NAME,
+    INSTANCES,
 )

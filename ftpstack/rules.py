@@ -1,10 +1,16 @@
-"""Pure derivations of what the network lets in: NSG rules and load-balancer rules.
+"""Pure derivations of what the network lets in: NSG rules, load-balancer rules and NAT rules,
+and each instance's slice of the passive range.
 
-FTP in passive mode needs two things open: the control port and the passive range that proftpd
+FTP in passive mode needs two things open: the control port and the passive ports that proftpd
 announces in its PASV/EPSV replies (`PassivePorts` in the rendered proftpd.conf). Both come from
-the same `Settings`, so the NSG and proftpd cannot disagree. Nothing else is open inbound, not
-even from inside the VNet: Azure's default rules would let the whole VNet in, so an explicit
+the same `Settings`, so the network and proftpd cannot disagree. Nothing else is open inbound,
+not even from inside the VNet: Azure's default rules would let the whole VNet in, so an explicit
 deny-all closes the list.
+
+Behind a load balancer only port 21 is balanced. A passive port must reach the one server that
+announced it, so each passive port is an inbound NAT rule aimed at its own instance (Azure bills
+load-balancing rules beyond the first five per hour and lists NAT rules as free), and with several
+instances each owns a disjoint slice of the range.
 """
 
 from __future__ import annotations
@@ -12,12 +18,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ftpstack import paths
 from ftpstack.settings import FTP_CONTROL_PORT, SSH_PORT, Settings
 
 ANY = "0.0.0.0/0"
 # Azure's source tag for the load balancer's health probes (168.63.129.16).
 LB_PROBE_SOURCE = "AzureLoadBalancer"
 DENY_ALL_PRIORITY = 4096
+PASSIVE_RULE = "allow-ftp-passive"
+# The health probe: a TCP connect to 21 every 5 s; two misses in a row (10 s) take an instance
+# out, two successes bring it back. One missed probe (a reload's blink) changes nothing.
+PROBE_NAME = "ftp-control"
+PROBE_INTERVAL_SECONDS = 5
+PROBE_THRESHOLD = 2
+# Behind a load balancer with several instances, instance i's SSH is <public address>:2200+i
+# (a single VM keeps 22).
+SSH_NAT_BASE = 2200
 
 
 @dataclass(frozen=True)
@@ -59,65 +75,93 @@ class InboundRule:
 
 def inbound_rules(settings: Settings) -> list[InboundRule]:
     """The NSG's inbound rules, in priority order."""
-    ftp_sources = tuple(settings.ftp_source_cidrs)
+    ftp = tuple(settings.ftp_source_cidrs)
+    first, last = settings.passive_port_start, settings.passive_port_end
     rules = [
-        InboundRule(
-            "allow-ftp-control",
-            100,
-            FTP_CONTROL_PORT,
-            FTP_CONTROL_PORT,
-            ftp_sources,
-            "Allow",
-            "FTP control connection",
-        ),
-        InboundRule(
-            "allow-ftp-passive",
-            110,
-            settings.passive_port_start,
-            settings.passive_port_end,
-            ftp_sources,
-            "Allow",
-            "FTP passive data connections: the range proftpd announces (PassivePorts)",
-        ),
-    ]
+        InboundRule("allow-ftp-control", 100, FTP_CONTROL_PORT, FTP_CONTROL_PORT, ftp, "Allow",
+                    "FTP control connection"),
+        InboundRule(PASSIVE_RULE, 110, first, last, ftp, "Allow",
+                    "FTP passive data connections: the range proftpd announces (PassivePorts)"),
+    ]  # fmt: skip
     if settings.ssh_open:
         rules.append(
-            InboundRule(
-                "allow-ssh",
-                120,
-                SSH_PORT,
-                SSH_PORT,
-                tuple(settings.ssh_source_cidrs),
-                "Allow",
-                "SSH for administrators, from the listed CIDRs only",
-            )
+            InboundRule("allow-ssh", 120, SSH_PORT, SSH_PORT, tuple(settings.ssh_source_cidrs),
+                        "Allow", "SSH for administrators, from the listed CIDRs only")  # fmt: skip
         )
     if settings.exposure == "load-balancer":
         rules.append(
-            InboundRule(
-                "allow-lb-health-probe",
-                130,
-                FTP_CONTROL_PORT,
-                FTP_CONTROL_PORT,
-                (LB_PROBE_SOURCE,),
-                "Allow",
-                "The load balancer's health probe on the FTP control port",
-            )
+            InboundRule("allow-lb-health-probe", 130, paths.HEALTH_PORT, paths.HEALTH_PORT,
+                        (LB_PROBE_SOURCE,), "Allow",
+                        "The load balancer's health probe (forwarded to 21 while in service)")  # fmt: skip
         )
     rules.append(
-        InboundRule(
-            "deny-all-inbound",
-            DENY_ALL_PRIORITY,
-            None,
-            None,
-            ("*",),
-            "Deny",
-            "Nothing else in, not even from the VNet (Azure's defaults would allow it)",
-        )
+        InboundRule("deny-all-inbound", DENY_ALL_PRIORITY, None, None, ("*",), "Deny",
+                    "Nothing else in, not even from the VNet (Azure's defaults would allow it)")  # fmt: skip
     )
     return rules
 
 
-def load_balancer_ports(settings: Settings) -> list[int]:
-    """One LB rule per port: a public Standard LB rule cannot carry a port range."""
-    return [FTP_CONTROL_PORT, *settings.passive_ports]
+@dataclass(frozen=True)
+class Slice:
+    """The passive ports one instance announces (and only it receives)."""
+
+    instance: int
+    first: int
+    last: int
+
+    @property
+    def ports(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+def passive_slices(settings: Settings) -> list[Slice]:
+    """The passive range split evenly over the instances (a remainder stays unused)."""
+    size = len(settings.passive_ports) // settings.instances
+    start = settings.passive_port_start
+    return [
+        Slice(i, start + i * size, start + (i + 1) * size - 1) for i in range(settings.instances)
+    ]
+
+
+def max_clients_per_instance(settings: Settings) -> int:
+    """Each instance's share of maxClients (limits are per instance: proftpd counts its own)."""
+    return -(-settings.max_clients // settings.instances)
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """An inbound NAT rule: one frontend port to one port of one instance."""
+
+    name: str
+    instance: int
+    frontend_port: int
+    backend_port: int
+
+
+def nat_rules(settings: Settings) -> list[NatRule]:
+    """Behind a load balancer: each passive port to the instance whose slice holds it, and SSH
+    (when open) to each instance on its own frontend port."""
+    rules = [
+        NatRule(f"passive-{port}", s.instance, port, port)
+        for s in passive_slices(settings)
+        for port in s.ports
+    ]
+    if settings.ssh_open:
+        rules += [
+            NatRule(f"ssh-{i}", i, ssh_port(settings, i), SSH_PORT)
+            for i in range(settings.instances)
+        ]
+    return rules
+
+
+def ssh_port(settings: Settings, instance: int) -> int:
+    """Where an administrator reaches instance `instance`'s SSH on the public address."""
+    return SSH_PORT if settings.instances == 1 else SSH_NAT_BASE + instance
+
+
+def load_balancer_rule_ports(settings: Settings) -> list[int]:
+    """Ports that are balanced over the healthy instances: only the control port."""
+    return [FTP_CONTROL_PORT]

@@ -1,0 +1,149 @@
+"""The live configuration and how it travels: one bundle per instance, applied by the agent.
+
+Why a managed Run Command (`VirtualMachineRunCommandByVirtualMachine`) and not VM userData or Key
+Vault: it updates in place and runs at once, as root, with no inbound port; Azure never returns
+its protected parameters (the bundle holds password hashes and maybe a private key), and the
+Pulumi state keeps them secret; with `treatFailureAsDeploymentFailure` a failed apply fails
+`pulumi up`, and as it is synchronous `pulumi up` returns only when the change is live. userData
+is returned by the API in clear and read by polling; Key Vault would add a vault, an identity and
+a poller for the same result.
+
+The bundle is JSON, compressed and base64-encoded (one environment variable); the agent
+(`ftpstack.agent`) is shipped inside the script, so changing the agent never replaces a VM either.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from ftpstack import paths
+from ftpstack.render import live_files
+from ftpstack.rules import passive_slices
+from ftpstack.settings import FTP_CONTROL_PORT, Settings
+
+BUNDLE_VERSION = 1
+CONFIG_PARAMETER = "FTPSTACK_CONFIG"
+PHASE_PARAMETER = "FTPSTACK_PHASE"
+PASSIVE_PARAMETER = "FTPSTACK_PASSIVE"
+# The first apply waits this long for cloud-init to install proftpd.
+BOOTSTRAP_WAIT_SECONDS = 1800
+# Narrowing the passive range waits this long for transfers started with the wider range.
+NARROW_WAIT_SECONDS = 600
+AGENT_SOURCE = Path(__file__).with_name("agent.py")
+HEREDOC = "FTPSTACK_AGENT_SOURCE"
+
+
+def _dirs(settings: Settings) -> list[dict[str, str]]:
+    uid = f"{paths.VIRTUAL_UID}:{paths.VIRTUAL_UID}"
+    dirs = [{"path": paths.FTP_ROOT, "mode": "0755", "owner": "0:0"}]
+    dirs += [
+        {"path": f"{paths.FTP_ROOT}/{user.name}", "mode": "0750", "owner": uid}
+        for user in settings.users
+    ]
+    if settings.anonymous:
+        # Files to publish are put here by an administrator (root); anonymous only reads.
+        dirs.append({"path": paths.PUBLIC_DIR, "mode": "0755", "owner": "0:0"})
+    if settings.tls != "off" and settings.tls_certificate:
+        dirs.append({"path": paths.TLS_DIR, "mode": "0755", "owner": "0:0"})
+    return dirs
+
+
+def _self_signed(settings: Settings, public_ip: str) -> dict[str, str] | None:
+    if settings.tls == "off" or settings.tls_certificate:
+        return None
+    names = f"DNS:{settings.fqdn},IP:{public_ip}" if settings.fqdn else f"IP:{public_ip}"
+    return {
+        "cert": paths.SELF_SIGNED_CERT,
+        "key": paths.SELF_SIGNED_KEY,
+        "subject": settings.fqdn or public_ip,
+        "san": names,
+    }
+
+
+def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> dict[str, Any]:
+    """Everything the agent needs to apply instance `instance`'s configuration."""
+    slice_ = passive_slices(settings)[instance]
+    document: dict[str, Any] = {
+        "version": BUNDLE_VERSION,
+        "files": [
+            {"path": f.path, "mode": f.mode, "content": f.content}
+            for f in live_files(settings, public_ip, seed, instance)
+        ],
+        "dirs": _dirs(settings),
+        "users": [user.name for user in settings.users],
+        "self_signed": _self_signed(settings, public_ip),
+        "tls_dir": paths.TLS_DIR,
+        "sysctl": paths.SYSCTL_FILE,
+        "admin": {"user": settings.admin_username, "authorized_keys": settings.ssh_public_key},
+        "proftpd": {
+            "conf": paths.PROFTPD_CONF,
+            "pid_file": paths.PID_FILE,
+            "log": paths.SYSTEM_LOG,
+            "port": FTP_CONTROL_PORT,
+            "passive": str(slice_),
+        },
+        "health": (
+            {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
+            if settings.exposure == "load-balancer"
+            else None
+        ),
+        "markers": {
+            "bootstrap": paths.BOOTSTRAP_DONE,
+            "configured": paths.CONFIGURED,
+            "applied": paths.APPLIED,
+        },
+        "bootstrap_wait_seconds": BOOTSTRAP_WAIT_SECONDS,
+        "narrow_wait_seconds": NARROW_WAIT_SECONDS,
+    }
+    document["generation"] = generation(document)
+    return document
+
+
+def narrow_bundle() -> dict[str, Any]:
+    """What the narrowing step needs: where proftpd's files are, how long to wait. No secret."""
+    return {
+        "version": BUNDLE_VERSION,
+        "proftpd": {"conf": paths.PROFTPD_CONF, "pid_file": paths.PID_FILE,
+                    "log": paths.SYSTEM_LOG, "port": FTP_CONTROL_PORT},
+        "narrow_wait_seconds": NARROW_WAIT_SECONDS,
+    }
+
+
+def generation(document: dict[str, Any]) -> str:
+    """A digest of the bundle; it changes exactly when the configuration does."""
+    body = {k: v for k, v in document.items() if k != "generation"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode(document: dict[str, Any]) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(document, sort_keys=True).encode(), 9)).decode()
+
+
+def decode(text: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(text)))
+    return document
+
+
+def run_command_script() -> str:
+    """The Run Command's script: install the agent (its source inside), run it. Not secret: the
+    API returns it to anyone who may read the VM."""
+    source = AGENT_SOURCE.read_text()
+    if f"\n{HEREDOC}\n" in f"\n{source}\n":
+        raise ValueError(f"the agent's source contains the heredoc marker {HEREDOC}")
+    return f"""#!/bin/bash
+# ftpstack: apply the configuration ({CONFIG_PARAMETER}, a protected parameter) with the agent
+# below; {PHASE_PARAMETER} is apply (default) or narrow.
+set -euo pipefail
+install -d -m 0755 {paths.AGENT_DIR}
+tmp=$(mktemp {paths.AGENT_DIR}/.agent.XXXXXX)
+cat > "$tmp" <<'{HEREDOC}'
+{source}{HEREDOC}
+chmod 0755 "$tmp"
+mv -f "$tmp" {paths.AGENT_PATH}
+exec /usr/bin/python3 {paths.AGENT_PATH} "${{{PHASE_PARAMETER}:-apply}}"
+"""

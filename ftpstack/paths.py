@@ -1,0 +1,63 @@
+"""Where things live on the VM: the one list of paths, accounts and ports the bootstrap, the live
+configuration, the apply agent's input and the local stand-ins share.
+
+Layout: the FTP tree is on storage that outlives the VM (the data disk, or the shared Azure Files
+share with several instances), and so is the server's self-signed TLS identity (in a root-only
+directory beside the users' homes, out of every user's reach: each is jailed to its home). What
+is written on every apply lives on the OS disk and is rewritten by the next apply.
+"""
+
+from __future__ import annotations
+
+FTP_ROOT = "/srv/ftp"
+PUBLIC_DIR = f"{FTP_ROOT}/public"
+# Survives the VM: the self-signed certificate keeps its fingerprint across replacements.
+STATE_DIR = f"{FTP_ROOT}/.ftpstack"
+SELF_SIGNED_CERT = f"{STATE_DIR}/tls/selfsigned.crt"
+SELF_SIGNED_KEY = f"{STATE_DIR}/tls/selfsigned.key"
+
+PROFTPD_CONF = "/etc/proftpd/proftpd.conf"
+USERS_FILE = "/etc/proftpd/ftpd.passwd"
+GROUPS_FILE = "/etc/proftpd/ftpd.group"
+TLS_DIR = "/etc/proftpd/tls"
+SYSCTL_FILE = "/etc/sysctl.d/60-ftpstack-keepalive.conf"
+# Replaces Debian's own file, whose postrotate restarts proftpd (cutting every transfer).
+LOGROTATE_FILE = "/etc/logrotate.d/proftpd-core"
+LOG_DIR = "/var/log/proftpd"
+LOGS = ("proftpd.log", "xferlog", "auth.log", "tls.log", "ban.log", "controls.log")
+PID_FILE = "/run/proftpd.pid"
+SYSTEM_LOG = f"{LOG_DIR}/proftpd.log"
+
+# The one OS account that owns every virtual user's files; fixed so the users file can name it.
+VIRTUAL_UID = 2001
+VIRTUAL_GROUP = "ftpvirtual"
+# Anonymous sessions run as their own uid, which owns nothing: read-only by file permissions
+# too, not only by proftpd's <Limit WRITE>.
+ANON_UID = 2002
+ANON_USER = "ftpanon"
+
+# The apply agent, written by every configuration run (it is not part of the boot image).
+AGENT_DIR = "/usr/local/lib/ftpstack"
+AGENT_PATH = f"{AGENT_DIR}/agent.py"
+AGENT_COMMAND = f"/usr/bin/python3 {AGENT_PATH}"
+STATE_MARKERS = "/var/lib/ftpstack"
+# The bootstrap writes this last; the agent waits for it.
+BOOTSTRAP_DONE = f"{STATE_MARKERS}/bootstrap-done"
+# proftpd's unit starts only once a configuration was applied (ConditionPathExists).
+CONFIGURED = f"{STATE_MARKERS}/configured"
+APPLIED = f"{STATE_MARKERS}/applied.json"
+
+# systemd drop-in for proftpd.service: wait for the configuration and the FTP tree's storage,
+# restart when it dies.
+PROFTPD_DROPIN = "/etc/systemd/system/proftpd.service.d/ftpstack.conf"
+
+# The load balancer probes this port; the VM forwards it to 21 while it is in service, and
+# stops forwarding it to drain (new flows go elsewhere, running sessions continue).
+HEALTH_PORT = 10021
+HEALTH_NFT = f"{AGENT_DIR}/health.nft"
+HEALTH_UNIT = "ftpstack-health.service"
+
+# Azure's udev rules name a data disk by its LUN; the VM attaches the data disk at this LUN.
+DATA_DISK_LUN = 0
+DATA_DISK_LABEL = "ftpdata"
+DISK_SCRIPT = "/usr/local/sbin/ftpstack-data-disk"
