@@ -1,16 +1,17 @@
 """The offline diff for pull requests: the plan at a base git ref against the working tree.
 
-    python -m ftpstack.diff --base origin/main [--stack dev]      (make diff BASE=<ref>)
+    python -m ftpstack.offline.diff --base origin/main [--stack dev]      (make diff BASE=<ref>)
 
 Both sides are planned by their own code (the base ref is exported with `git archive` into a
-temporary directory and planned there), so a change to the program shows up exactly like a change
-to a stack file. The output is written for reviewers: what is added, removed and changed, with
-the changed properties (secrets masked, but a changed secret still shows as changed), and loud
-warnings for what costs users something: the VM being replaced, the public IP changing, the data
-disk being replaced or deleted, a port opened to the Internet.
+temporary directory and planned there, by whichever planner it has), so a change to the program
+shows up exactly like a change to a stack file. The output is written for reviewers: what is
+added, removed and changed, property by property (secrets masked, but a changed secret shows as
+changed: both sides fingerprint with one key per run), what changes live on the running servers
+("in place, no downtime") and loud warnings for what costs users something: a VM replaced, the
+public IP changing, the data disk replaced, shrunk or deleted, a port opened to the Internet.
 
 Exit code: 0 no changes, 1 changes, 2 errors. It complements `pulumi preview`, which knows the
-real state and every provider rule; this needs no cloud account, so every pull request gets it.
+real state; this needs no cloud account, so every pull request gets it.
 """
 
 from __future__ import annotations
@@ -28,20 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftpstack.plan import FINGERPRINT_KEY_ENV, PROJECT_DIR
+from ftpstack import azure_rules as azure
+from ftpstack.offline import declared as d
+from ftpstack.offline.mocks import ARM_PATHS, RESOURCE_GROUP_NAME
+from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 
-INTERNET = {"*", "0.0.0.0/0", "Internet", "Any"}
-VM = "azure-native:compute:VirtualMachine"
-PUBLIC_IP = "azure-native:network:PublicIPAddress"
-NSG = "azure-native:network:NetworkSecurityGroup"
-DISKS = {"azure-native:compute:Disk"}
-# Properties Azure cannot change in place (the resource is replaced), beyond the program's own
-# replaceOnChanges. A short list of the ones that matter here; `pulumi preview` knows them all.
-FORCE_NEW = {
-    PUBLIC_IP: ("location", "resourceGroupName", "sku", "publicIPAddressVersion", "zones"),
-    VM: ("location", "resourceGroupName", "osProfile.adminUsername", "osProfile.computerName"),
-    "azure-native:compute:Disk": ("location", "resourceGroupName", "creationData", "zones"),
-}
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+# Planner modules, newest first: a base ref from before the move still plans with its own.
+PLANNERS = (("ftpstack/offline/plan.py", "ftpstack.offline.plan"), ("ftpstack/plan.py", "ftpstack.plan"))  # noqa: E501
+# Inputs that name a resource in Azure's path: a change makes azure-native replace it.
+NAME_INPUTS = {RESOURCE_GROUP_NAME, *(name for _, name in ARM_PATHS.values())}
 
 
 class DiffError(Exception):
@@ -62,32 +59,33 @@ class StackDiff:
     stack: str
     changes: list[Change]
     warnings: list[str]
+    notes: list[str]
     cloud_init: list[str]
+    live: list[str]
     outputs: list[tuple[str, Any, Any]]
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes or self.outputs or self.cloud_init)
+        return bool(self.changes or self.outputs or self.cloud_init or self.live)
 
 
-# -- planning one side -------------------------------------------------------------------------
+# -- planning one side -----------------------------------------------------------------------------
 
 
 def plan_json(project_dir: Path, stack: str, python: str, key: str) -> dict[str, Any] | None:
     """The --json plan of `stack` as the code in `project_dir` declares it; None: no stack file."""
     if not (project_dir / f"Pulumi.{stack}.yaml").is_file():
         return None
-    if not (project_dir / "ftpstack" / "plan.py").is_file():
-        raise DiffError(f"{project_dir} has no offline plan (ftpstack/plan.py) to compare with")
+    module = next((m for path, m in PLANNERS if (project_dir / path).is_file()), None)
+    if module is None:
+        raise DiffError(f"{project_dir} has no offline planner to compare with")
     result = subprocess.run(
-        [python, "-m", "ftpstack.plan", "--json", "--stack", stack],
+        [python, "-m", module, "--json", "--stack", stack],
         cwd=project_dir,
         env={**os.environ, FINGERPRINT_KEY_ENV: key, "PYTHONPATH": str(project_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode not in (0, 3) or not result.stdout.strip():  # 3: ARM findings, planned
         lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
         raise DiffError(f"planning {stack} in {project_dir.name}: {lines[-1]}")
     document: dict[str, Any] = json.loads(result.stdout)
@@ -96,9 +94,7 @@ def plan_json(project_dir: Path, stack: str, python: str, key: str) -> dict[str,
 
 def export_ref(repo: Path, ref: str, into: Path) -> None:
     archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", "--format=tar", ref],
-        capture_output=True,
-        check=False,
+        ["git", "-C", str(repo), "archive", "--format=tar", ref], capture_output=True, check=False
     )
     if archive.returncode != 0:
         raise DiffError(f"cannot read git ref {ref!r}: {archive.stderr.decode().strip()}")
@@ -116,7 +112,7 @@ def stacks_in(*dirs: Path) -> list[str]:
     return sorted(names)
 
 
-# -- comparing ---------------------------------------------------------------------------------
+# -- comparing -------------------------------------------------------------------------------------
 
 
 def _keyed(items: list[Any]) -> dict[str, Any] | None:
@@ -139,8 +135,7 @@ def property_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any,
         if old_keyed is not None and new_keyed is not None:
             changes = []
             for name in sorted(set(old_keyed) | set(new_keyed)):
-                sub = f"{path}[{name}]"
-                changes += property_changes(old_keyed.get(name), new_keyed.get(name), sub)
+                changes += property_changes(old_keyed.get(name), new_keyed.get(name), f"{path}[{name}]")  # noqa: E501
             return changes
         if len(old) == len(new):
             changes = []
@@ -151,103 +146,108 @@ def property_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any,
 
 
 def _replacing(resource: dict[str, Any], paths: list[str]) -> list[str]:
-    triggers = list(resource.get("options", {}).get("replaceOnChanges", []))
-    triggers += FORCE_NEW.get(resource["type"], ())
-    return sorted(
-        {t for t in triggers for p in paths if p == t or p.startswith((f"{t}.", f"{t}["))}
-    )
+    options = resource.get("options", {})
+    triggers = [*options.get("replaceOnChanges", []), *azure.PROVIDER_FORCE_NEW.get(resource["type"], ())]  # noqa: E501
+    triggers += [n for n in NAME_INPUTS if n in resource.get("inputs", {})]
+    ignored = options.get("ignoreChanges", [])
+    hits = set()
+    for p in paths:
+        if any(p == i or p.startswith((f"{i}.", f"{i}[")) for i in ignored):
+            continue
+        hits |= {t for t in triggers if p == t or p.startswith((f"{t}.", f"{t}["))}
+    return sorted(hits)
 
 
-def _open_to_internet(nsg: dict[str, Any] | None) -> dict[str, str]:
-    """Allowed inbound ports per rule name, for rules whose source is the whole Internet."""
-    if not nsg:
-        return {}
-    opened = {}
-    for rule in nsg.get("inputs", {}).get("securityRules", []):
-        sources = rule.get("sourceAddressPrefixes") or [rule.get("sourceAddressPrefix")]
-        if (
-            rule.get("access") == "Allow"
-            and rule.get("direction", "Inbound") == "Inbound"
-            and INTERNET & set(sources)
-        ):
-            opened[rule["name"]] = str(rule.get("destinationPortRange"))
-    return opened
+def _removal_warnings(type_: str, name: str) -> list[str]:
+    if type_ == d.PUBLIC_IP:
+        return [f"public IP {name} will be DELETED: the FTP endpoint changes for every client"]
+    if type_ == d.DISK:
+        return [f"data disk {name} will be DELETED, and the customers' files on it"]
+    if type_ == d.VM:
+        return [f"VM {name} will be DELETED"]
+    return []
+
+
+def _change_warnings(change: Change, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    out = []
+    if change.replaced_by and change.type == d.VM:
+        reason = ("the bootstrap (customData) changed" if any(r.endswith("customData") for r in change.replaced_by)  # noqa: E501
+                  else ", ".join(change.replaced_by) + " changed")  # fmt: skip
+        out.append(f"VM {change.name} will be REPLACED ({reason}): it is deleted and created "
+                   "anew; FTP on it is down meanwhile and its OS disk is lost (the data disk "
+                   "and the TLS identity on it are kept)")  # fmt: skip
+    if change.replaced_by and change.type == d.PUBLIC_IP:
+        out.append(f"public IP {change.name} will be REPLACED: the FTP endpoint address changes for every client")  # noqa: E501
+    if change.replaced_by and change.type == d.DISK:
+        out.append(f"data disk {change.name} will be REPLACED: the customers' files on it are lost")
+    old_size, new_size = before["inputs"].get("diskSizeGB"), after["inputs"].get("diskSizeGB")
+    if change.type == d.DISK and isinstance(old_size, int) and isinstance(new_size, int) and new_size < old_size:  # noqa: E501
+        out.append(f"data disk {change.name} would SHRINK from {old_size} to {new_size} GiB, which Azure refuses")  # noqa: E501
+    return out
+
+
+def _live_notes(change: Change) -> list[str]:
+    if change.type == d.RUN_COMMAND and change.name.endswith("-configure") and not change.replaced_by:  # noqa: E501
+        return [f"{change.name}: the configuration changes in place, no downtime (applied live, "
+                "proftpd reloaded only if its configuration changed)"]  # fmt: skip
+    return []
+
+
+def compare_resources(old: d.Declared, new: d.Declared) -> tuple[list[Change], list[str], list[str]]:  # noqa: E501
+    before = {(r["type"], r["name"]): r for r in old.resources}
+    after = {(r["type"], r["name"]): r for r in new.resources}
+    changes, warnings, notes = [], [], []
+    for key in sorted(set(before) | set(after)):
+        type_, name = key
+        if key not in before:
+            changes.append(Change(type_, name, "add"))
+        elif key not in after:
+            changes.append(Change(type_, name, "remove"))
+            warnings += _removal_warnings(type_, name)
+        else:
+            props = property_changes(before[key].get("inputs", {}), after[key].get("inputs", {}))
+            if props:
+                change = Change(type_, name, "change", props, _replacing(after[key], [p for p, _, _ in props]))  # noqa: E501
+                changes.append(change)
+                warnings += _change_warnings(change, before[key], after[key])
+                notes += _live_notes(change)
+    return changes, warnings, notes
+
+
+def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
+    was = {(r.name, r.port_text) for r in old.open_to_internet()}
+    return [f"port {r.port_text} will be OPEN TO THE INTERNET (rule {r.name})"
+            for r in new.open_to_internet() if (r.name, r.port_text) not in was]  # fmt: skip
+
+
+def _text_diff(old: str, new: str, label: str) -> list[str]:
+    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"base {label}", f"head {label}", lineterm="", n=1))[2:]  # noqa: E501
+
+
+def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    before, after = old.get("live", []), new.get("live", [])
+    for index in range(max(len(before), len(after))):
+        files_a = {f["path"]: f["content"] for f in (before[index] if index < len(before) else [])}
+        files_b = {f["path"]: f["content"] for f in (after[index] if index < len(after) else [])}
+        for path in sorted(set(files_a) | set(files_b)):
+            lines = _text_diff(files_a.get(path, ""), files_b.get(path, ""), path)
+            if lines:
+                out += [f"instance {index} {path}:", *lines]
+    return out
 
 
 def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
-    old_resources = {(r["type"], r["name"]): r for r in (old or {}).get("resources", [])}
-    new_resources = {(r["type"], r["name"]): r for r in (new or {}).get("resources", [])}
-    changes: list[Change] = []
-    warnings: list[str] = []
-    for key in sorted(set(old_resources) | set(new_resources)):
-        before, after = old_resources.get(key), new_resources.get(key)
-        type_, name = key
-        if before is None:
-            changes.append(Change(type_, name, "add"))
-            continue
-        if after is None:
-            changes.append(Change(type_, name, "remove"))
-            if type_ == PUBLIC_IP:
-                warnings.append(
-                    f"public IP {name} will be DELETED: the FTP endpoint changes for every client"
-                )
-            if type_ in DISKS:
-                warnings.append(f"data disk {name} will be DELETED, and the customers' files too")
-            if type_ == VM:
-                warnings.append(f"VM {name} will be DELETED")
-            continue
-        props = property_changes(before.get("inputs", {}), after.get("inputs", {}))
-        if not props:
-            continue
-        replaced_by = _replacing(after, [p for p, _, _ in props])
-        changes.append(Change(type_, name, "change", props, replaced_by))
-        if replaced_by and type_ == VM:
-            reason = (
-                "the cloud-init user-data changed"
-                if any(r.endswith("customData") for r in replaced_by)
-                else ", ".join(replaced_by) + " changed"
-            )
-            warnings.append(
-                f"VM {name} will be REPLACED ({reason}): it is deleted and created anew, "
-                "FTP is down meanwhile and anything on its OS disk is lost"
-            )
-        if replaced_by and type_ == PUBLIC_IP:
-            warnings.append(
-                f"public IP {name} will be REPLACED: the FTP endpoint address changes for "
-                "every client"
-            )
-        if replaced_by and type_ in DISKS:
-            warnings.append(
-                f"data disk {name} will be REPLACED: the customers' files on it are lost"
-            )
-    old_nsgs = {r["name"]: r for r in (old or {}).get("resources", []) if r["type"] == NSG}
-    for nsg in (r for r in (new or {}).get("resources", []) if r["type"] == NSG):
-        before_open = _open_to_internet(old_nsgs.get(nsg["name"]))
-        for rule, ports in _open_to_internet(nsg).items():
-            if before_open.get(rule) != ports:
-                warnings.append(
-                    f"port {ports} will be OPEN TO THE INTERNET (NSG {nsg['name']}, rule {rule})"
-                )
-    old_out, new_out = (old or {}).get("outputs", {}), (new or {}).get("outputs", {})
-    outputs = [
-        (k, old_out.get(k), new_out.get(k))
-        for k in sorted(set(old_out) | set(new_out))
-        if old_out.get(k) != new_out.get(k)
-    ]
-    cloud_init = list(
-        difflib.unified_diff(
-            (old or {}).get("cloud_init", "").splitlines(),
-            (new or {}).get("cloud_init", "").splitlines(),
-            "base",
-            "head",
-            lineterm="",
-            n=1,
-        )
-    )
-    return StackDiff(stack, changes, warnings, cloud_init, outputs)
+    a, b = d.Declared(old or {}), d.Declared(new or {})
+    changes, warnings, notes = compare_resources(a, b)
+    warnings += _exposure_warnings(a, b)
+    outputs = [(k, a.outputs.get(k), b.outputs.get(k)) for k in sorted(set(a.outputs) | set(b.outputs))  # noqa: E501
+               if a.outputs.get(k) != b.outputs.get(k)]  # fmt: skip
+    cloud_init = _text_diff((old or {}).get("cloud_init", ""), (new or {}).get("cloud_init", ""), "cloud-init")  # noqa: E501
+    return StackDiff(stack, changes, warnings, notes, cloud_init, _live_diff(old or {}, new or {}), outputs)  # noqa: E501
 
 
-# -- presenting --------------------------------------------------------------------------------
+# -- presenting ------------------------------------------------------------------------------------
 
 
 def _short(value: Any) -> str:
@@ -260,9 +260,9 @@ def render(diff: StackDiff, base: str) -> str:
     if not diff.changed:
         return "\n".join([*out, "No changes.", ""])
     if diff.warnings:
-        out += ["**Warnings**", ""]
-        out += [f"- WARNING: {w}" for w in diff.warnings]
-        out.append("")
+        out += ["**Warnings**", "", *[f"- WARNING: {w}" for w in diff.warnings], ""]
+    if diff.notes:
+        out += ["**Live changes**", "", *[f"- {n}" for n in diff.notes], ""]
     symbols = {"add": "+", "remove": "-", "change": "~"}
     out += ["```diff"]
     for change in diff.changes:
@@ -270,12 +270,13 @@ def render(diff: StackDiff, base: str) -> str:
         out.append(f"{symbols[change.kind]} {change.kind:<6} {change.type}  {change.name}{tail}")
         for path, before, after in change.properties:
             out.append(f"    {path}: {_short(before)} => {_short(after)}")
-    for name, before, after in diff.outputs:
-        out.append(f"~ output {name}: {_short(before)} => {_short(after)}")
+    out += [f"~ output {n}: {_short(a)} => {_short(b)}" for n, a, b in diff.outputs]
     out += ["```", ""]
+    if diff.live:
+        out += ["Live configuration (secrets masked; [secret:…] fingerprints change with the secret):",  # noqa: E501
+                "```diff", *diff.live, "```", ""]  # fmt: skip
     if diff.cloud_init:
-        out += ["cloud-init user-data (secrets masked):", "```diff", *diff.cloud_init[2:]]
-        out += ["```", ""]
+        out += ["Bootstrap (cloud-init user-data):", "```diff", *diff.cloud_init, "```", ""]
     return "\n".join(out)
 
 
@@ -293,13 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             export_ref(PROJECT_DIR, args.base, base_dir)
             stacks = [args.stack] if args.stack else stacks_in(base_dir, PROJECT_DIR)
             diffs = [
-                compare(
-                    stack,
-                    plan_json(base_dir, stack, sys.executable, key),
-                    plan_json(PROJECT_DIR, stack, sys.executable, key),
-                )
+                compare(stack, plan_json(base_dir, stack, sys.executable, key),
+                        plan_json(PROJECT_DIR, stack, sys.executable, key))
                 for stack in stacks
-            ]
+            ]  # fmt: skip
     except DiffError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

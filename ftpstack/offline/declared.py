@@ -1,0 +1,173 @@
+"""The one vocabulary for what a plan declares: resource types, NSG rules and their sources, what
+counts as the Internet, ports, load-balancer rules and NAT rules, the live configuration, the
+outputs by their constants. The plan's text, the diff, the ARM check, the local Azure model and
+the tests all read a plan through this module.
+
+It works on the plan's JSON form (`Plan.to_json()`, or `make plan ARGS=--json`): resources as
+`{"type", "name", "parent", "inputs", "options", "dependencies", "id"}`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ftpstack import outputs
+
+VM = "azure-native:compute:VirtualMachine"
+DISK = "azure-native:compute:Disk"
+RUN_COMMAND = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
+NIC = "azure-native:network:NetworkInterface"
+NSG = "azure-native:network:NetworkSecurityGroup"
+SECURITY_RULE = "azure-native:network:SecurityRule"
+PUBLIC_IP = "azure-native:network:PublicIPAddress"
+LOAD_BALANCER = "azure-native:network:LoadBalancer"
+NAT_RULE = "azure-native:network:InboundNatRule"
+VNET = "azure-native:network:VirtualNetwork"
+SUBNET = "azure-native:network:Subnet"
+RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+FILE_SHARE = "azure-native:storage:FileShare"
+PRIVATE_ENDPOINT = "azure-native:network:PrivateEndpoint"
+SMOKE_CHECK = "command:local:Command"
+REMOTE_CHECK = "command:remote:Command"
+COMPONENT = "ftpstack:azure:FtpServer"
+
+# Sources that mean "anyone on the Internet" in an NSG rule (compared case-insensitively).
+INTERNET_SOURCES = frozenset({"*", "internet", "any", "0.0.0.0/0", "::/0"})
+# A CIDR broader than this is the Internet too (0.0.0.0/1 + 128.0.0.0/1 is everyone).
+BROADEST_SPECIFIC_PREFIX = 8
+# Azure's service tag for the load balancer's probes.
+PROBE_SOURCE = "AzureLoadBalancer"
+
+Resource = dict[str, Any]
+PortRange = tuple[int, int]
+
+
+def is_internet(source: str) -> bool:
+    """True when an NSG source lets in anyone on the Internet (not a listed network)."""
+    text = source.strip()
+    if text.lower() in INTERNET_SOURCES:
+        return True
+    try:
+        return ipaddress.ip_network(text, strict=False).prefixlen < BROADEST_SPECIFIC_PREFIX
+    except ValueError:
+        return False
+
+
+def parse_ports(spec: str) -> PortRange | None:
+    """"50000-50099" -> (50000, 50099); "21" -> (21, 21); "*" -> None (every port)."""
+    if spec in ("*", ""):
+        return None
+    first, _, last = spec.partition("-")
+    return int(first), int(last or first)
+
+
+@dataclass(frozen=True)
+class SecurityRule:
+    name: str
+    priority: int
+    direction: str
+    access: str
+    ports: PortRange | None
+    sources: tuple[str, ...]
+
+    @classmethod
+    def from_inputs(cls, inputs: Mapping[str, Any]) -> SecurityRule:
+        sources = inputs.get("sourceAddressPrefixes") or [inputs.get("sourceAddressPrefix", "*")]
+        return cls(
+            name=str(inputs.get("securityRuleName") or inputs.get("name")),
+            priority=int(inputs["priority"]),
+            direction=str(inputs.get("direction", "Inbound")),
+            access=str(inputs["access"]),
+            ports=parse_ports(str(inputs.get("destinationPortRange", "*"))),
+            sources=tuple(str(s) for s in sources),
+        )
+
+    @property
+    def allows(self) -> bool:
+        return self.access == "Allow" and self.direction == "Inbound"
+
+    @property
+    def from_internet(self) -> bool:
+        return any(is_internet(s) for s in self.sources)
+
+    @property
+    def port_text(self) -> str:
+        if self.ports is None:
+            return "*"
+        first, last = self.ports
+        return str(first) if first == last else f"{first}-{last}"
+
+
+@dataclass(frozen=True)
+class NatRule:
+    name: str
+    frontend_port: int
+    backend_port: int
+    pool: str
+
+
+class Declared:
+    """A plan's resources and outputs, with the questions every tool asks of them."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = document
+        self.resources: list[Resource] = list(document.get("resources", []))
+        self.outputs: dict[str, Any] = dict(document.get("outputs", {}))
+
+    def of(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r["type"] == type_]
+
+    def one(self, type_: str) -> Resource:
+        found = self.of(type_)
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} resources of type {type_}, expected one")
+        return found[0]
+
+    def by_name(self, name: str) -> Resource:
+        return next(r for r in self.resources if r["name"] == name)
+
+    def security_rules(self) -> list[SecurityRule]:
+        """Every NSG rule, inline or separate, in priority order."""
+        rules = [SecurityRule.from_inputs(r["inputs"]) for r in self.of(SECURITY_RULE)]
+        for nsg in self.of(NSG):
+            rules += [SecurityRule.from_inputs(x) for x in nsg["inputs"].get("securityRules", [])]
+        return sorted(rules, key=lambda rule: (rule.direction, rule.priority))
+
+    def open_to_internet(self) -> list[SecurityRule]:
+        return [r for r in self.security_rules() if r.allows and r.from_internet]
+
+    def nat_rules(self) -> list[NatRule]:
+        out = []
+        for rule in self.of(NAT_RULE):
+            i = rule["inputs"]
+            pool = str((i.get("backendAddressPool") or {}).get("id", "")).rsplit("/", 1)[-1]
+            out.append(NatRule(str(i.get("inboundNatRuleName", rule["name"])),
+                               int(i.get("frontendPortRangeStart") or i.get("frontendPort")),
+                               int(i["backendPort"]), pool))  # fmt: skip
+        return sorted(out, key=lambda n: n.frontend_port)
+
+    def balanced_ports(self) -> list[int]:
+        return [
+            int(rule["frontendPort"])
+            for lb in self.of(LOAD_BALANCER)
+            for rule in lb["inputs"].get("loadBalancingRules", [])
+        ]
+
+    @property
+    def public_ip(self) -> str:
+        return str(self.outputs[outputs.PUBLIC_IP])
+
+    @property
+    def passive_range(self) -> range:
+        first, last = (int(p) for p in str(self.outputs[outputs.PASSIVE_PORT_RANGE]).split("-"))
+        return range(first, last + 1)
+
+    def configure_steps(self) -> list[Resource]:
+        return [r for r in self.of(RUN_COMMAND) if r["name"].endswith("-configure")]
+
+    def children(self, parent: str) -> Iterator[Resource]:
+        return (r for r in self.resources if r.get("parent") == parent)

@@ -1,0 +1,79 @@
+"""A stand-in TLS pair for stacks whose private key is a `secure:` value only the CLI decrypts.
+
+The real certificate is public: it passes its public checks here (parses, chain in order, not
+expired) before anything is replaced. Then, for planning only, the certificate and the key are
+replaced by a pair made from them deterministically (an Ed25519 key derived from the key's
+ciphertext, a self-signed certificate with the real one's subject, names and validity), so that
+the same stack file plans the same way every time and a changed key plans as changed. With a
+`--secrets` file holding the real key, the real pair is planned and its match is checked too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from ftpstack.offline.stackfile import Secure
+from ftpstack.settings import NAMESPACE, SettingsError
+from ftpstack.settings.tls import check_certificate, load_chain
+
+CERT_KEY, PRIVATE_KEY = f"{NAMESPACE}:tlsCertificate", f"{NAMESPACE}:tlsPrivateKey"
+
+
+def tls_pair(
+    values: Mapping[str, Any], given: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(`values` with a stand-in certificate, the stand-in key by secret path) where the key is
+    secret and not given; otherwise (`values`, {})."""
+    out = dict(values)
+    cert, key = values.get(CERT_KEY), values.get(PRIVATE_KEY)
+    if not isinstance(key, Secure) or "tlsPrivateKey" in given or not cert:
+        return out, {}
+    from ftpstack.offline.plan import PlanError
+
+    try:
+        check_certificate(str(cert))
+    except Exception as error:  # a refusal from the settings' certificate checks
+        raise PlanError(_message(error)) from None
+    out[CERT_KEY], stand_in_key = stand_in(str(cert), key.ciphertext)
+    return out, {"tlsPrivateKey": stand_in_key}
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, SettingsError):
+        return str(error)
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        return str(errors()[0]["msg"])
+    return str(error)
+
+
+def stand_in(cert_pem: str, seed: str) -> tuple[str, str]:
+    """(certificate, key) PEM: deterministic for one certificate and one key ciphertext."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    real = load_chain(cert_pem)[0]
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(real.subject)
+        .issuer_name(real.subject)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:16], "big") >> 1)
+        .not_valid_before(real.not_valid_before_utc)
+        .not_valid_after(real.not_valid_after_utc)
+    )
+    try:
+        names = real.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        builder = builder.add_extension(names.value, critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    cert = builder.sign(key, None)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
