@@ -1,0 +1,304 @@
+"""`LocalAzure`: the declared stack on the local Azure model, deployed as `pulumi up` would.
+
+Namespaces for the clients (one inside the allowed FTP sources, one outside every one), the
+router (the public IP or load balancer, the NSG, the idle timeout: `ftpstack.local.network`),
+the load balancer's probe, and one VM per instance (`VmHost`). A deployment runs the declared
+steps in the declared order: the bootstrap (the user-data), each instance's `narrow` step, the
+network's new rules, each instance's `configure` step one after the other — the Run Commands'
+own scripts and parameters, through the Run Command stand-in. `apply(new_plan)` is a later
+`pulumi up` of a live change, and refuses a plan that would replace a VM.
+
+Times may be scaled by one factor applied to the idle timeout, the keepalive idle and interval
+and the probe interval together, so the ratios that decide an outcome stay the declared ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ftpstack import live, paths
+from ftpstack.local import network as net
+from ftpstack.local.netns import Netns, NetnsError, end_process, run, veth
+from ftpstack.local.vmhost import VmHost
+from ftpstack.offline.declared import RUN_COMMAND
+from ftpstack.offline.plan import PROJECT_DIR, Plan
+
+Bundle = dict[str, Any]
+
+
+class DeployFailed(Exception):
+    """A step failed as `pulumi up` would report it; str() carries the step's own output."""
+
+
+def scale_keepalive(text: str, factor: float) -> str:
+    """`SocketOptions keepalive IDLE:COUNT:INTVL` and the sysctl values, times `factor` (the
+    probe count is a count, not a time: unchanged)."""
+
+    def scaled(value: str) -> str:
+        return str(max(1, round(int(value) * factor)))
+
+    text = re.sub(r"(keepalive\s+)(\d+):(\d+):(\d+)",
+                  lambda m: f"{m.group(1)}{scaled(m.group(2))}:{m.group(3)}:{scaled(m.group(4))}", text)  # noqa: E501  # fmt: skip
+    return re.sub(r"^(net\.ipv4\.tcp_keepalive_(?:time|intvl)\s*=\s*)(\d+)",
+                  lambda m: f"{m.group(1)}{scaled(m.group(2))}", text, flags=re.MULTILINE)  # fmt: skip
+
+
+def edit_file(bundle: Bundle, path: str, edit: Callable[[str], str]) -> Bundle:
+    """The bundle with one file's content edited (negative controls)."""
+    files = [{**f, "content": edit(f["content"])} if f["path"] == path else f for f in bundle["files"]]  # noqa: E501
+    return {**bundle, "files": files}
+
+
+@dataclasses.dataclass
+class LocalAzure:
+    """`with LocalAzure(plan, time_scale=1/30) as az: ...`"""
+
+    plan: Plan
+    time_scale: float = 1.0
+    serve: bool = True  # False: no VM stand-ins (the L4 qemu VM attaches to the namespace)
+    bundle_edit: Callable[[Bundle], Bundle] | None = None
+    topology_edit: Callable[[net.Topology], net.Topology] | None = None
+    storage: Path | None = None  # the data disk (or shared share) stand-in; default: temporary
+    silent_resolver: bool = False
+    race_bootstrap: float = 0.0  # seconds the bootstrap lags behind the first configuration
+    namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
+    vms: list[VmHost] = dataclasses.field(init=False, default_factory=list)
+    prober: subprocess.Popen[str] | None = dataclasses.field(init=False, default=None)
+    topology: net.Topology = dataclasses.field(init=False)
+    _temp: Path | None = dataclasses.field(init=False, default=None)
+    healthy: dict[int, bool] = dataclasses.field(init=False, default_factory=dict)
+    probe_events: list[dict[str, Any]] = dataclasses.field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.topology = self._topology(self.plan)
+
+    def _topology(self, plan: Plan) -> net.Topology:
+        t = net.Topology.from_plan(plan.to_json())
+        return self.topology_edit(t) if self.topology_edit else t
+
+    # -- names and addresses -------------------------------------------------------------------
+
+    @property
+    def public_ip(self) -> str:
+        return self.topology.public_ip
+
+    @property
+    def client(self) -> Netns:
+        return self.namespaces[1]
+
+    @property
+    def outsider(self) -> Netns:
+        return self.namespaces[2]
+
+    @property
+    def router(self) -> Netns:
+        return self.namespaces[0]
+
+    def vm_netns(self, index: int = 0) -> Netns:
+        return self.namespaces[4 + index]
+
+    @property
+    def idle_timeout(self) -> float:
+        """The idle timeout the router enforces, in (scaled) seconds."""
+        return max(1, round(self.topology.idle_timeout_s * self.time_scale))
+
+    def client_address(self) -> str:
+        """An address inside the allowed FTP sources (any, when FTP is open to all)."""
+        return str(net.CLIENT_NET[10])
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalAzure:
+        try:
+            self._build()
+            if self.serve:
+                self.deploy()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.prober is not None:
+            end_process(self.prober, timeout=5)
+            self.prober = None
+        for vm in self.vms:
+            vm.close()
+        self.vms.clear()
+        for ns in reversed(self.namespaces):
+            ns.delete()
+        self.namespaces.clear()
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+    def _build(self) -> None:
+        router, client, outsider, probe = (Netns.create(r) for r in ("rt", "cl", "out", "pr"))
+        self.namespaces += [router, client, outsider, probe]
+        for index in range(self.topology.instances):
+            vm = Netns.create(f"vm{index}")
+            self.namespaces.append(vm)
+            self._link(vm, f"v{index}", net.VM_NETS[index])
+            for other in (net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET):
+                vm.ip("route", "add", str(other), "via", str(net.VM_NETS[index][1]))
+            if self.silent_resolver:
+                vm.ip("route", "add", f"{net.SILENT_RESOLVER}/32", "via", str(net.VM_NETS[index][1]))  # noqa: E501
+        edges = ((client, "c", net.CLIENT_NET), (outsider, "o", net.OUTSIDER_NET),
+                 (probe, "p", net.PROBE_NET))  # fmt: skip
+        for ns, tag, network in edges:
+            self._link(ns, tag, network)
+            ns.ip("route", "add", f"{self.public_ip}/32", "via", str(network[1]))
+        for vm_net in net.VM_NETS[: self.topology.instances]:  # the probe reaches each VM
+            probe.ip("route", "add", str(vm_net), "via", str(net.PROBE_NET[1]))
+        router.ip("addr", "add", f"{self.public_ip}/32", "dev", "lo")
+        self.publish_rules()
+        router.sysctl("net.ipv4.ip_forward", 1)
+        router.sysctl("net.netfilter.nf_conntrack_tcp_loose", 0)
+        router.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established", int(self.idle_timeout))
+        if self.serve:
+            self._start_vms()
+
+    def _link(self, ns: Netns, tag: str, network: Any) -> None:
+        veth(self.router, f"{tag}r", ns, f"{tag}p")
+        prefix = network.prefixlen
+        address = network[10] if network is net.CLIENT_NET else network[2]
+        self.router.ip("addr", "add", f"{network[1]}/{prefix}", "dev", f"{tag}r")
+        ns.ip("addr", "add", f"{address}/{prefix}", "dev", f"{tag}p")
+
+    def publish_rules(self, healthy: list[int] | None = None) -> None:
+        if healthy is None and self.topology.balanced is not None:
+            healthy = []  # the prober puts instances in once their probes pass
+        run("ip", "netns", "exec", self.router.name, "nft", "-f", "-",
+            input=net.ruleset(self.topology, healthy))  # fmt: skip
+
+    def _start_vms(self) -> None:
+        self._temp = Path(tempfile.mkdtemp(prefix="ftpstack-l3-"))
+        self._temp.chmod(0o755)
+        shared = self.storage or (self._temp / "share")
+        for index in range(self.topology.instances):
+            storage = shared if self.topology.instances > 1 or self.storage else self._temp / f"disk{index}"  # noqa: E501
+            storage.mkdir(exist_ok=True)
+            vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
+            vm.start()
+            self.vms.append(vm)
+            if self.silent_resolver:
+                vm.write("/run/resolv.conf.silent", f"nameserver {net.SILENT_RESOLVER}\n")
+                vm.exec("mount", "--bind", "/run/resolv.conf.silent", "/etc/resolv.conf")
+
+    # -- deployments -----------------------------------------------------------------------------
+
+    def _bundle_params(self, step: Any) -> dict[str, str]:
+        params = {p["name"]: p["value"] for p in step.raw_inputs.get("parameters", [])}
+        for p in step.raw_inputs.get("protectedParameters", []) or []:
+            params[p["name"]] = p["value"]
+        if step.name.endswith("-configure"):
+            bundle = live.decode(params[live.CONFIG_PARAMETER])
+            params[live.CONFIG_PARAMETER] = live.encode(self.edited(bundle))
+        return params
+
+    def edited(self, bundle: Bundle) -> Bundle:
+        """The bundle as this model applies it: times scaled, then the test's own edit."""
+        if self.time_scale != 1.0:
+            bundle = {**bundle, "files": [
+                {**f, "content": scale_keepalive(f["content"], self.time_scale)}
+                for f in bundle["files"]]}  # fmt: skip
+        return self.bundle_edit(bundle) if self.bundle_edit else bundle
+
+    def steps(self, plan: Plan, role: str) -> list[Any]:
+        found = [r for r in plan.find(RUN_COMMAND) if r.name.endswith(f"-{role}")]
+        return sorted(found, key=lambda r: r.name)
+
+    def run_step(self, index: int, step: Any) -> subprocess.CompletedProcess[str]:
+        result = self.vms[index].run_command(step.raw_inputs["source"]["script"], self._bundle_params(step))  # noqa: E501
+        if result.returncode != 0:
+            raise DeployFailed(f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}")  # noqa: E501
+        return result
+
+    def deploy(self) -> None:
+        """The first `pulumi up`: bootstrap, narrow, network rules, configure, probe."""
+        threads = []
+        for index, vm in enumerate(self.vms):
+            if self.race_bootstrap:
+                def late(vm: VmHost = vm) -> None:
+                    time.sleep(self.race_bootstrap)
+                    vm.install_bootstrap(self.plan.user_data)
+                threads.append(threading.Thread(target=late, daemon=True))
+                threads[-1].start()
+            else:
+                vm.install_bootstrap(self.plan.user_data)
+        for index, step in enumerate(self.steps(self.plan, "narrow")):
+            self.run_step(index, step)
+        for index, step in enumerate(self.steps(self.plan, "configure")):
+            self.run_step(index, step)
+        for thread in threads:
+            thread.join()
+        self._start_prober()
+
+    def apply(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:
+        """A later `pulumi up` that changes the configuration live (no VM replaced)."""
+        if new.user_data != self.plan.user_data:
+            raise DeployFailed("the bootstrap changed: this plan replaces the VMs")
+        results = [self.run_step(i, s) for i, s in enumerate(self.steps(new, "narrow"))]
+        self.plan, self.topology = new, self._topology(new)
+        self.publish_rules([i for i, up in self.healthy.items() if up])
+        results += [self.run_step(i, s) for i, s in enumerate(self.steps(new, "configure"))]
+        return results
+
+    def _start_prober(self) -> None:
+        if self.topology.balanced is None:
+            return
+        targets = ",".join(f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
+                           for i in range(self.topology.instances))  # fmt: skip
+        interval = max(0.1, 5 * self.time_scale)
+        self.prober = self.namespaces[3].popen(
+            sys.executable, "-m", "ftpstack.local.prober", "--router", self.router.name,
+            "--targets", targets, "--interval", str(interval), "--threshold", "2",
+            stdout=subprocess.PIPE, cwd=PROJECT_DIR,
+        )  # fmt: skip
+        threading.Thread(target=self._read_probes, args=(self.prober,), daemon=True).start()
+        self.wait_balanced(self.topology.instances)
+
+    def _read_probes(self, prober: subprocess.Popen[str]) -> None:
+        assert prober.stdout is not None
+        for line in prober.stdout:
+            event = json.loads(line)
+            self.probe_events.append(event)
+            self.healthy[event["instance"]] = event["up"]
+
+    def wait_balanced(self, count: int, timeout: float = 30) -> None:
+        """Until `count` instances are in rotation (their probes pass)."""
+        deadline = time.monotonic() + timeout
+        while sum(self.healthy.values()) < count:
+            if time.monotonic() > deadline:
+                raise NetnsError(f"fewer than {count} instances passed the probe within {timeout:.0f} s")  # noqa: E501
+            time.sleep(0.05)
+
+    # -- running clients ----------------------------------------------------------------------
+
+    def client_cmd(self, command: str, *args: str, ns: Netns | None = None, user: str = "",
+                   password: str = "", timeout: float = 600) -> dict[str, Any]:  # fmt: skip
+        """`python -m ftpstack.local.client <command>` in a client namespace; its JSON."""
+        env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(PROJECT_DIR),
+               "FTP_PASSWORD": password}  # fmt: skip
+        result = (ns or self.client).run(
+            sys.executable, "-m", "ftpstack.local.client", command, "--host", self.public_ip,
+            "--user", user, *args, env=env, timeout=timeout,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise NetnsError(f"client {command} failed: {result.stderr.strip()[-2000:]}")
+        parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return parsed

@@ -1,0 +1,223 @@
+"""FTP clients for the local stand-ins, run inside a client namespace by the tests and the
+benchmark: `python -m ftpstack.local.client <command> --host H [--user U] [--tls] ...`.
+
+Each command prints one JSON line (the last line of its output); the password comes from the
+environment (FTP_PASSWORD), never from the command line, where `ps` would show it.
+
+    upload         STOR --size bytes of random data (or --file); its sha256 and the reply
+    download       RETR; sha256, bytes, seconds, reply (--out to keep the data)
+    slow-download  RETR paced to last --seconds; whether the 226 arrived afterwards
+    pasv           --count PASV and EPSV replies
+    logins         --count logins (connect, login, 1-byte RETR, quit), spaced --spacing s apart
+    login-loop     a login every --interval s until --stop-file exists; every failure listed
+    pasv-loop      PASV in new sessions every --interval s until --stop-file exists
+    reach          TCP connect to --port: open, refused or silent
+    hold           log in, print "ready", wait for stdin to close (a session held open)
+    try-login      one login: ok, or the server's reply
+"""
+
+from __future__ import annotations
+
+import argparse
+import ftplib
+import hashlib
+import io
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ftpstack.ftpcheck import Tls, connect, parse_epsv, parse_pasv
+
+CHUNK = 1 << 20
+FAILURES = (OSError, EOFError, ftplib.Error)
+
+
+def _login(args: argparse.Namespace, timeout: float | None = None) -> ftplib.FTP:
+    tls = Tls(args.cafile, verify=bool(args.cafile)) if args.tls else None
+    return connect(
+        args.host, args.user, os.environ.get("FTP_PASSWORD", ""), args.port,
+        timeout or args.timeout, tls, args.source,
+    )  # fmt: skip
+
+
+def upload(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(args.file).read_bytes() if args.file else os.urandom(args.size)
+    with _login(args) as ftp:
+        reply = ftp.storbinary(f"STOR {args.name}", io.BytesIO(data), blocksize=CHUNK)
+    return {"reply": reply, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def download(args: argparse.Namespace) -> dict[str, Any]:
+    digest, count = hashlib.sha256(), 0
+    out = Path(args.out).open("wb") if args.out else None
+    with _login(args) as ftp:
+        ftp.voidcmd("TYPE I")
+        started = time.perf_counter()
+        with ftp.transfercmd(f"RETR {args.name}") as conn:
+            while chunk := conn.recv(CHUNK):
+                digest.update(chunk)
+                count += len(chunk)
+                if out:
+                    out.write(chunk)
+            if hasattr(conn, "unwrap"):
+                conn.unwrap()
+        seconds = time.perf_counter() - started
+        reply = ftp.voidresp()
+    if out:
+        out.close()
+    return {"reply": reply, "sha256": digest.hexdigest(), "bytes": count, "seconds": seconds}
+
+
+def slow_download(args: argparse.Namespace) -> dict[str, Any]:
+    """RETR paced to last `--seconds` while the control connection stays idle; then whether the
+    226 still arrives (the seed's failure: a forgotten control connection never gets it)."""
+    ftp = _login(args, timeout=args.reply_wait)
+    ftp.voidcmd("TYPE I")
+    size = ftp.size(args.name) or 1
+    rate = size / args.seconds
+    started, digest, count = time.monotonic(), hashlib.sha256(), 0
+    conn = ftp.transfercmd(f"RETR {args.name}")
+    while chunk := conn.recv(65536):
+        digest.update(chunk)
+        count += len(chunk)
+        ahead = count / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    if hasattr(conn, "unwrap"):
+        conn.unwrap()  # TLS close_notify, as ftplib does
+    conn.close()
+    result: dict[str, Any] = {"sha256": digest.hexdigest(), "bytes": count,
+                              "seconds": time.monotonic() - started}  # fmt: skip
+    try:
+        result["reply"] = ftp.voidresp()
+    except FAILURES as error:
+        result["reply"], result["error"] = None, f"{type(error).__name__}: {error}"
+    return result
+
+
+def pasv(args: argparse.Namespace) -> dict[str, Any]:
+    with _login(args) as ftp:
+        replies = [(ftp.sendcmd("PASV"), ftp.sendcmd("EPSV")) for _ in range(args.count)]
+    return {
+        "pasv": [[p.host, p.port] for p in (parse_pasv(a) for a, _ in replies)],
+        "epsv": [parse_epsv(b) for _, b in replies],
+    }
+
+
+def logins(args: argparse.Namespace) -> dict[str, Any]:
+    samples = []
+    for _ in range(args.count):
+        started = time.perf_counter()
+        with _login(args) as ftp:
+            chunks: list[bytes] = []
+            ftp.retrbinary(f"RETR {args.name}", chunks.append)
+        samples.append((time.perf_counter() - started) * 1000)
+        time.sleep(args.spacing)
+    return {"ms": samples}
+
+
+def _until_stopped(args: argparse.Namespace, attempt: Callable[[], Any]) -> dict[str, Any]:
+    results, failures = [], []
+    while not Path(args.stop_file).exists():
+        at = time.time()
+        try:
+            results.append(attempt())
+        except FAILURES as error:
+            failures.append({"at": at, "error": f"{type(error).__name__}: {error}"})
+        time.sleep(args.interval)
+    return {"attempts": len(results) + len(failures), "failures": failures, "results": results}
+
+
+def login_loop(args: argparse.Namespace) -> dict[str, Any]:
+    def once() -> float:
+        started = time.perf_counter()
+        _login(args).quit()
+        return time.perf_counter() - started
+
+    out = _until_stopped(args, once)
+    out["slowest_s"] = max(out.pop("results"), default=0.0)
+    return out
+
+
+def pasv_loop(args: argparse.Namespace) -> dict[str, Any]:
+    def once() -> list[Any]:
+        with _login(args) as ftp:
+            p = parse_pasv(ftp.sendcmd("PASV"))
+        return [p.host, p.port]
+
+    out = _until_stopped(args, once)
+    out["announced"] = out.pop("results")
+    return out
+
+
+def reach(args: argparse.Namespace) -> dict[str, Any]:
+    with socket.socket() as s:
+        s.settimeout(args.timeout)
+        try:
+            s.connect((args.host, args.port))
+            return {"result": "open"}
+        except ConnectionRefusedError:
+            return {"result": "refused"}
+        except (TimeoutError, OSError):
+            return {"result": "silent"}
+
+
+def hold(args: argparse.Namespace) -> dict[str, Any]:
+    ftp = _login(args)
+    print("ready", flush=True)
+    sys.stdin.read()
+    try:
+        ftp.voidcmd("NOOP")
+        return {"session": "alive"}
+    except FAILURES as error:
+        return {"session": "ended", "error": f"{type(error).__name__}: {error}"}
+
+
+def try_login(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        _login(args).quit()
+        return {"ok": True, "seconds": time.perf_counter() - started}
+    except FAILURES as error:
+        return {"ok": False, "reply": str(error), "seconds": time.perf_counter() - started}
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "upload": upload, "download": download, "slow-download": slow_download, "pasv": pasv,
+    "logins": logins, "login-loop": login_loop, "pasv-loop": pasv_loop, "reach": reach,
+    "hold": hold, "try-login": try_login,
+}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ftpstack.local.client")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, default=21)
+    parser.add_argument("--user", default="")
+    parser.add_argument("--tls", action="store_true", help="explicit FTPS (AUTH TLS, PROT P)")
+    parser.add_argument("--cafile", help="with --tls: trust this certificate (else no check)")
+    parser.add_argument("--source", help="connect from this local address")
+    parser.add_argument("--timeout", type=float, default=30)
+    parser.add_argument("--name", default="data.bin", help="the remote file")
+    parser.add_argument("--size", type=int, default=1 << 20)
+    parser.add_argument("--file", help="upload this file instead of random data")
+    parser.add_argument("--out", help="download: keep the data here")
+    parser.add_argument("--seconds", type=float, default=10, help="slow-download: its duration")
+    parser.add_argument("--reply-wait", type=float, default=60, help="slow-download: for the 226")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--spacing", type=float, default=0.5)
+    parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument("--stop-file", default="/nonexistent")
+    args = parser.parse_args(argv)
+    print(json.dumps(COMMANDS[args.command](args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
