@@ -1,4 +1,11 @@
-"""Suite-wide rules: in CI (CI=true) a skipped test fails the run; nothing is silently left out."""
+"""Suite-wide rules: in CI (CI=true) a skipped test fails the run; nothing is silently left out.
+
+The tree mirrors the package: `tests/product` (what is deployed: L0 pure functions, L1 the
+component under mocks, L2 the agent on a real proftpd), `tests/offline` (plan, diff, ARM check),
+`tests/local` (L2-L4 on the local stand-ins, the benchmark), plus the policy pack, the workflows
+and the consumer example. Levels are markers (l2, l3, l4); shared helpers live in
+`tests/support.py`.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +24,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI (CI=true), which counts as a failure: {reason}"
-
-
-def needs_root() -> None:
-    """Skip locally when not root; in CI the skip itself fails the run."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, proftpd on its own ports)")

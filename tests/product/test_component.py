@@ -1,0 +1,333 @@
+"""L1: the program under Pulumi mocks — the resource graph and its invariants: what is open, what
+is secret, what changes live and what replaces what, in which order a deployment runs.
+
+Two layers: the whole program (`__main__.py`) as `make plan` runs it, read through the shared
+vocabulary (`ftpstack.offline.declared`); and the component alone in the pulumi/examples
+unit-test style, where each test returns its Output so that a failing assertion fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+import pulumi
+import pytest
+
+from ftpstack import outputs, paths
+from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
+from ftpstack.offline import declared as d
+from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
+from ftpstack.offline.plan import MASK, Plan, PlanError, Secret, plan_stack
+from tests.support import PASSWORD, USER, USERS, settings
+
+
+@cache
+def _plan(stack: str, frozen: str) -> Plan:
+    overrides = {k: (Secret(v["secret"]) if isinstance(v, dict) and "secret" in v else v)
+                 for k, v in json.loads(frozen).items()}  # fmt: skip
+    return plan_stack(stack, overrides={"users": USERS, **overrides})
+
+
+def plan(stack: str = "dev", **overrides: Any) -> Plan:
+    plain = {k: ({"secret": v.value} if isinstance(v, Secret) else v) for k, v in overrides.items()}
+    return _plan(stack, json.dumps(plain, sort_keys=True))
+
+
+def view(p: Plan) -> d.Declared:
+    return d.Declared(p.to_json())
+
+
+def raw(p: Plan, type_: str) -> dict[str, Any]:
+    (found,) = p.find(type_)
+    return found.raw_inputs
+
+
+def directive(text: str, name: str) -> str:
+    match = re.search(rf"^\s*{name}\s+(.+)$", text, re.MULTILINE)
+    assert match, name
+    return match.group(1).strip()
+
+
+def conf(p: Plan, instance: int = 0) -> str:
+    files = {f["path"]: f["content"] for f in p.bundles()[instance]["files"]}
+    return files[paths.PROFTPD_CONF]
+
+
+# -- what is open --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_ftp_is_open_to_clients(stack: str) -> None:
+    v = view(plan(stack))
+    first, last = v.passive_range[0], v.passive_range[-1]
+    for rule in v.security_rules():
+        if not rule.allows:
+            continue
+        if rule.sources == (d.PROBE_SOURCE,):
+            assert rule.ports == (paths.HEALTH_PORT, paths.HEALTH_PORT)
+            continue
+        assert rule.ports in {(21, 21), (first, last)}, rule
+    assert v.security_rules()[-1].access == "Deny" and v.security_rules()[-1].ports is None
+
+
+def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs() -> None:
+    assert all(r.ports != (22, 22) for r in view(plan()).security_rules() if r.allows)
+    ssh = [r for r in view(plan(sshSourceCidrs=["203.0.113.9/32"])).security_rules() if r.ports == (22, 22)]  # noqa: E501
+    assert [r.sources for r in ssh] == [("203.0.113.9/32",)]
+
+
+def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule() -> None:
+    v = view(plan("prod", sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True))
+    assert [(n.frontend_port, n.backend_port, n.pool) for n in v.nat_rules() if n.name == "ssh-0"] == [(22, 22, "instance-0")]  # noqa: E501
+    assert not [n for n in view(plan("prod")).nat_rules() if n.name.startswith("ssh")]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"passivePortStart": 40000, "passivePortEnd": 40019, "maxClients": 10}])  # noqa: E501
+def test_nsg_passive_range_equals_proftpd_passive_ports(overrides: dict[str, Any]) -> None:
+    p = plan(**overrides)
+    nsg = {r.port_text for r in view(p).security_rules() if r.allows} - {"21"}
+    first, last = directive(conf(p), "PassivePorts").split()
+    assert nsg == {f"{first}-{last}"} and p.outputs[outputs.PASSIVE_PORT_RANGE] == f"{first}-{last}"
+
+
+def test_masquerade_address_is_the_declared_public_ip() -> None:
+    p = plan()
+    assert directive(conf(p), "MasqueradeAddress") == p.outputs[outputs.PUBLIC_IP] == MOCK_PUBLIC_IP
+    ip = raw(p, d.PUBLIC_IP)
+    assert ip["sku"]["name"] == "Standard" and ip["publicIPAllocationMethod"] == "Static"
+    assert ip["idleTimeoutInMinutes"] == 4
+
+
+def test_behind_a_load_balancer_only_21_is_balanced_and_passive_ports_are_free_nat_rules() -> None:
+    p = plan("prod")
+    v = view(p)
+    lb = raw(p, d.LOAD_BALANCER)
+    assert v.balanced_ports() == [21] and len(lb["outboundRules"]) == 1
+    assert [n.frontend_port for n in v.nat_rules()] == list(v.passive_range)
+    assert all(n.frontend_port == n.backend_port and n.pool == "instance-0" for n in v.nat_rules())
+    (probe,) = lb["probes"]
+    assert (probe["port"], probe["intervalInSeconds"], probe["probeThreshold"]) == (paths.HEALTH_PORT, 5, 2)  # noqa: E501
+    assert "idleTimeoutInMinutes" not in raw(p, d.PUBLIC_IP), "the rules carry the idle timeout"
+    config = raw(p, d.NIC)["ipConfigurations"][0]
+    assert "publicIPAddress" not in config, "behind an LB the public IP sits on the LB"
+    pools = [x["id"].rsplit("/", 1)[-1] for x in config["loadBalancerBackendAddressPools"]]
+    assert pools == ["backend", "instance-0"]
+
+
+def test_the_nic_depends_on_the_load_balancer_it_joins() -> None:
+    (nic,) = plan("prod").find(d.NIC)
+    assert "ftp-lb" in nic.dependencies
+
+
+def test_public_ip_mode_has_no_load_balancer() -> None:
+    p = plan()
+    assert p.find(d.LOAD_BALANCER) == [] and p.find(d.NAT_RULE) == []
+    assert raw(p, d.NIC)["ipConfigurations"][0]["publicIPAddress"]["id"]
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_the_bootstrap_is_secret_free_and_the_configuration_secret() -> None:
+    p = plan()
+    assert PASSWORD not in p.user_data and "$6$" not in p.user_data
+    (step,) = [s for s in p.find(d.RUN_COMMAND) if s.name.endswith("-configure")]
+    assert step.inputs["protectedParameters"] == MASK, "the bundle reaches the engine secret"
+    users = {f["path"]: f["content"] for f in p.bundles()[0]["files"]}[paths.USERS_FILE]
+    assert users.startswith(f"{USER}:$6$") and PASSWORD not in users
+    shown = json.dumps(p.to_json())
+    assert PASSWORD not in shown and "$6$" not in shown
+
+
+def test_password_ssh_is_disabled_and_the_first_key_installed() -> None:
+    vm = raw(plan(), d.VM)
+    linux = vm["osProfile"]["linuxConfiguration"]
+    assert linux["disablePasswordAuthentication"] is True
+    assert linux["ssh"]["publicKeys"][0]["keyData"].startswith("ssh-ed25519 ")
+    assert "adminPassword" not in vm["osProfile"]
+
+
+# -- what changes live, what replaces ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"users": Secret([{"name": USER, "password": "changed-password-9"}])},
+        {"users": Secret([{"name": USER, "password": PASSWORD}, {"name": "bob", "password": "bob-password-22"}])},  # noqa: E501
+        {"maxClients": 19}, {"tls": "required"}, {"keepaliveIdleSeconds": 50},
+        {"passivePortStart": 40000, "passivePortEnd": 40099},
+        {"sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbK1D5pf6PXoPXXcEIg4mJv9w0M0WpCh5ZbXn0vZvF0 x"},  # noqa: E501
+    ],
+)  # fmt: skip
+def test_a_day_two_change_is_live_not_a_replacement(change: dict[str, Any]) -> None:
+    base, after = plan(), plan(**change)
+    assert after.user_data == base.user_data, "the bootstrap, and so the VM, stays"
+    assert after.bundles() != base.bundles() or change.get("sshPublicKey"), "the configuration changes"  # noqa: E501
+
+
+def test_the_vm_is_replaced_exactly_for_what_azure_cannot_change() -> None:
+    (vm,) = plan().find(d.VM)
+    assert "osProfile.customData" in vm.options["replaceOnChanges"]
+    assert "storageProfile.imageReference" in vm.options["replaceOnChanges"]
+    assert vm.options["ignoreChanges"] == ["osProfile.linuxConfiguration.ssh.publicKeys"]
+    assert vm.options["deleteBeforeReplace"] is True
+    assert plan(dataDiskSizeGb=0).user_data != plan().user_data, "storage is the bootstrap's"
+
+
+def test_a_deployment_narrows_then_opens_then_configures() -> None:
+    p = plan("prod")
+    names = {r.name: r for r in p.resources}
+    passive_rule = names["ftp-nsg-allow-ftp-passive"]
+    assert "ftp-vm-narrow" in passive_rule.dependencies
+    configure = names["ftp-vm-configure"]
+    assert "ftp-nsg-allow-ftp-passive" in configure.dependencies
+    assert f"ftp-nat-passive-{view(p).passive_range[-1]}" in configure.dependencies
+    smoke = plan().find(d.SMOKE_CHECK)
+    assert smoke and "ftp-vm-configure" in smoke[0].dependencies
+
+
+def test_sibling_rules_are_chained() -> None:
+    p = plan("prod")
+    nats = sorted((r for r in p.find(d.NAT_RULE)), key=lambda r: int(r.name.rsplit("-", 1)[1]))
+    for before, after in zip(nats, nats[1:], strict=False):
+        assert before.name in after.dependencies
+
+
+# -- several instances -----------------------------------------------------------------------------
+
+
+def test_instances_spread_over_zones_each_with_its_slice_one_after_the_other() -> None:
+    p = plan("prod", instances=2, zones=[1, 2], maxClients=50)
+    vms = sorted(p.find(d.VM), key=lambda r: r.name)
+    assert [r.name for r in vms] == ["ftp-vm", "ftp-vm-1"]
+    assert [r.raw_inputs["zones"] for r in vms] == [["1"], ["2"]]
+    assert [b["proftpd"]["passive"] for b in p.bundles()] == ["50000-50049", "50050-50099"]
+    second = next(r for r in p.resources if r.name == "ftp-vm-1-configure")
+    assert "ftp-vm-configure" in second.dependencies, "rolling: one instance at a time"
+    assert [i["passivePorts"] for i in p.outputs[outputs.INSTANCES]] == ["50000-50049", "50050-50099"]  # noqa: E501
+
+
+# -- checks, disks, naming, outputs ---------------------------------------------------------------
+
+
+def test_smoke_check_is_encrypted_whenever_tls_is_on_and_its_password_secret() -> None:
+    (check,) = plan().find(d.SMOKE_CHECK)
+    assert "--tls --no-verify" in check.raw_inputs["create"]
+    assert check.inputs["environment"]["FTP_PASSWORD"] == MASK
+    assert PASSWORD not in check.raw_inputs["create"]
+    (plain,) = plan(tls="off").find(d.SMOKE_CHECK)
+    assert "--tls" not in plain.raw_inputs["create"]
+
+
+def test_smoke_check_reruns_exactly_when_the_configuration_changes() -> None:
+    def trigger(p: Plan) -> Any:
+        return p.find(d.SMOKE_CHECK)[0].raw_inputs["triggers"]
+
+    assert trigger(plan()) == trigger(plan(tags={"owner": "ops"}))
+    assert trigger(plan(maxClients=19)) != trigger(plan())
+    assert plan().find(d.SMOKE_CHECK)[0].inputs["triggers"] == [MASK]
+
+
+def test_smoke_check_can_be_turned_off() -> None:
+    assert plan(postDeployCheck=False).find(d.SMOKE_CHECK) == []
+    assert plan("prod").find(d.SMOKE_CHECK) == [], "prod's FTP is closed to the deploying machine"
+
+
+def test_cloud_init_check_over_ssh_comes_before_the_smoke_check() -> None:
+    p = plan(sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True)
+    (remote,) = p.find(d.REMOTE_CHECK)
+    assert remote.raw_inputs["connection"]["host"] == MOCK_PUBLIC_IP
+    assert "ftp-cloud-init-check" in p.find(d.SMOKE_CHECK)[0].dependencies
+    assert plan().find(d.REMOTE_CHECK) == []
+    with pytest.raises(PlanError, match=r"ftpstack:cloudInitCheck = True: SSH is closed"):
+        plan(cloudInitCheck=True)
+
+
+def test_every_stack_has_a_data_disk_unless_it_opts_out() -> None:
+    (disk,) = plan().find(d.DISK)
+    assert disk.raw_inputs["creationData"]["createOption"] == "Empty"
+    (attached,) = raw(plan(), d.VM)["storageProfile"]["dataDisks"]
+    assert attached["lun"] == paths.DATA_DISK_LUN and attached["createOption"] == "Attach"
+    assert attached["deleteOption"] == "Detach", "deleting the VM must leave the disk"
+    assert plan(dataDiskSizeGb=0).find(d.DISK) == []
+    assert plan("prod").find(d.DISK)[0].options["protect"] is True
+
+
+def test_children_are_named_from_the_component_and_parented_to_it() -> None:
+    p = plan("prod")
+    (component,) = [r for r in p.resources if r.type == TYPE_TOKEN]
+    for r in p.resources:
+        if r is not component:
+            assert r.name.startswith(f"{component.name}-"), r.name
+            assert r.parent == component.name or r.parent.startswith(f"{component.name}-"), r.name
+
+
+def test_existing_resource_group_and_subnet_are_used_not_created() -> None:
+    subnet = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/hub/subnets/ftp"  # noqa: E501
+    p = plan(useExistingResourceGroup=True, resourceGroupName="shared-rg", existingSubnetId=subnet)
+    types = {r.type for r in p.resources}
+    assert d.RESOURCE_GROUP not in types and d.VNET not in types
+    assert raw(p, d.NIC)["ipConfigurations"][0]["subnet"]["id"] == subnet
+    assert p.outputs[outputs.RESOURCE_GROUP_NAME] == "shared-rg"
+
+
+def test_outputs_are_exported_under_the_constant_names() -> None:
+    p = plan()
+    assert set(p.outputs) == set(outputs.ALL)
+    assert p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{p.outputs[outputs.FQDN]}:21"
+    assert p.outputs[outputs.CONTROL_PORT] == 21
+    (instance,) = p.outputs[outputs.INSTANCES]
+    assert instance == {"name": "ftp-vm", "privateIp": "10.20.1.4",
+                        "passivePorts": p.outputs[outputs.PASSIVE_PORT_RANGE]}  # fmt: skip
+
+
+def test_endpoint_falls_back_to_the_ip_without_a_dns_label() -> None:
+    p = plan(dnsLabel="")
+    assert p.outputs[outputs.FQDN] == "" and p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{MOCK_PUBLIC_IP}:21"  # noqa: E501
+
+
+def test_a_refused_config_registers_no_resource() -> None:
+    with pytest.raises(PlanError) as caught:
+        plan(passivePortStart=30000, passivePortEnd=30005, maxClients=10)
+    assert caught.value.registered == 0
+    assert "passivePortStart..passivePortEnd" in str(caught.value)
+
+
+# -- the component alone, pulumi unit-test style --------------------------------------------------
+
+
+@pytest.fixture
+def mocked() -> None:
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(Mocks(), project="ftpstack", stack="unit", preview=False)
+
+
+@pulumi.runtime.test
+def test_component_outputs_resolve(mocked: None) -> pulumi.Output[None]:
+    server = FtpServer("unit", FtpServerArgs(settings(dnsLabel="unit-ftp")))
+
+    def check(values: list[Any]) -> None:
+        endpoint, ip, port, passive, instances = values
+        assert endpoint == "ftp://unit-ftp.westeurope.cloudapp.azure.com:21"
+        assert ip == MOCK_PUBLIC_IP and port == 21 and passive == "50000-50099"
+        assert [i["passivePorts"] for i in instances] == ["50000-50099"]
+
+    return pulumi.Output.all(
+        server.ftp_endpoint, server.public_ip, server.control_port, server.passive_port_range,
+        server.instances,
+    ).apply(check)  # fmt: skip
+
+
+@pulumi.runtime.test
+def test_two_components_do_not_collide(mocked: None) -> pulumi.Output[None]:
+    a = FtpServer("a", FtpServerArgs(settings()))
+    b = FtpServer("b", FtpServerArgs(settings()))
+
+    def check(names: list[str]) -> None:
+        assert names[0] != names[1]
+
+    return pulumi.Output.all(a.vm_name, b.vm_name).apply(check)

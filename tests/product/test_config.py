@@ -1,0 +1,111 @@
+"""L0: the edge where input enters — engine strings decoded, secrets stored in plaintext refused
+(by key and by value), and no secret ever echoed in an error line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ftpstack.config import plaintext_secrets, settings_from_config
+from ftpstack.settings import SettingsError
+from tests.support import PASSWORD, SSH_KEY, USER, certificate_pair
+
+SECRET_PASSWORD = "very-secret-password-42"
+
+
+def config(**values: Any) -> dict[str, str]:
+    out = {"ftpstack:sshPublicKey": SSH_KEY}
+    for key, value in values.items():
+        out[f"ftpstack:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def refused(values: dict[str, str], secret: set[str] = frozenset(), stack: Any = None) -> str:  # type: ignore[assignment]
+    with pytest.raises(SettingsError) as caught:
+        settings_from_config(values, lambda key: key in secret, stack)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("ftpstack:"), message
+    return message
+
+
+def test_engine_strings_are_decoded_and_other_namespaces_left_alone() -> None:
+    values = config(users=[{"name": USER, "password": PASSWORD}], maxClients="10",
+                    lbTcpReset="true", ftpSourceCidrs=["203.0.113.0/24"])  # fmt: skip
+    values["azure-native:location"] = "westeurope"
+    s = settings_from_config(values, lambda key: key == "ftpstack:users")
+    assert s.users[0].password.get_secret_value() == PASSWORD
+    assert s.max_clients == 10 and s.lb_tcp_reset is True
+    assert s.ftp_source_cidrs == ["203.0.113.0/24"]
+
+
+def test_a_password_in_a_key_the_engine_does_not_call_secret_is_refused() -> None:
+    message = refused(config(users=[{"name": "a", "password": SECRET_PASSWORD}]))
+    assert "users[0].password is stored in plaintext" in message and "--secret" in message
+    assert SECRET_PASSWORD not in message
+
+
+def test_a_plaintext_tls_key_is_refused_without_showing_it() -> None:
+    _, key = certificate_pair("ftp.example.com")
+    message = refused({"ftpstack:sshPublicKey": SSH_KEY, "ftpstack:tlsPrivateKey": key})
+    assert "tlsPrivateKey is stored in plaintext" in message and "PRIVATE" not in message
+
+
+def test_a_plaintext_password_beside_a_secret_one_is_refused_by_the_stack_file() -> None:
+    """The engine marks all of `users` secret once one password is; the stack file tells."""
+    users = [{"name": "a", "password": SECRET_PASSWORD}, {"name": "b", "password": PASSWORD}]
+    stack = {"ftpstack:users": [{"name": "a", "password": {"secure": "v1:abc"}},
+                                {"name": "b", "password": PASSWORD}]}  # fmt: skip
+    message = refused(config(users=users), {"ftpstack:users"}, stack)
+    assert message.startswith("ftpstack:users[1].password is stored in plaintext"), message
+    assert PASSWORD not in message and SECRET_PASSWORD not in message
+
+
+def test_negative_control_without_the_stack_file_the_engine_cannot_tell() -> None:
+    users = [{"name": "a", "password": SECRET_PASSWORD}, {"name": "bb", "password": PASSWORD}]
+    s = settings_from_config(config(users=users), lambda key: key == "ftpstack:users")
+    assert len(s.users) == 2
+
+
+def test_plaintext_secrets_are_found_anywhere_in_a_stack_file() -> None:
+    _, key = certificate_pair("x.example.com")
+    found = plaintext_secrets({
+        "ftpstack:users": [{"name": "a", "password": {"secure": "v1:x"}}, {"name": "b", "password": 1234}],  # noqa: E501
+        "ftpstack:tlsPrivateKey": {"secure": "v1:y"},
+        "ftpstack:tags": {"note": key},
+        "azure-native:clientSecret": "not ours",
+    })  # fmt: skip
+    assert found == ["users[1].password", "tags.note"]
+
+
+@pytest.mark.parametrize(
+    ("values", "secret", "fragment"),
+    [
+        # a user entry of the wrong shape (its password sits beside the bad field)
+        (config(users=[{"name": "bob", "password": SECRET_PASSWORD, "readOnly": "maybe"}]),
+         {"ftpstack:users"}, "users[0].readOnly"),
+        (config(users=[{"name": "Bad Name", "password": SECRET_PASSWORD}]), {"ftpstack:users"},
+         "users[0].name"),
+        (config(users={"name": "bob", "password": SECRET_PASSWORD}), {"ftpstack:users"}, "users"),
+        (config(users=[[SECRET_PASSWORD]]), {"ftpstack:users"}, "users[0]"),
+        (config(tlsPrivateKey=["-----BEGIN PRIVATE KEY-----", SECRET_PASSWORD]),
+         {"ftpstack:tlsPrivateKey"}, "tlsPrivateKey"),
+        (config(tlsPrivateKey={"key": SECRET_PASSWORD}), {"ftpstack:tlsPrivateKey"},
+         "tlsPrivateKey"),
+        ({"ftpstack:sshPublicKey": f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PASSWORD}"},
+         set(), "sshPublicKey"),
+        (config(users=[{"name": "b", "password": f"{SECRET_PASSWORD}\n"}]), {"ftpstack:users"},
+         "users[0].password"),
+        (config(tags={"x": SECRET_PASSWORD * 20}), {"ftpstack:tags"}, "tags.x"),
+    ],
+)  # fmt: skip
+def test_a_refused_secret_is_never_echoed(values: dict[str, str], secret: set[str], fragment: str) -> None:  # noqa: E501
+    message = refused(values, secret)
+    assert message.startswith(f"ftpstack:{fragment}"), message
+    assert SECRET_PASSWORD not in message and "PRIVATE" not in message, message
+
+
+def test_negative_control_a_non_secret_value_is_shown() -> None:
+    message = refused(config(maxClients="many"))
+    assert "'many'" in message

@@ -1,0 +1,81 @@
+"""L0: the live configuration's bundle and its transport, and the agent's pure parts."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ftpstack import agent, live, paths
+from tests.support import GOOD_USER, settings
+
+IP = "198.51.100.10"
+SEED = "ftpstack/dev/ftp"
+
+
+def test_the_bundle_round_trips_through_the_agents_decoder() -> None:
+    bundle = live.bundle(settings(users=[GOOD_USER]), IP, SEED)
+    assert agent.decode_bundle(live.encode(bundle)) == bundle
+
+
+def test_the_generation_changes_exactly_when_the_configuration_does() -> None:
+    base = live.bundle(settings(users=[GOOD_USER]), IP, SEED)["generation"]
+    assert live.bundle(settings(users=[GOOD_USER]), IP, SEED)["generation"] == base
+    assert live.bundle(settings(users=[GOOD_USER], maxClients=20), IP, SEED)["generation"] != base
+    assert live.bundle(settings(users=[GOOD_USER]), "198.51.100.11", SEED)["generation"] != base
+
+
+def test_each_instance_gets_its_own_bundle() -> None:
+    s = settings(instances=2, exposure="load-balancer", users=[GOOD_USER])
+    first, second = live.bundle(s, IP, SEED, 0), live.bundle(s, IP, SEED, 1)
+    assert first["proftpd"]["passive"] == "50000-50049"
+    assert second["proftpd"]["passive"] == "50050-50099"
+    assert first["health"] == {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
+
+
+def test_users_get_private_homes_and_the_admin_key_is_kept_current() -> None:
+    bundle = live.bundle(settings(users=[GOOD_USER], anonymous=True), IP, SEED)
+    dirs = {d["path"]: d for d in bundle["dirs"]}
+    assert dirs[f"{paths.FTP_ROOT}/alice"]["mode"] == "0750"
+    assert dirs[paths.PUBLIC_DIR]["owner"] == "0:0"
+    assert bundle["admin"]["user"] == "ftpadmin"
+    assert bundle["admin"]["authorized_keys"].startswith("ssh-ed25519 ")
+
+
+def test_the_self_signed_identity_names_the_fqdn_and_the_address() -> None:
+    spec = live.bundle(settings(dnsLabel="files-acme"), IP, SEED)["self_signed"]
+    assert spec["subject"] == "files-acme.westeurope.cloudapp.azure.com"
+    assert spec["san"] == f"DNS:files-acme.westeurope.cloudapp.azure.com,IP:{IP}"
+    assert live.bundle(settings(tls="off"), IP, SEED)["self_signed"] is None
+
+
+def test_the_script_carries_the_agent_and_runs_the_phase_it_is_given() -> None:
+    script = live.run_command_script()
+    source = live.AGENT_SOURCE.read_text()
+    assert source in script and f"exec /usr/bin/python3 {paths.AGENT_PATH}" in script
+    assert '"${FTPSTACK_PHASE:-apply}"' in script
+    result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_narrowing_step_needs_no_secret() -> None:
+    mini = live.narrow_bundle()
+    assert set(mini) == {"version", "proftpd", "narrow_wait_seconds"}
+
+
+def test_the_agent_refuses_a_bundle_it_does_not_understand() -> None:
+    import base64
+    import json
+    import zlib
+
+    import pytest
+
+    text = base64.b64encode(zlib.compress(json.dumps({"version": 99}).encode())).decode()
+    with pytest.raises(agent.ApplyFailed, match="version 99"):
+        agent.decode_bundle(text)
+
+
+def test_the_agent_reads_proftpds_session_titles() -> None:
+    match = agent.SESSION_TITLE.match("proftpd: alice - 203.0.113.10: IDLE")
+    assert match and match.groups() == ("alice", "IDLE")
+    match = agent.SESSION_TITLE.match("proftpd: bob - 203.0.113.11: RETR big.bin")
+    assert match and match.group(2) == "RETR big.bin"
+    assert agent.SESSION_TITLE.match("proftpd: (accepting connections)") is None

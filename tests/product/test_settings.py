@@ -1,0 +1,250 @@
+"""L0: the settings model — every refused input gets one line naming the key, the value (masked
+when secret) and the fix; what Azure or FTP would refuse is refused first, each rule with its
+source in `ftpstack.azure_rules`."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import pytest
+
+from ftpstack.settings import Settings, SettingsError
+from tests.support import GOOD_USER, SSH_KEY, certificate_pair, load_key, settings
+
+PASSWORD = GOOD_USER["password"]
+
+
+def refused(**raw: Any) -> str:
+    with pytest.raises(SettingsError) as caught:
+        settings(**raw)
+    message = str(caught.value)
+    assert "\n" not in message, "an error is one line"
+    assert message.startswith("ftpstack:"), "an error names the config key"
+    return message
+
+
+def rsa_key(bits: int) -> str:
+    """An ssh-rsa public key line with a modulus of `bits` bits (not a usable key: the model
+    only reads its size)."""
+    def field(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    modulus = (1 << (bits - 1)) | 1
+    blob = field(b"ssh-rsa") + field(b"\x01\x00\x01") + field(b"\x00" + modulus.to_bytes(bits // 8, "big"))  # noqa: E501
+    return f"ssh-rsa {base64.b64encode(blob).decode()} test"
+
+
+def test_defaults_are_valid_and_safe() -> None:
+    s = settings()
+    assert s.ssh_source_cidrs == [] and not s.ssh_open
+    assert s.image_publisher == "Debian" and s.image_sku == "12-gen2"
+    assert len(s.passive_ports) >= 2 * s.max_clients
+    assert s.keepalive_idle_seconds + s.keepalive_interval_seconds < s.idle_timeout_seconds
+    assert s.data_disk_size_gb > 0, "every stack keeps its files on a disk of their own"
+    assert s.instances == 1 and not s.shared_storage
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fix"),
+    [
+        ({"passivePortStart": 50100, "passivePortEnd": 50000}, "passivePortStart", "swap"),
+        ({"passivePortStart": 80}, "passivePortStart", "1024-65535"),
+        ({"passivePortEnd": 70000}, "passivePortEnd", "1024-65535"),
+        ({"passivePortStart": 30000, "passivePortEnd": 30005, "maxClients": 10},
+         "passivePortStart..passivePortEnd", "at least 20 ports"),
+        ({"exposure": "load-balancer", "passivePortStart": 40000, "passivePortEnd": 40299},
+         "passivePortStart..passivePortEnd", "at most 298 ports"),
+        ({"keepaliveIdleSeconds": 200}, "keepaliveIdleSeconds", "at or below 180 s"),
+        ({"keepaliveIdleSeconds": 150, "keepaliveIntervalSeconds": 60}, "keepaliveIdleSeconds",
+         "at or below 180 s"),
+        ({"idleTimeoutMinutes": 3}, "idleTimeoutMinutes", "between 4 and 30"),
+        ({"idleTimeoutMinutes": 31}, "idleTimeoutMinutes", "between 4 and 30"),
+        ({"exposure": "load-balancer", "idleTimeoutMinutes": 101}, "idleTimeoutMinutes",
+         "between 4 and 100"),
+        ({"ftpSourceCidrs": ["10.0.0.0/33"]}, "ftpSourceCidrs[0]", "IPv4 CIDR"),
+        ({"ftpSourceCidrs": ["not-a-cidr"]}, "ftpSourceCidrs[0]", "IPv4 CIDR"),
+        ({"sshSourceCidrs": ["10.1.2.3/16"]}, "sshSourceCidrs[0]", "did you mean 10.1.0.0/16"),
+        ({"ftpSourceCidrs": []}, "ftpSourceCidrs", "at least 1"),
+        ({"sshPublicKey": "ssh-rsa AAAA"}, "sshPublicKey", "copy the .pub file"),
+        ({"sshPublicKey": "hello"}, "sshPublicKey", "ssh-ed25519 or ssh-rsa"),
+        ({"sshPublicKey": SSH_KEY.replace("ssh-ed25519", "ssh-rsa", 1)}, "sshPublicKey",
+         "damaged or truncated"),
+        ({"sshPublicKey": SSH_KEY.split()[0] + " " + SSH_KEY.split()[1][:-8]}, "sshPublicKey",
+         "damaged or truncated"),
+        ({"sshPublicKey": rsa_key(1024)}, "sshPublicKey", "at least 2048"),
+        ({"sshPublicKey": "ecdsa-sha2-nistp256 AAAAE2VjZHNh test"}, "sshPublicKey", "ECDSA"),
+        ({"colour": "blue"}, "colour", "not a setting"),
+        ({"maxClient": 5}, "maxClient", "did you mean maxClients"),
+        ({"users": [GOOD_USER, GOOD_USER]}, "users[1].name", "distinct name"),
+        ({"users": [{"name": "Alice!", "password": "x" * 12}]}, "users[0].name", "lower-case"),
+        ({"users": [{"name": "a" * 33, "password": "x" * 12}]}, "users[0].name", "1-32"),
+        ({"users": [{"name": "-dash", "password": "x" * 12}]}, "users[0].name", "starting with"),
+        ({"users": [GOOD_USER, {"name": "ftp", "password": "x" * 12}]}, "users[1].name",
+         "reserved"),
+        ({"users": [{"name": "bob", "password": "short"}]}, "users[0].password", "12"),
+        ({"users": [{"name": "bob"}]}, "users[0].password", "not set"),
+        ({"users": [{"name": "bob", "password": "new\nline-password"}]}, "users[0].password",
+         "control character"),
+        ({"exposure": "nat-gateway"}, "exposure", "public-ip"),
+        ({"imagePublisher": "RedHat"}, "imagePublisher", "Debian"),
+        ({"subnetPrefix": "10.99.0.0/24"}, "subnetPrefix", "inside the VNet"),
+        ({"subnetPrefix": "10.20.1.0/30"}, "subnetPrefix", "/29"),
+        ({"vnetAddressSpace": "169.254.0.0/16", "subnetPrefix": "169.254.1.0/24"},
+         "vnetAddressSpace", "reserves"),
+        ({"existingSubnetId": "subnet-1"}, "existingSubnetId", "subnet resource id"),
+        ({"useExistingResourceGroup": True}, "resourceGroupName", "name the existing"),
+        ({"resourceGroupName": "ends-with-dot."}, "resourceGroupName", "can't end"),
+        ({"resourceGroupName": "x" * 91}, "resourceGroupName", "1-90"),
+        ({"dnsLabel": "Has_Capitals"}, "dnsLabel", "lower-case"),
+        ({"keepaliveCount": 0}, "keepaliveCount", "greater than or equal to 1"),
+        ({"maxClients": 0}, "maxClients", "greater than or equal to 1"),
+        ({"passwordHashRounds": 1000}, "passwordHashRounds", "5000"),
+        ({"passwordHashRounds": 10_000_000}, "passwordHashRounds", "100000"),
+        ({"location": ""}, "location", "not an Azure region"),
+        ({"location": "westeuropa"}, "location", "did you mean westeurope"),
+        ({"vmSize": ""}, "vmSize", "Standard_B2s"),
+        ({"vmSize": "B2s"}, "vmSize", "Standard_B2s"),
+        ({"adminUsername": "admin"}, "adminUsername", "reserves"),
+        ({"adminUsername": "root"}, "adminUsername", "reserves"),
+        ({"adminUsername": "Admin1"}, "adminUsername", "lower-case"),
+        ({"sshSourceCidrs": ["0.0.0.0/0"]}, "sshSourceCidrs[0]", "whole Internet"),
+        ({"sshSourceCidrs": ["*"]}, "sshSourceCidrs[0]", "whole Internet"),
+        ({"sshSourceCidrs": ["Internet"]}, "sshSourceCidrs[0]", "whole Internet"),
+        ({"sshSourceCidrs": ["0.0.0.0/1"]}, "sshSourceCidrs[0]", "nearly the whole Internet"),
+        ({"tags": {f"t{i}": "x" for i in range(48)}}, "tags", "at most 47 tags"),
+        ({"tags": {"a/b": "x"}}, "tags", "can't contain '/'"),
+        ({"tags": {"a": "x" * 257}}, "tags.a", "at most 256"),
+        ({"instances": 2}, "instances", "load-balancer"),
+        ({"zones": [1, 1]}, "zones", "twice"),
+        ({"zones": [4]}, "zones[0]", "less than or equal to 3"),
+        ({"location": "westus", "zones": [1, 2]}, "zones", "no availability zones"),
+        ({"adminUsername": "alice", "users": [GOOD_USER]}, "adminUsername", "different"),
+    ],
+)  # fmt: skip
+def test_refused_with_one_line_naming_key_and_fix(raw: dict[str, Any], key: str, fix: str) -> None:
+    message = refused(**raw)
+    assert message.startswith(f"ftpstack:{key}"), message
+    assert fix in message, message
+
+
+@pytest.mark.parametrize(("start", "end"), [(21, 2000), (20, 23), (1, 1023)])
+def test_passive_range_overlapping_ftp_or_ssh_is_refused(start: int, end: int) -> None:
+    message = refused(passivePortStart=start, passivePortEnd=end)
+    assert message.startswith("ftpstack:passivePortStart") and "21" in message
+
+
+def test_an_error_names_the_users_index_not_a_value_it_shows() -> None:
+    message = refused(users=[GOOD_USER, {"name": "anonymous", "password": "x" * 12}])
+    assert message.startswith("ftpstack:users[1].name = 'anonymous'"), message
+
+
+def test_rsa_keys_of_2048_bits_and_ed25519_keys_are_accepted() -> None:
+    assert settings(sshPublicKey=rsa_key(2048)).ssh_public_key.startswith("ssh-rsa")
+    assert settings().ssh_public_key.startswith("ssh-ed25519")
+
+
+def test_regions_are_normalised_as_azure_names_them() -> None:
+    assert settings(location="West Europe").location == "westeurope"
+
+
+def test_settings_repr_never_shows_a_password() -> None:
+    s = settings(users=[GOOD_USER])
+    assert PASSWORD not in repr(s) and PASSWORD not in str(s.model_dump())
+
+
+# -- several instances ---------------------------------------------------------------------------
+
+
+def test_several_instances_behind_a_load_balancer_are_accepted() -> None:
+    s = settings(instances=2, exposure="load-balancer", zones=[1, 2])
+    assert s.shared_storage and s.instances == 2
+
+
+def test_each_slice_must_hold_twice_its_share_of_max_clients() -> None:
+    # 40 ports over 2 instances: 20 each; maxClients 30 means 15 each, which needs 30 ports.
+    message = refused(instances=2, exposure="load-balancer", passivePortStart=50000,
+                      passivePortEnd=50039, maxClients=30)  # fmt: skip
+    assert "per instance (2 slices of 20)" in message and "at least 60 ports" in message
+
+
+def test_shared_storage_size_fits_premium_files() -> None:
+    message = refused(instances=2, exposure="load-balancer", sharedStorageGb=50)
+    assert message.startswith("ftpstack:sharedStorageGb = 50") and "100-102400" in message
+
+
+# -- production settings (FTPS, users, anonymous, bans, data disk) -------------------------------
+
+
+def test_a_certificate_and_its_key_are_accepted() -> None:
+    cert, key = certificate_pair("ftp.example.com")
+    s = settings(tls="required", tlsCertificate=cert, tlsPrivateKey=key)
+    assert s.tls_private_key.get_secret_value() == key
+    assert "PRIVATE" not in repr(s)
+
+
+def test_a_certificate_with_its_chain_in_order_is_accepted_and_out_of_order_refused() -> None:
+    ca, ca_key = certificate_pair("Example CA", ca=True)
+    leaf, key = certificate_pair("ftp.example.com", issuer=(ca, load_key(ca_key)))
+    assert settings(tls="required", tlsCertificate=leaf + ca, tlsPrivateKey=key)
+    message = refused(tls="required", tlsCertificate=ca + leaf, tlsPrivateKey=key)
+    assert message.startswith("ftpstack:tlsCertificate") and "leaf first" in message
+
+
+def test_an_expired_certificate_is_refused() -> None:
+    cert, key = certificate_pair("ftp.example.com", days=-1)
+    message = refused(tls="required", tlsCertificate=cert, tlsPrivateKey=key)
+    assert message.startswith("ftpstack:tlsCertificate") and "expired" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fix"),
+    [
+        ({"tls": "required", "tlsCertificate": "CERT"}, "tlsPrivateKey", "set tlsPrivateKey"),
+        ({"tls": "required", "tlsPrivateKey": "KEY"}, "tlsCertificate", "set tlsCertificate"),
+        ({"tls": "sometimes"}, "tls", "allowed"),
+        ({"users": [{**GOOD_USER, "readOnly": True, "maxUploadMb": 10}]}, "users[0].maxUploadMb",
+         "drop"),
+        ({"users": [{**GOOD_USER, "maxUploadMb": 0}]}, "users[0].maxUploadMb", "greater than"),
+        ({"users": [{"name": "ftpanon", "password": "x" * 12}]}, "users[0].name", "reserved"),
+        ({"banMaxFailedLogins": 0}, "banMaxFailedLogins", "greater than or equal to 1"),
+        ({"banWindowSeconds": -5}, "banWindowSeconds", "greater than or equal to 1"),
+        ({"banSeconds": 0}, "banSeconds", "greater than or equal to 1"),
+        ({"dataDiskSizeGb": 2}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSizeGb": 40000}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSizeGb": -1}, "dataDiskSizeGb", "4-32767"),
+        ({"dataDiskSku": "UltraSSD_LRS"}, "dataDiskSku", "Premium_LRS"),
+        ({"loginTimeoutSeconds": 1}, "loginTimeoutSeconds", "greater than or equal to 5"),
+        ({"maxClientsPerHost": 0}, "maxClientsPerHost", "greater than or equal to 1"),
+    ],
+)  # fmt: skip
+def test_production_settings_refused(raw: dict[str, Any], key: str, fix: str) -> None:
+    message = refused(**raw)
+    assert message.startswith(f"ftpstack:{key}"), message
+    assert fix in message, message
+
+
+def test_a_pem_that_does_not_parse_is_refused_without_echoing_it() -> None:
+    cert, key = certificate_pair("ftp.example.com")
+    message = refused(
+        tls="required", tlsCertificate="-----BEGIN CERTIFICATE-----\nnope\n", tlsPrivateKey=key
+    )
+    assert message.startswith("ftpstack:tlsCertificate") and "does not parse" in message
+    message = refused(tls="required", tlsCertificate=cert, tlsPrivateKey="garbage-key-text")
+    assert message.startswith("ftpstack:tlsPrivateKey") and "does not parse" in message
+    assert "garbage-key-text" not in message
+
+
+def test_a_key_of_another_certificate_is_refused() -> None:
+    cert, _ = certificate_pair("ftp.example.com")
+    _, other_key = certificate_pair("other.example.com")
+    message = refused(tls="required", tlsCertificate=cert, tlsPrivateKey=other_key)
+    assert message.startswith("ftpstack:tlsPrivateKey") and "does not belong" in message
+
+
+def test_the_model_is_frozen() -> None:
+    s = settings()
+    with pytest.raises(Exception):  # noqa: B017 (pydantic's frozen error)
+        s.max_clients = 3  # type: ignore[misc]
+    assert isinstance(s, Settings)

@@ -1,0 +1,98 @@
+"""What the tests share: one set of test credentials, the stacks' SSH key, plan and settings
+helpers, a throw-away certificate. No test module imports another test module; they import this.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
+from ftpstack.settings import Settings, parse_settings
+
+ROOT = PROJECT_DIR
+USER, PASSWORD = "alice", "alice-password-1"
+OTHER_USER, OTHER_PASSWORD = "bob", "bob-password-222"
+USERS = Secret([{"name": USER, "password": PASSWORD}])
+SSH_KEY: str = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][
+    "ftpstack:sshPublicKey"
+]
+GOOD_USER = {"name": USER, "password": PASSWORD}
+
+
+def settings(**raw: Any) -> Settings:
+    """Settings from raw keys (camelCase), with the stacks' SSH key."""
+    return parse_settings({"sshPublicKey": SSH_KEY, **raw})
+
+
+def plan(stack: str = "dev", **overrides: Any) -> Plan:
+    """A stack's plan with the test user (and any other keys) overridden."""
+    return plan_stack(stack, overrides={"users": USERS, **overrides})
+
+
+def needs_root() -> None:
+    """Skip locally when not root; in CI the skip itself fails the run (conftest.py)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, proftpd on its own ports)")
+
+
+def certificate_pair(
+    common_name: str,
+    days: int = 30,
+    issuer: tuple[str, Any] | None = None,
+    ca: bool = False,
+) -> tuple[str, str]:
+    """A throw-away certificate and its key, as PEM text; self-signed unless `issuer` is a
+    (certificate PEM, key object) pair. Returns (certificate PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    issuer_name, signer = name, key
+    if issuer is not None:
+        issuer_name = x509.load_pem_x509_certificate(issuer[0].encode()).subject
+        signer = issuer[1]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=max(1, 1 - days)))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False
+        )
+    cert = builder.sign(signer, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def load_key(pem: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(pem.encode(), password=None)
+
+
+def stack_file(tmp_path: Path, name: str, config: dict[str, Any]) -> Path:
+    """A stack file `Pulumi.<name>.yaml` holding `config` (keys without namespace get one)."""
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    document = {"config": {(k if ":" in k else f"ftpstack:{k}"): v for k, v in config.items()}}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
