@@ -39,7 +39,7 @@ from typing import Any
 
 STAGED = ".ftpstack-new"
 HEALTH_TABLE = "ftpstack_health"
-CONTROLS_SOCKET = "/run/proftpd/proftpd.sock"
+CONTROLS_SOCKET = "/run/proftpd.sock"
 # Where the last applied generation is recorded (for the commands run by hand).
 APPLIED = "/var/lib/ftpstack/applied.json"
 SESSION_TITLE = re.compile(r"^proftpd: (\S+) - [^:]+: (.*)$")
@@ -427,7 +427,10 @@ def end_wider_sessions(pid_file: str, since: float, wait: float) -> None:
 
 
 def unban(address: str) -> None:
-    run("ftpdctl", "-s", CONTROLS_SOCKET, "ban", "permit", "host", address)
+    """Lift mod_ban's ban of an address (ftpdctl exits 0 even when it refuses: read its words)."""
+    out = run("ftpdctl", "-s", CONTROLS_SOCKET, "permit", "host", address).stdout
+    if "permitted" not in out and "unnecessary" not in out:
+        raise ApplyFailed(f"ftpdctl did not lift the ban: {out.strip()}")
     say(f"{address} may connect again")
 
 

@@ -33,7 +33,21 @@ class CheckFailed(Exception):
 
 
 class NotReady(CheckFailed):
-    """Nothing (or not yet our configuration) answers: worth waiting for while the VM boots."""
+    """Nothing answers yet (or the server is full): worth waiting for while the VM boots."""
+
+
+def _refusal(host: str, user: str, error: ftplib.error_perm) -> CheckFailed:
+    """A login the server refused for good: retrying would only get this address banned."""
+    text = str(error)
+    if "Banned" in text:
+        return CheckFailed(
+            f"{host} bans this machine's address ({text}); lift the ban on the server "
+            "(README, Bans), then run the check again"
+        )
+    return CheckFailed(
+        f"the server refused {user}'s password ({text}); check the password stored for "
+        f"{user} in the stack config (pulumi config get --path 'users[0].password')"
+    )
 
 
 @dataclass(frozen=True)
@@ -165,16 +179,21 @@ def smoke(
     timeout: float = 10,
     payload: bytes | None = None,
     tls: Tls | None = None,
+    source: str | None = None,
 ) -> list[str]:
     """Log in, check PASV, list, upload, download, compare, delete. Returns progress lines."""
     data = payload if payload is not None else os.urandom(64 * 1024)
     name = f"ftpstack-smoke-{os.getpid()}-{int(time.time())}.bin"
     log = []
     try:
-        ftp = connect(host, user, password, port, timeout, tls)
+        ftp = connect(host, user, password, port, timeout, tls, source)
+    except ftplib.error_perm as error:
+        # proftpd serves only a configuration ftpstack applied, so a 530 is an answer, not
+        # "not yet" — except a full server, which frees up.
+        if "Too many" in str(error):
+            raise NotReady(f"{host}:{port} is full: {error}") from None
+        raise _refusal(host, user, error) from None
     except (OSError, ftplib.Error, EOFError) as error:
-        # Before cloud-init has written the users file, Debian's stock proftpd answers and
-        # refuses the login (530): that is "not yet", not "wrong".
         raise NotReady(f"cannot log in to {host}:{port} as {user}: {error}") from None
     with ftp:
         log.append(f"logged in to {host}:{port} as {user}")
@@ -213,6 +232,7 @@ def wait_and_smoke(
     poll: float = 5,
     timeout: float = 10,
     tls: Tls | None = None,
+    source: str | None = None,
 ) -> list[str]:
     """`smoke`, retried while the server is not ready yet, for at most `wait` seconds; a server
     that answers but serves wrongly (PASV address or range, transfers) fails at once."""
@@ -220,7 +240,7 @@ def wait_and_smoke(
     last_report = -float("inf")
     while True:
         try:
-            return smoke(host, user, password, expect, port, timeout, tls=tls)
+            return smoke(host, user, password, expect, port, timeout, tls=tls, source=source)
         except NotReady as error:
             waited = time.monotonic() - started
             if waited + poll > wait:
@@ -255,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-public-ip", help="the address PASV must announce")
     parser.add_argument("--expect-passive-range", help="first-last, e.g. 50000-50099")
     parser.add_argument("--timeout", type=float, default=10, help="per connection, seconds")
+    parser.add_argument("--source", help="connect from this local address")
     parser.add_argument("--tls", action="store_true", help="explicit FTPS (AUTH TLS, PROT P)")
     parser.add_argument("--cafile", help="with --tls: trust this certificate (PEM)")
     parser.add_argument(
@@ -289,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda message: print(message, flush=True),
             timeout=args.timeout,
             tls=Tls(args.cafile, not args.no_verify) if args.tls else None,
+            source=args.source,
         )
         for line in lines:
             print(line, flush=True)

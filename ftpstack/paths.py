@@ -26,6 +26,8 @@ LOGROTATE_FILE = "/etc/logrotate.d/proftpd-core"
 LOG_DIR = "/var/log/proftpd"
 LOGS = ("proftpd.log", "xferlog", "auth.log", "tls.log", "ban.log", "controls.log")
 PID_FILE = "/run/proftpd.pid"
+# ftpdctl's socket (lifting a ban, ending sessions): root only.
+CONTROLS_SOCKET = "/run/proftpd.sock"
 SYSTEM_LOG = f"{LOG_DIR}/proftpd.log"
 
 # The one OS account that owns every virtual user's files; fixed so the users file can name it.

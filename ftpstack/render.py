@@ -117,6 +117,13 @@ TransferLog           {paths.LOG_DIR}/xferlog
 LogFormat             auth "%t %a user=%u %s %r"
 ExtendedLog           {paths.LOG_DIR}/auth.log AUTH auth
 
+# Local administration (`ftpdctl`: lift a ban), for root on the VM only.
+ControlsEngine        on
+ControlsSocket        {paths.CONTROLS_SOCKET}
+ControlsSocketACL     allow user root
+ControlsACLs          all allow user root
+ControlsLog           {paths.LOG_DIR}/controls.log
+
 # No lookups per login: a slow or unreachable resolver would otherwise add seconds to every
 # connection (reverse DNS), and ident is never answered on the Internet.
 UseReverseDNS         off
@@ -224,6 +231,7 @@ MaxLoginAttempts      1
   BanEngine           on
   BanLog              {paths.LOG_DIR}/ban.log
   BanTable            /run/proftpd.ban
+  BanControlsACLs     all allow user root
   BanOnEvent          MaxLoginAttempts {rule} "Banned: too many failed logins"
 {rate}</IfModule>
 """

@@ -46,6 +46,7 @@ def certificate_pair(
     days: int = 30,
     issuer: tuple[str, Any] | None = None,
     ca: bool = False,
+    ips: tuple[str, ...] | list[str] = (),
 ) -> tuple[str, str]:
     """A throw-away certificate and its key, as PEM text; self-signed unless `issuer` is a
     (certificate PEM, key object) pair. Returns (certificate PEM, key PEM)."""
@@ -72,9 +73,11 @@ def certificate_pair(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False
-        )
+        import ipaddress
+
+        names: list[x509.GeneralName] = [x509.DNSName(common_name)]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     cert = builder.sign(signer, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

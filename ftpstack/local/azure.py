@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -27,37 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftpstack import live, paths
+from ftpstack import paths
 from ftpstack.local import network as net
+from ftpstack.local import steps as deployment
 from ftpstack.local.netns import Netns, NetnsError, end_process, run, veth
+from ftpstack.local.steps import Bundle, DeployFailed
 from ftpstack.local.vmhost import VmHost
-from ftpstack.offline.declared import RUN_COMMAND
-from ftpstack.offline.plan import PROJECT_DIR, Plan
+from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
 
-Bundle = dict[str, Any]
-
-
-class DeployFailed(Exception):
-    """A step failed as `pulumi up` would report it; str() carries the step's own output."""
-
-
-def scale_keepalive(text: str, factor: float) -> str:
-    """`SocketOptions keepalive IDLE:COUNT:INTVL` and the sysctl values, times `factor` (the
-    probe count is a count, not a time: unchanged)."""
-
-    def scaled(value: str) -> str:
-        return str(max(1, round(int(value) * factor)))
-
-    text = re.sub(r"(keepalive\s+)(\d+):(\d+):(\d+)",
-                  lambda m: f"{m.group(1)}{scaled(m.group(2))}:{m.group(3)}:{scaled(m.group(4))}", text)  # noqa: E501  # fmt: skip
-    return re.sub(r"^(net\.ipv4\.tcp_keepalive_(?:time|intvl)\s*=\s*)(\d+)",
-                  lambda m: f"{m.group(1)}{scaled(m.group(2))}", text, flags=re.MULTILINE)  # fmt: skip
-
-
-def edit_file(bundle: Bundle, path: str, edit: Callable[[str], str]) -> Bundle:
-    """The bundle with one file's content edited (negative controls)."""
-    files = [{**f, "content": edit(f["content"])} if f["path"] == path else f for f in bundle["files"]]  # noqa: E501
-    return {**bundle, "files": files}
+__all__ = ["DeployFailed", "LocalAzure"]
 
 
 @dataclasses.dataclass
@@ -201,51 +178,24 @@ class LocalAzure:
 
     # -- deployments -----------------------------------------------------------------------------
 
-    def _bundle_params(self, step: Any) -> dict[str, str]:
-        params = {p["name"]: p["value"] for p in step.raw_inputs.get("parameters", [])}
-        for p in step.raw_inputs.get("protectedParameters", []) or []:
-            params[p["name"]] = p["value"]
-        if step.name.endswith("-configure"):
-            bundle = live.decode(params[live.CONFIG_PARAMETER])
-            params[live.CONFIG_PARAMETER] = live.encode(self.edited(bundle))
-        return params
-
-    def edited(self, bundle: Bundle) -> Bundle:
+    def edit(self, bundle: Bundle) -> Bundle:
         """The bundle as this model applies it: times scaled, then the test's own edit."""
         if self.time_scale != 1.0:
-            bundle = {**bundle, "files": [
-                {**f, "content": scale_keepalive(f["content"], self.time_scale)}
-                for f in bundle["files"]]}  # fmt: skip
+            bundle = deployment.scaled(self.time_scale)(bundle)
         return self.bundle_edit(bundle) if self.bundle_edit else bundle
 
-    def steps(self, plan: Plan, role: str) -> list[Any]:
-        found = [r for r in plan.find(RUN_COMMAND) if r.name.endswith(f"-{role}")]
-        return sorted(found, key=lambda r: r.name)
+    def _bundle_params(self, step: Resource) -> dict[str, str]:
+        return deployment.parameters(step, self.edit)
 
-    def run_step(self, index: int, step: Any) -> subprocess.CompletedProcess[str]:
-        result = self.vms[index].run_command(step.raw_inputs["source"]["script"], self._bundle_params(step))  # noqa: E501
-        if result.returncode != 0:
-            raise DeployFailed(f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}")  # noqa: E501
-        return result
+    def steps(self, plan: Plan, role: str) -> list[Resource]:
+        return deployment.steps(plan, role)
+
+    def run_step(self, index: int, step: Resource) -> subprocess.CompletedProcess[str]:
+        return deployment.run_step(self.vms[index], step, self.edit)
 
     def deploy(self) -> None:
-        """The first `pulumi up`: bootstrap, narrow, network rules, configure, probe."""
-        threads = []
-        for index, vm in enumerate(self.vms):
-            if self.race_bootstrap:
-                def late(vm: VmHost = vm) -> None:
-                    time.sleep(self.race_bootstrap)
-                    vm.install_bootstrap(self.plan.user_data)
-                threads.append(threading.Thread(target=late, daemon=True))
-                threads[-1].start()
-            else:
-                vm.install_bootstrap(self.plan.user_data)
-        for index, step in enumerate(self.steps(self.plan, "narrow")):
-            self.run_step(index, step)
-        for index, step in enumerate(self.steps(self.plan, "configure")):
-            self.run_step(index, step)
-        for thread in threads:
-            thread.join()
+        """The first `pulumi up`: bootstrap, narrow, configure (network rules are up), probe."""
+        deployment.deploy(self.vms, self.plan, self.edit, self.race_bootstrap)
         self._start_prober()
 
     def apply(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:

@@ -12,13 +12,18 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     login-loop     a login every --interval s until --stop-file exists; every failure listed
     pasv-loop      PASV in new sessions every --interval s until --stop-file exists
     reach          TCP connect to --port: open, refused or silent
-    hold           log in, print "ready", wait for stdin to close (a session held open)
+    hold           log in (or only connect: --no-login; --count of them), print "ready", wait
+                   for stdin to close; then whether the server still has each one
     try-login      one login: ok, or the server's reply
+    connects       --count connections, each read its greeting and closed: the greetings
+    session        one login, then --do actions in order (retr:F stor:F:BYTES dele:F
+                   rnfr:F:TO nlst cwd:DIR): each one's reply
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ftplib
 import hashlib
 import io
@@ -54,8 +59,8 @@ def upload(args: argparse.Namespace) -> dict[str, Any]:
 
 def download(args: argparse.Namespace) -> dict[str, Any]:
     digest, count = hashlib.sha256(), 0
-    out = Path(args.out).open("wb") if args.out else None
-    with _login(args) as ftp:
+    with _login(args) as ftp, contextlib.ExitStack() as stack:
+        out = stack.enter_context(Path(args.out).open("wb")) if args.out else None
         ftp.voidcmd("TYPE I")
         started = time.perf_counter()
         with ftp.transfercmd(f"RETR {args.name}") as conn:
@@ -68,8 +73,6 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
                 conn.unwrap()
         seconds = time.perf_counter() - started
         reply = ftp.voidresp()
-    if out:
-        out.close()
     return {"reply": reply, "sha256": digest.hexdigest(), "bytes": count, "seconds": seconds}
 
 
@@ -168,14 +171,75 @@ def reach(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def hold(args: argparse.Namespace) -> dict[str, Any]:
-    ftp = _login(args)
+    held: list[ftplib.FTP] = []
+    for _ in range(args.count):
+        if args.no_login:
+            ftp = ftplib.FTP(timeout=args.timeout, source_address=(args.source, 0) if args.source else None)  # noqa: E501
+            ftp.connect(args.host, args.port)
+            held.append(ftp)
+        else:
+            held.append(_login(args))
     print("ready", flush=True)
     sys.stdin.read()
-    try:
-        ftp.voidcmd("NOOP")
-        return {"session": "alive"}
-    except FAILURES as error:
-        return {"session": "ended", "error": f"{type(error).__name__}: {error}"}
+    states = []
+    for ftp in held:
+        try:
+            ftp.voidcmd("NOOP")
+            states.append("alive")
+        except FAILURES as error:
+            states.append(f"ended: {type(error).__name__}: {error}")
+    return {"session": states[0] if args.count == 1 else states}
+
+
+def connects(args: argparse.Namespace) -> dict[str, Any]:
+    greetings = []
+    for _ in range(args.count):
+        try:
+            with ftplib.FTP(timeout=args.timeout, source_address=(args.source, 0) if args.source else None) as ftp:  # noqa: E501
+                greetings.append(ftp.connect(args.host, args.port))
+        except FAILURES as error:
+            greetings.append(f"{type(error).__name__}: {error}")
+    return {"greetings": greetings}
+
+
+def _action(ftp: ftplib.FTP, action: str) -> dict[str, Any]:
+    verb, _, rest = action.partition(":")
+    name, _, extra = rest.partition(":")
+    if verb == "retr":
+        chunks: list[bytes] = []
+        reply = ftp.retrbinary(f"RETR {name}", chunks.append)
+        return {"reply": reply, "sha256": hashlib.sha256(b"".join(chunks)).hexdigest(),
+                "text": b"".join(chunks)[:200].decode(errors="replace")}  # fmt: skip
+    if verb == "stor":
+        return {"reply": ftp.storbinary(f"STOR {name}", io.BytesIO(b"x" * int(extra or 1)))}
+    if verb == "dele":
+        return {"reply": ftp.delete(name)}
+    if verb == "rnfr":
+        return {"reply": ftp.rename(name, extra)}
+    if verb == "nlst":
+        return {"names": ftp.nlst()}
+    if verb == "cwd":
+        return {"reply": ftp.cwd(name), "pwd": ftp.pwd()}
+    raise SystemExit(f"unknown action {action!r}")
+
+
+def session(args: argparse.Namespace) -> dict[str, Any]:
+    results = []
+    with _login(args) as ftp:
+        for action in args.do:
+            try:
+                results.append({"action": action, "ok": True, **_action(ftp, action)})
+            except ftplib.error_perm as error:
+                results.append({"action": action, "ok": False, "reply": str(error)})
+            except (OSError, EOFError) as error:
+                # The server may cut a data connection (an upload over its limit) before the
+                # reply: read the reply now.
+                try:
+                    reply = ftp.getresp()
+                except ftplib.Error as late:
+                    reply = str(late)
+                results.append({"action": action, "ok": False, "reply": reply, "cut": str(error)})
+    return {"results": results}
 
 
 def try_login(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,7 +254,7 @@ def try_login(args: argparse.Namespace) -> dict[str, Any]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "upload": upload, "download": download, "slow-download": slow_download, "pasv": pasv,
     "logins": logins, "login-loop": login_loop, "pasv-loop": pasv_loop, "reach": reach,
-    "hold": hold, "try-login": try_login,
+    "hold": hold, "try-login": try_login, "connects": connects, "session": session,
 }  # fmt: skip
 
 
@@ -214,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spacing", type=float, default=0.5)
     parser.add_argument("--interval", type=float, default=0.2)
     parser.add_argument("--stop-file", default="/nonexistent")
+    parser.add_argument("--no-login", action="store_true", help="hold: connect only")
+    parser.add_argument("--do", action="append", default=[], help="session: an action")
     args = parser.parse_args(argv)
     print(json.dumps(COMMANDS[args.command](args)), flush=True)
     return 0

@@ -66,7 +66,9 @@ class VmHost:
                       f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}"]  # fmt: skip
         lines += [f"echo {READY}", "exec sleep infinity"]
         self.anchor = self.netns.popen(
-            "unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines),
+            # Its own IPC namespace too: proftpd keeps its ban table in SysV shared memory keyed by
+            # a file's inode, which every stand-in's tmpfs would share (and which outlives it).
+            "unshare", "--mount", "--ipc", "--propagation", "private", "sh", "-c", "\n".join(lines),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert self.anchor.stdout is not None
@@ -80,7 +82,7 @@ class VmHost:
             self.anchor = None
 
     def argv(self, *argv: str) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-m", "-n", "--", *argv]
+        return ["nsenter", "-t", str(self.pid), "-m", "-n", "-i", "--", *argv]
 
     def exec(
         self, *argv: str, env: Mapping[str, str] | None = None, input: str | None = None,
