@@ -43,6 +43,10 @@ CONTROLS_SOCKET = "/run/proftpd.sock"
 # Where the last applied generation is recorded (for the commands run by hand).
 APPLIED = "/var/lib/ftpstack/applied.json"
 SESSION_TITLE = re.compile(r"^proftpd: (\S+) - [^:]+: (.*)$")
+# A session that has not logged in yet ("proftpd: connected: 203.0.113.10 (...)").
+CONNECTED_TITLE = re.compile(r"^proftpd: connected: ")
+# Sessions younger than this are left to end by themselves (a login that quits at once).
+NARROW_GRACE_SECONDS = 2.0
 
 
 class ApplyFailed(Exception):
@@ -256,8 +260,11 @@ def sessions(pid_file: str) -> list[tuple[int, str, str, float]]:
                 continue
             title = (entry / "cmdline").read_text().replace("\0", " ").strip()
             match = SESSION_TITLE.match(title)
+            start = int(fields[19]) / ticks
             if match:
-                found.append((int(entry.name), match.group(1), match.group(2), int(fields[19]) / ticks))  # noqa: E501
+                found.append((int(entry.name), match.group(1), match.group(2), start))
+            elif CONNECTED_TITLE.match(title):
+                found.append((int(entry.name), "", "IDLE (not logged in)", start))
     return found
 
 
@@ -406,17 +413,19 @@ def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
 
 
 def end_wider_sessions(pid_file: str, since: float, wait: float) -> None:
-    """Sessions started before the narrowing may still announce a port about to close: end each
-    as soon as it is idle (a running transfer first finishes with its 226)."""
+    """Sessions started before the narrowing keep the wider range and may announce a port about
+    to close: end each once it is idle (a running transfer first finishes with its 226), giving
+    a young one a moment to end by itself (a login that quits at once)."""
     deadline, ended = time.monotonic() + wait, 0
     while True:
         old = [s for s in sessions(pid_file) if s[3] < since]
-        for pid, _, state, _ in old:
-            if state.startswith("IDLE"):
+        now = uptime()
+        for pid, _, state, start in old:
+            if state.startswith("IDLE") and now - start >= NARROW_GRACE_SECONDS:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
                     ended += 1
-        busy = [s for s in old if not s[2].startswith("IDLE")]
+        busy = [s for s in old if not s[2].startswith("IDLE") or now - s[3] < NARROW_GRACE_SECONDS]
         if not busy or time.monotonic() > deadline:
             say(f"ended {ended} idle session(s) of the wider range; {len(busy)} still transferring")
             return

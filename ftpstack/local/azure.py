@@ -49,12 +49,14 @@ class LocalAzure:
     storage: Path | None = None  # the data disk (or shared share) stand-in; default: temporary
     silent_resolver: bool = False
     race_bootstrap: float = 0.0  # seconds the bootstrap lags behind the first configuration
+    script_edit: Callable[[str], str] | None = None  # the Run Commands' script, changed
     namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
     vms: list[VmHost] = dataclasses.field(init=False, default_factory=list)
     prober: subprocess.Popen[str] | None = dataclasses.field(init=False, default=None)
     topology: net.Topology = dataclasses.field(init=False)
     _temp: Path | None = dataclasses.field(init=False, default=None)
     healthy: dict[int, bool] = dataclasses.field(init=False, default_factory=dict)
+    deployed: list[subprocess.CompletedProcess[str]] = dataclasses.field(init=False, default_factory=list)  # noqa: E501
     probe_events: list[dict[str, Any]] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -191,11 +193,11 @@ class LocalAzure:
         return deployment.steps(plan, role)
 
     def run_step(self, index: int, step: Resource) -> subprocess.CompletedProcess[str]:
-        return deployment.run_step(self.vms[index], step, self.edit)
+        return deployment.run_step(self.vms[index], step, self.edit, self.script_edit)
 
     def deploy(self) -> None:
         """The first `pulumi up`: bootstrap, narrow, configure (network rules are up), probe."""
-        deployment.deploy(self.vms, self.plan, self.edit, self.race_bootstrap)
+        self.deployed = deployment.deploy(self.vms, self.plan, self.edit, self.race_bootstrap)
         self._start_prober()
 
     def apply(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:

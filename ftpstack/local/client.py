@@ -10,7 +10,9 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     pasv           --count PASV and EPSV replies
     logins         --count logins (connect, login, 1-byte RETR, quit), spaced --spacing s apart
     login-loop     a login every --interval s until --stop-file exists; every failure listed
-    pasv-loop      PASV in new sessions every --interval s until --stop-file exists
+    pasv-loop      PASV and a data connection (NLST) every --interval s until --stop-file
+                   exists, in one session that is reopened when the server ends it; every
+                   announced port, and every data connection that failed
     reach          TCP connect to --port: open, refused or silent
     hold           log in (or only connect: --no-login; --count of them), print "ready", wait
                    for stdin to close; then whether the server still has each one
@@ -148,14 +150,28 @@ def login_loop(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pasv_loop(args: argparse.Namespace) -> dict[str, Any]:
-    def once() -> list[Any]:
-        with _login(args) as ftp:
-            p = parse_pasv(ftp.sendcmd("PASV"))
-        return [p.host, p.port]
-
-    out = _until_stopped(args, once)
-    out["announced"] = out.pop("results")
-    return out
+    """Does any PASV reply name a port the network does not forward? Each announced port gets a
+    data connection at once; one that cannot be made is such a port."""
+    announced: list[int] = []
+    closed: list[dict[str, Any]] = []
+    reopened = 0
+    ftp: ftplib.FTP | None = None
+    while not Path(args.stop_file).exists():
+        try:
+            if ftp is None:
+                ftp = _login(args, timeout=5)
+            port = parse_pasv(ftp.sendcmd("PASV")).port
+            announced.append(port)
+            try:
+                with socket.create_connection((args.host, port), timeout=3):
+                    pass
+            except OSError as error:
+                closed.append({"at": time.time(), "port": port, "error": str(error)})
+            ftp.voidcmd("NOOP")  # the server gives up the unused data connection
+        except FAILURES:
+            ftp, reopened = None, reopened + 1
+        time.sleep(args.interval)
+    return {"announced": announced, "closed": closed, "reopened": reopened}
 
 
 def reach(args: argparse.Namespace) -> dict[str, Any]:

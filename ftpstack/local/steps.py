@@ -75,8 +75,13 @@ def parameters(step: Resource, edit: Edit | None = None) -> dict[str, str]:
     return params
 
 
-def run_step(vm: VmHost, step: Resource, edit: Edit | None = None) -> subprocess.CompletedProcess[str]:  # noqa: E501
-    result = vm.run_command(step.raw_inputs["source"]["script"], parameters(step, edit))
+def run_step(
+    vm: VmHost, step: Resource, edit: Edit | None = None,
+    script_edit: Callable[[str], str] | None = None,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """One Run Command as Azure runs it; `script_edit` changes the script (negative controls)."""
+    script = step.raw_inputs["source"]["script"]
+    result = vm.run_command(script_edit(script) if script_edit else script, parameters(step, edit))
     if result.returncode != 0:
         raise DeployFailed(f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}")  # noqa: E501
     return result

@@ -175,7 +175,7 @@ class Settings(_Model):
         3600, description="How long a banned address stays banned."
     )
     ban_connects_per_minute: Annotated[int, Field(ge=0)] = Field(
-        60,
+        600,
         description="Connections from one address in a minute that ban it (0: no such ban).",
     )
     # -- FTPS -------------------------------------------------------------------------------------

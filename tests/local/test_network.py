@@ -1,0 +1,254 @@
+"""L3: the declared stack serving FTP through the local stand-in for Azure's network.
+
+The router's rules (DNAT of the public IP, or the load balancer's one balanced port and its NAT
+rules, the NSG in priority order, the idle timeout) are a pure function of the plan, tested here
+without root first; then the model is built and real clients cross it. Times are scaled by 1/30
+(the 240 s idle timeout becomes 8 s, keepalive 60 s/30 s becomes 2 s/1 s), keeping the ratios
+that decide the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftpstack import paths
+from ftpstack.local import network as net
+from ftpstack.local.azure import LocalAzure
+from ftpstack.local.steps import edit_file
+from ftpstack.offline.plan import Plan
+from tests.support import PASSWORD, ROOT, USER, needs_root, plan
+
+SCALE = 1 / 30
+BIG = 8 * 1024 * 1024
+
+
+def dev_plan(**overrides: Any) -> Plan:
+    return plan("dev", **{"tls": "off", **overrides})
+
+
+def prod_plan(**overrides: Any) -> Plan:
+    # prod's own TLS and data disk are covered at L2/L4; here: its load balancer and CIDRs.
+    return plan("prod", **{"tls": "off", **overrides})
+
+
+def model(p: Plan, **kw: Any) -> Iterator[LocalAzure]:
+    needs_root()
+    with LocalAzure(p, time_scale=SCALE, **kw) as az:
+        yield az
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[LocalAzure]:
+    yield from model(dev_plan())
+
+
+@pytest.fixture(scope="module")
+def lb() -> Iterator[LocalAzure]:
+    yield from model(prod_plan(sshSourceCidrs=["203.0.113.0/24"]))
+
+
+def client(az: LocalAzure, command: str, *args: str, ns: Any = None) -> dict[str, Any]:
+    return az.client_cmd(command, *args, ns=ns, user=USER, password=PASSWORD)
+
+
+# -- the router's rules, without root ------------------------------------------------------------
+
+
+def test_a_public_ip_forwards_every_port_and_the_nsg_decides() -> None:
+    t = net.Topology.from_plan(dev_plan().to_json())
+    rules = net.ruleset(t)
+    assert f"ip daddr {t.public_ip} meta l4proto tcp dnat ip to {net.vm_address(0)}" in rules
+    nsg = net.nsg_lines(t.rules)
+    assert nsg == ["tcp dport 21 accept", "tcp dport 50000-50039 accept", "drop"]
+
+
+def test_a_load_balancer_forwards_only_its_rules() -> None:
+    t = net.Topology.from_plan(prod_plan().to_json())
+    rules = net.ruleset(t, healthy=[0])
+    assert "tcp dport 21 dnat ip to jhash" in rules
+    assert f"tcp dport 50000 dnat ip to {net.vm_address(0)}:50000" in rules
+    assert "meta l4proto tcp dnat" not in rules, "no port is forwarded that no rule declares"
+    assert f"ip saddr {{ {net.probe_address()} }} tcp dport {paths.HEALTH_PORT} accept" in rules
+    assert len(re.findall(r"tcp dport \d+ dnat ip to 192", rules)) == 100
+
+
+def test_the_balanced_map_holds_only_healthy_instances() -> None:
+    assert set(net.balanced_elements([1]).split(", ")) == {f"{b} : {net.vm_address(1)}" for b in range(net.LB_BUCKETS)}  # noqa: E501
+    assert net.balanced_elements([]) == ""
+
+
+# -- 1. passive transfers through the public address ---------------------------------------------
+
+
+def round_trip_with_every_client(az: LocalAzure, tmp_path: Path) -> None:
+    up = client(az, "upload", "--name", "big.bin", "--size", str(BIG))
+    assert up["reply"].startswith("226")
+    out = client(az, "pasv", "--count", "3")
+    assert {h for h, _ in out["pasv"]} == {az.public_ip}
+    ports = range(int(az.plan.outputs["passivePortRange"].split("-")[0]), int(az.plan.outputs["passivePortRange"].split("-")[1]) + 1)  # noqa: E501
+    assert all(p in ports for _, p in out["pasv"]) and all(p in ports for p in out["epsv"])
+    tmp_path.chmod(0o755)
+    url, auth = f"ftp://{az.public_ip}/big.bin", f"{USER}:{PASSWORD}"
+    curl = tmp_path / "curl.bin"
+    result = az.client.run("curl", "-sS", "--user", auth, "-o", str(curl), url)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(curl.read_bytes()).hexdigest() == up["sha256"]
+    lftp = tmp_path / "lftp.bin"
+    script = f"set ftp:ssl-allow no; set net:max-retries 1; get big.bin -o {lftp}; bye"
+    result = az.client.run("lftp", "-u", f"{USER},{PASSWORD}", "-e", script, az.public_ip)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(lftp.read_bytes()).hexdigest() == up["sha256"]
+
+
+def test_passive_transfers_through_the_public_ip(dev: LocalAzure, tmp_path: Path) -> None:
+    round_trip_with_every_client(dev, tmp_path)
+
+
+def test_passive_transfers_through_the_load_balancer(lb: LocalAzure, tmp_path: Path) -> None:
+    round_trip_with_every_client(lb, tmp_path)
+
+
+# -- 2. what the network does not forward is unreachable -----------------------------------------
+
+
+def reach(az: LocalAzure, port: int, ns: Any = None) -> str:
+    result: str = az.client_cmd("reach", "--port", str(port), "--timeout", "1.5", ns=ns)["result"]
+    return result
+
+
+def test_only_the_declared_ports_are_reachable(dev: LocalAzure) -> None:
+    last = int(dev.plan.outputs["passivePortRange"].split("-")[1])
+    assert reach(dev, 21) == "open"
+    assert reach(dev, 22) == "silent", "SSH is closed without sshSourceCidrs"
+    assert reach(dev, last + 1) == "silent", "just outside the passive range"
+    assert reach(dev, last) == "refused", "inside the range: reaches the VM"
+
+
+def test_ssh_opens_for_its_cidr_only() -> None:
+    for az in model(dev_plan(sshSourceCidrs=["203.0.113.0/24"])):
+        assert reach(az, 22) == "refused", "let through to the VM (nothing listens)"
+        assert reach(az, 22, az.outsider) == "silent"
+
+
+def test_behind_the_load_balancer_ssh_goes_through_its_nat_rule_and_ftp_through_21(lb: LocalAzure) -> None:  # noqa: E501
+    assert reach(lb, 21) == "open"
+    assert reach(lb, 21, lb.outsider) == "silent", "outside the FTP sources"
+    assert reach(lb, 22) == "refused", "the NAT rule forwards SSH to the VM (nothing listens)"
+    assert reach(lb, 23) == "silent", "no rule for 23"
+
+
+def test_negative_control_a_passive_port_without_a_nat_rule_is_unreachable() -> None:
+    def drop_first(t: net.Topology) -> net.Topology:
+        return dataclasses.replace(t, nat=t.nat[1:])
+
+    for az in model(prod_plan(), topology_edit=drop_first):
+        assert reach(az, 50000) == "silent" and reach(az, 50001) == "refused"
+
+
+# -- 3. the seed's failure: a long transfer with an idle control connection -----------------------
+
+
+def slow_download(az: LocalAzure, tls: bool = False) -> dict[str, Any]:
+    """RETR paced to last 3.5 x the idle timeout, the control connection idle meanwhile."""
+    extra = ["--tls"] if tls else []
+    up = client(az, "upload", "--name", "slow.bin", "--size", str(BIG), *extra)
+    out = client(az, "slow-download", "--name", "slow.bin", "--seconds", str(3.5 * az.idle_timeout),
+                 "--reply-wait", str(2 * az.idle_timeout), *extra)  # fmt: skip
+    assert out["sha256"] == up["sha256"] and out["bytes"] == BIG, "the data itself is intact"
+    assert out["seconds"] >= 3 * az.idle_timeout, "the transfer outlasted the timeout"
+    return out
+
+
+def test_long_transfer_completes_with_the_stack_configuration(dev: LocalAzure) -> None:
+    assert (slow_download(dev)["reply"] or "").startswith("226")
+
+
+def test_long_transfer_completes_through_the_load_balancer(lb: LocalAzure) -> None:
+    assert (slow_download(lb)["reply"] or "").startswith("226")
+
+
+def without_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle = edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M))  # noqa: E501
+    return {**bundle, "files": [f for f in bundle["files"] if f["path"] != paths.SYSCTL_FILE]}
+
+
+def late_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
+    # Keepalive idle 300 s (10 s scaled): above the 240 s idle timeout.
+    return edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"keepalive \d+:(\d+):(\d+)", r"keepalive 10:\1:\2", c))  # noqa: E501
+
+
+@pytest.mark.parametrize("edit", [without_keepalive, late_keepalive],
+                         ids=["no-keepalive-kernel-default", "keepalive-idle-above-timeout"])  # fmt: skip
+def test_negative_control_the_226_is_lost(edit: Any) -> None:
+    for az in model(dev_plan(), bundle_edit=edit):
+        out = slow_download(az)
+        assert out["reply"] is None and "error" in out, out
+
+
+# -- 4. passive-range saturation ------------------------------------------------------------------
+
+
+def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
+    for az in model(dev_plan(passivePortStart=50000, passivePortEnd=50005, maxClients=3)):
+        client(az, "upload", "--name", "big.bin", "--size", str(BIG))
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+        holders = [az.client.popen(sys.executable, "-m", "ftpstack.local.client", "slow-download",
+                                   "--host", az.public_ip, "--user", USER, "--name", "big.bin",
+                                   "--seconds", "6", env=env, stdout=subprocess.PIPE)
+                   for _ in range(3)]  # fmt: skip
+        try:
+            time.sleep(2)
+            extra = client(az, "try-login")
+            assert not extra["ok"] and extra["reply"][:3] in {"421", "530"}, extra
+            assert extra["seconds"] < 1, "refused at once, not after a timeout"
+            results = [json.loads(h.communicate(timeout=120)[0].strip().splitlines()[-1]) for h in holders]  # noqa: E501
+            assert all((r["reply"] or "").startswith("226") and r["bytes"] == BIG for r in results), results  # noqa: E501
+        finally:
+            for h in holders:
+                h.kill()
+                h.wait()
+
+
+# -- the post-deploy smoke check through the model --------------------------------------------
+
+
+def smoke(az: LocalAzure) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+    return az.client.run(sys.executable, "-m", "ftpstack.ftpcheck", "--host", az.public_ip,
+                         "--user", USER, "--timeout", "3", "--expect-public-ip", az.public_ip,
+                         "--expect-passive-range", str(az.plan.outputs["passivePortRange"]), env=env)  # noqa: E501  # fmt: skip
+
+
+def test_smoke_check_passes_on_the_declared_stack(dev: LocalAzure) -> None:
+    result = smoke(dev)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
+
+
+def test_smoke_check_fails_clearly_when_the_passive_range_is_not_open() -> None:
+    def close_passive(t: net.Topology) -> net.Topology:
+        return dataclasses.replace(t, rules=tuple(r for r in t.rules if r.name != "allow-ftp-passive"))  # noqa: E501
+
+    for az in model(dev_plan(), topology_edit=close_passive):
+        result = smoke(az)
+        assert result.returncode == 1 and "is the passive range open in the NSG" in result.stderr
+
+
+# -- FTPS through the public address -----------------------------------------------------------
+
+
+def test_ftps_through_the_public_address_and_a_long_ftps_transfer() -> None:
+    for az in model(dev_plan(tls="required")):
+        out = client(az, "pasv", "--tls")
+        assert {h for h, _ in out["pasv"]} == {az.public_ip}
+        assert (slow_download(az, tls=True)["reply"] or "").startswith("226")
