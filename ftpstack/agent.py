@@ -304,6 +304,12 @@ def health(bundle: dict[str, Any], on: bool) -> None:
 def apply(bundle: dict[str, Any]) -> None:
     p = bundle["proftpd"]
     wait_for_bootstrap(bundle["markers"]["bootstrap"], bundle["bootstrap_wait_seconds"])
+    storage = bundle.get("storage")
+    if storage and not os.path.ismount(storage):
+        raise ApplyFailed(
+            f"{storage} is not mounted (the data disk or the shared NFS share): proftpd never "
+            "serves, or takes uploads into, the OS disk's empty tree; see cloud-init's log"
+        )
     applied_path = Path(bundle["markers"]["applied"])
     previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
     ensure_dirs(bundle)

@@ -169,7 +169,9 @@ def setup_commands(settings: Settings, share: NfsShare | None) -> list[list[str]
             ["install", "-d", "-m", "0755", paths.FTP_ROOT],
             f"grep -q ' {paths.FTP_ROOT} nfs' /etc/fstab || echo '{share.source} {paths.FTP_ROOT} "
             f"nfs {NFS_OPTIONS} 0 0' >> /etc/fstab",
-            f"mountpoint -q {paths.FTP_ROOT} || mount {paths.FTP_ROOT}",
+            # The private endpoint's name may take a moment to resolve after the VM boots.
+            f"for i in $(seq 60); do mountpoint -q {paths.FTP_ROOT} && break; "
+            f"mount {paths.FTP_ROOT} && break; sleep 5; done",
         ]
     elif settings.data_disk_size_gb:
         commands.append([paths.DISK_SCRIPT])

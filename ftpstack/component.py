@@ -26,7 +26,7 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, live, parts
+from ftpstack import bootstrap, checks, live, parts, storage
 from ftpstack.rules import passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -78,22 +78,35 @@ class FtpServer(pulumi.ComponentResource):
         ip = parts.public_ip(name, s, where, self)
         lb = parts.load_balancer(name, s, where, ip, self) if s.exposure == "load-balancer" else None
         address = ip.ip_address.apply(lambda a: a or "")
-        custom_data = base64.b64encode(bootstrap.cloud_config(s).encode()).decode()
-        machines = [self._instance(i, where, fw, ip, lb, custom_data) for i in range(s.instances)]
+        custom_data, ready = self._bootstrap(where)
+        machines = [
+            self._instance(i, where, fw, ip, lb, custom_data, ready) for i in range(s.instances)
+        ]
         passive = [parts.passive_rule(name, s, where, fw, [m.narrow for m in machines])]
         nat = parts.nat_rules(name, s, where, lb) if lb is not None else {}
         configured = self._configure(where, machines, address, passive, nat)
         self._checks(machines, address, configured)
         self._outputs(ip, address, machines, where)
 
+    def _bootstrap(self, where: parts.Placement) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:  # noqa: E501
+        """The VMs' customData, and what must exist before they boot (the shared share)."""
+        s = self._settings
+        if not s.shared_storage:
+            return base64.b64encode(bootstrap.cloud_config(s).encode()).decode(), []
+        shared = storage.shared_storage(self._name, s, where, self)
+        data = shared.share.apply(
+            lambda share: base64.b64encode(bootstrap.cloud_config(s, share).encode()).decode()
+        )
+        return data, shared.ready
+
     def _instance(
         self, index: int, where: parts.Placement, fw: parts.Firewall, ip: object,
-        lb: object, custom_data: str,
+        lb: object, custom_data: pulumi.Input[str], ready: list[pulumi.Resource],
     ) -> Instance:  # fmt: skip
         s, name = self._settings, self._name
         nic = parts.nic(name, index, s, where, fw.nsg, ip, lb, self)  # type: ignore[arg-type]
         disk = parts.data_disk(name, index, s, where, self)
-        vm = parts.virtual_machine(name, index, s, where, nic, custom_data, disk, self)
+        vm = parts.virtual_machine(name, index, s, where, nic, custom_data, disk, self, ready)
         narrow = parts.run_command(
             f"{name}-vm{parts.instance_suffix(index)}", vm, s, where, role="narrow",
             script=live.run_command_script(),

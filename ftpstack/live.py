@@ -99,6 +99,8 @@ def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> 
         },
         "bootstrap_wait_seconds": BOOTSTRAP_WAIT_SECONDS,
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
+        # Where the FTP tree's own storage must be mounted before proftpd may serve it.
+        "storage": paths.FTP_ROOT if settings.data_disk_size_gb or settings.shared_storage else None,
     }
     document["generation"] = generation(document)
     return document

@@ -266,6 +266,7 @@ def data_disk(name: str, index: int, s: Settings, where: Placement, parent: pulu
 def virtual_machine(
     name: str, index: int, s: Settings, where: Placement, nic_: network.NetworkInterface,
     custom_data: pulumi.Input[str], disk: compute.Disk | None, parent: pulumi.Resource,
+    after: Sequence[pulumi.Resource] = (),
 ) -> compute.VirtualMachine:  # fmt: skip
     zone = zone_of(s, index)
     disks = [{"lun": paths.DATA_DISK_LUN, "create_option": "Attach",
@@ -295,7 +296,7 @@ def virtual_machine(
         zones=[zone] if zone else None, tags=checks.vm_tags(s),
         opts=pulumi.ResourceOptions(
             parent=parent, replace_on_changes=checks.vm_replaced_on(),
-            ignore_changes=list(checks.VM_IGNORED),
+            ignore_changes=list(checks.VM_IGNORED), depends_on=list(after),
             # The new VM attaches the same NIC and data disk: the old one must let go first.
             delete_before_replace=True,
         ),

@@ -17,9 +17,10 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     hold           log in (or only connect: --no-login; --count of them), print "ready", wait
                    for stdin to close; then whether the server still has each one
     try-login      one login: ok, or the server's reply
+    sessions       --count new sessions, each PASV and a listing: ports announced, failures
     connects       --count connections, each read its greeting and closed: the greetings
     session        one login, then --do actions in order (retr:F stor:F:BYTES dele:F
-                   rnfr:F:TO nlst cwd:DIR): each one's reply
+                   rnfr:F:TO nlst cwd:DIR pasv): each one's reply
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def slow_download(args: argparse.Namespace) -> dict[str, Any]:
     226 still arrives (the seed's failure: a forgotten control connection never gets it)."""
     ftp = _login(args, timeout=args.reply_wait)
     ftp.voidcmd("TYPE I")
+    probe = parse_pasv(ftp.sendcmd("PASV")).port  # which server holds the session
+    ftp.voidcmd("NOOP")
+    print(json.dumps({"port": probe}), flush=True)
     size = ftp.size(args.name) or 1
     rate = size / args.seconds
     started, digest, count = time.monotonic(), hashlib.sha256(), 0
@@ -96,7 +100,7 @@ def slow_download(args: argparse.Namespace) -> dict[str, Any]:
     if hasattr(conn, "unwrap"):
         conn.unwrap()  # TLS close_notify, as ftplib does
     conn.close()
-    result: dict[str, Any] = {"sha256": digest.hexdigest(), "bytes": count,
+    result: dict[str, Any] = {"sha256": digest.hexdigest(), "bytes": count, "port": probe,
                               "seconds": time.monotonic() - started}  # fmt: skip
     try:
         result["reply"] = ftp.voidresp()
@@ -174,6 +178,22 @@ def pasv_loop(args: argparse.Namespace) -> dict[str, Any]:
     return {"announced": announced, "closed": closed, "reopened": reopened}
 
 
+def sessions(args: argparse.Namespace) -> dict[str, Any]:
+    """--count new sessions, each: log in, PASV, a directory listing over that port. Which
+    server answered shows in the port (each announces its own slice)."""
+    ports: list[int] = []
+    failures: list[str] = []
+    for _ in range(args.count):
+        try:
+            with _login(args, timeout=5) as ftp:
+                ports.append(parse_pasv(ftp.sendcmd("PASV")).port)
+                ftp.voidcmd("NOOP")
+                ftp.nlst()
+        except FAILURES as error:
+            failures.append(f"{type(error).__name__}: {error}")
+    return {"ports": ports, "failures": failures}
+
+
 def reach(args: argparse.Namespace) -> dict[str, Any]:
     with socket.socket() as s:
         s.settimeout(args.timeout)
@@ -236,6 +256,8 @@ def _action(ftp: ftplib.FTP, action: str) -> dict[str, Any]:
         return {"names": ftp.nlst()}
     if verb == "cwd":
         return {"reply": ftp.cwd(name), "pwd": ftp.pwd()}
+    if verb == "pasv":  # the announced port (it tells which server holds the session)
+        return {"port": parse_pasv(ftp.sendcmd("PASV")).port}
     raise SystemExit(f"unknown action {action!r}")
 
 
@@ -271,6 +293,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "upload": upload, "download": download, "slow-download": slow_download, "pasv": pasv,
     "logins": logins, "login-loop": login_loop, "pasv-loop": pasv_loop, "reach": reach,
     "hold": hold, "try-login": try_login, "connects": connects, "session": session,
+    "sessions": sessions,
 }  # fmt: skip
 
 

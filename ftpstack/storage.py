@@ -1,0 +1,81 @@
+"""Shared storage for several instances: an Azure Files NFS 4.1 share every VM mounts at the FTP
+root, so a file uploaded through one server is there for all, and the TLS identity with it.
+
+- A premium FileStorage account (NFS needs premium; zone-redundant when the instances are spread
+  over zones), with no public network access: it is reached from the subnet through a private
+  endpoint, whose name resolves through a private DNS zone linked to the VNet.
+- "Secure transfer required" is off: Azure refuses plain NFS mounts otherwise, and encryption in
+  transit for NFS needs Microsoft's aznfs mount helper (stunnel), which does not support Debian.
+  The traffic never leaves the VNet (private endpoint, no public access), which is the trade-off
+  README.md documents.
+- The share keeps root's identity (no root squash): the agent, as root, creates the users'
+  homes owned by the one virtual uid every instance uses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import network, privatedns, storage
+
+from ftpstack.bootstrap import NfsShare
+from ftpstack.parts import Placement, located
+from ftpstack.settings import Settings
+
+SHARE = "ftp"
+DNS_ZONE = "privatelink.file.core.windows.net"
+
+
+@dataclass(frozen=True)
+class SharedStorage:
+    share: pulumi.Output[NfsShare]
+    ready: list[pulumi.Resource]  # what must exist before a VM boots and mounts the share
+
+
+def vnet_of(subnet_id: str) -> str:
+    """An existing subnet's VNet id (the DNS zone is linked to the VNet)."""
+    return re.sub(r"/subnets/[^/]+$", "", subnet_id)
+
+
+def shared_storage(name: str, s: Settings, where: Placement, parent: pulumi.Resource) -> SharedStorage:  # noqa: E501
+    account = storage.StorageAccount(
+        f"{re.sub('[^a-z0-9]', '', name.lower())}files", resource_group_name=where.rg_name,
+        location=s.location, kind="FileStorage",
+        sku={"name": "Premium_ZRS" if s.zones else "Premium_LRS"},
+        enable_https_traffic_only=False, public_network_access="Disabled",
+        allow_blob_public_access=False, allow_shared_key_access=False,
+        network_rule_set={"default_action": "Deny", "bypass": "None"},
+        tags=s.tags, opts=located(parent, replace=["kind"]),
+    )  # fmt: skip
+    share = storage.FileShare(
+        f"{name}-share", resource_group_name=where.rg_name, account_name=account.name,
+        share_name=SHARE, enabled_protocols="NFS", root_squash="NoRootSquash",
+        share_quota=s.shared_storage_gb, opts=pulumi.ResourceOptions(parent=account),
+    )  # fmt: skip
+    endpoint = network.PrivateEndpoint(
+        f"{name}-files-endpoint", resource_group_name=where.rg_name, location=s.location,
+        subnet={"id": where.subnet_id},
+        private_link_service_connections=[{"name": "files", "private_link_service_id": account.id,
+                                           "group_ids": ["file"]}],
+        tags=s.tags, opts=located(parent),
+    )  # fmt: skip
+    zone = privatedns.PrivateZone(
+        f"{name}-files-dns", resource_group_name=where.rg_name, private_zone_name=DNS_ZONE,
+        location="global", tags=s.tags, opts=located(parent),
+    )  # fmt: skip
+    vnet = where.vnet_id if where.vnet_id is not None else vnet_of(s.existing_subnet_id)
+    link = privatedns.VirtualNetworkLink(
+        f"{name}-files-dns-link", resource_group_name=where.rg_name, private_zone_name=zone.name,
+        location="global", virtual_network={"id": vnet}, registration_enabled=False,
+        tags=s.tags, opts=located(zone),
+    )  # fmt: skip
+    group = network.PrivateDnsZoneGroup(
+        f"{name}-files-dns-group", resource_group_name=where.rg_name,
+        private_endpoint_name=endpoint.name, private_dns_zone_group_name="files",
+        private_dns_zone_configs=[{"name": "files", "private_dns_zone_id": zone.id}],
+        opts=pulumi.ResourceOptions(parent=endpoint),
+    )  # fmt: skip
+    nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
+    return SharedStorage(nfs, [share, endpoint, link, group])
