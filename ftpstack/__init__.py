@@ -1,0 +1,29 @@
+"""ftpstack: proftpd on Azure that works through Azure's network, and changes live.
+
+The package in three parts; the product never imports the other two.
+
+What is deployed (`ftpstack/`):
+    settings/   the one validated model of the stack config (types, errors, TLS checks)
+    config      the engine's config strings -> Settings; plaintext secrets refused
+    azure_rules what Azure Resource Manager accepts: ranges, limits, names, immutables, sources
+    paths       where things live on the VM (shared by everything below)
+    rules       NSG rules, passive slices, NAT rules (pure)
+    render      the live files: proftpd.conf, users file, sysctl, logrotate, TLS (pure)
+    bootstrap   the secret-free cloud-init user-data a VM boots with (pure)
+    live        the live configuration's bundle and the Run Command script that carries it
+    agent       runs on the VM: applies a bundle atomically, reloads, drains, lifts bans
+    checks      the post-deploy check's command, VM tags, replacement lists (pure)
+    parts, storage, component
+                the FtpServer component and the builders of its azure-native resources
+    outputs     the names other stacks read through StackReference
+    ftpcheck    the smoke check, deployed as `python -m ftpstack.ftpcheck`
+
+What reads the declared plan offline (`ftpstack/offline/`): plan (the program under mocks),
+stackfile (stack files as the Pulumi CLI reads them), declared (the one vocabulary of a plan),
+diff, armcheck, costs, report, project (Pulumi.yaml).
+
+What stands in for Azure locally (`ftpstack/local/`): netns, vmhost (a VM and the Run Command
+stand-in), steps (a deployment's order), network and azure (the public IP / load balancer, NSG
+and idle timeout in nftables), prober, server (L2), client (FTP clients as a CLI), vm, image,
+aptproxy, relay, qga, uplocal (L4 and `make up-local`), bench.
+"""

@@ -47,6 +47,8 @@ SESSION_TITLE = re.compile(r"^proftpd: (\S+) - [^:]+: (.*)$")
 CONNECTED_TITLE = re.compile(r"^proftpd: connected: ")
 # Sessions younger than this are left to end by themselves (a login that quits at once).
 NARROW_GRACE_SECONDS = 2.0
+# How long a drained server waits for the load balancer to notice (two failed probes at 5 s).
+DRAIN_SECONDS = 12.0
 
 
 class ApplyFailed(Exception):
@@ -298,6 +300,18 @@ def health(bundle: dict[str, Any], on: bool) -> None:
         run("nft", "delete", "table", "inet", HEALTH_TABLE, check=False)
 
 
+def settle(pid_file: str, timeout: float = 30) -> None:
+    """Out of the load balancer's rotation, let the logins already under way finish: wait until
+    every session is an established one (logged in a while ago), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = uptime()
+        fresh = [x for x in sessions(pid_file) if not x[1] or now - x[3] < NARROW_GRACE_SECONDS]
+        if not fresh:
+            return
+        time.sleep(0.1)
+
+
 # -- apply -----------------------------------------------------------------------------------------
 
 
@@ -455,8 +469,15 @@ def by_hand(command: str, argv: list[str]) -> None:
     p = record["proftpd"]
     if command == "reload":
         reload_proftpd(p["pid_file"], p["port"], p["log"])
-    elif command in {"drain", "undrain"}:
-        health(record, on=command == "undrain")
+    elif command == "drain":
+        health(record, on=False)
+        if not systemd():  # the health unit's own stop waits for the probe on a real VM
+            time.sleep(float(argv[2]) if len(argv) > 2 else DRAIN_SECONDS)
+        settle(p["pid_file"])
+    elif command == "undrain":
+        health(record, on=True)
+    elif command == "settle":
+        settle(p["pid_file"])
     elif command == "unban":
         unban(argv[2])
     elif command == "status":

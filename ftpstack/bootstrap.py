@@ -88,7 +88,7 @@ After=proftpd.service nftables.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/nft -f {paths.HEALTH_NFT}
-ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {HEALTH_TABLE}; sleep {DRAIN_SECONDS}'
+ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {HEALTH_TABLE}; sleep {DRAIN_SECONDS}; {paths.AGENT_COMMAND} settle || true'
 
 [Install]
 WantedBy=multi-user.target
