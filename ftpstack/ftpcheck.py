@@ -264,7 +264,7 @@ def wait_for_banner(host: str, port: int, wait: float, timeout: float = 10) -> s
             time.sleep(5)
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ftpstack.ftpcheck",
         description="Check a deployed ftpstack endpoint like a customer's client would.",
@@ -286,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--wait", type=float, default=0, help="keep trying this long while nothing serves yet"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     password = os.environ.get("FTP_PASSWORD")
     if args.user and password is None:

@@ -42,7 +42,8 @@ CUSTOMER_A, CUSTOMER_B = "192.0.2.10", "192.0.2.20"
 def production(**overrides: Any) -> Plan:
     settings = {"users": Secret(USERS), "tls": "required", "anonymous": True,
                 "banMaxFailedLogins": BAN_AFTER, "maxClientsPerHost": PER_HOST,
-                "loginTimeoutSeconds": 5, "banConnectsPerMinute": 40}  # fmt: skip
+                "loginTimeoutSeconds": 5, "banConnectsPerMinute": 40,
+                "dnsLabel": "files-acme"}  # fmt: skip
     return plan("dev", **{**settings, **overrides})
 
 
@@ -71,7 +72,7 @@ def ftps(server: LocalServer, user: str, *actions: str, source: str = CUSTOMER_B
 def test_the_self_signed_certificate_names_the_fqdn_and_the_address_and_its_key_is_private(server: LocalServer) -> None:  # noqa: E501
     text = subprocess.run(["openssl", "x509", "-noout", "-subject", "-ext", "subjectAltName",
                            "-in", cert(server)], capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert "CN = ftpstack-dev-example.westeurope.cloudapp.azure.com" in text
+    assert "CN = files-acme.westeurope.cloudapp.azure.com" in text
     assert "IP Address:198.51.100.10" in text
     assert oct(server.machine.path(paths.SELF_SIGNED_KEY).stat().st_mode & 0o777) == "0o600"
 
@@ -266,7 +267,7 @@ def chained_stack(tmp_path: Path) -> tuple[Plan, Path]:
     root, root_key = certificate_pair("Example Root CA", ca=True, days=365)
     inter, inter_key = certificate_pair("Example Issuing CA", ca=True, days=365,
                                         issuer=(root, load_key(root_key)))  # fmt: skip
-    leaf, key = certificate_pair("ftpstack-dev-example.westeurope.cloudapp.azure.com",
+    leaf, key = certificate_pair("files-acme.westeurope.cloudapp.azure.com",
                                  issuer=(inter, load_key(inter_key)), ips=["198.51.100.10"])  # fmt: skip
     ca = tmp_path / "root.pem"
     ca.write_text(root)

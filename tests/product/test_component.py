@@ -276,7 +276,7 @@ def test_existing_resource_group_and_subnet_are_used_not_created() -> None:
 
 
 def test_outputs_are_exported_under_the_constant_names() -> None:
-    p = plan()
+    p = plan(dnsLabel="acme-ftp-dev")
     assert set(p.outputs) == set(outputs.ALL)
     assert p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{p.outputs[outputs.FQDN]}:21"
     assert p.outputs[outputs.CONTROL_PORT] == 21

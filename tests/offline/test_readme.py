@@ -1,0 +1,66 @@
+"""L1: the README is the user's door — every command it shows works as shown, its examples are the
+committed files, and it links to nothing outside the repository."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+
+import yaml
+
+from ftpstack import ftpcheck
+from tests.support import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_refused_config_example_prints_exactly_what_the_readme_shows() -> None:
+    block = re.search(r"```\n\$ make plan ARGS=\"(--stack-file [^\"]+)\"\n(error: .+)\n```", README)
+    assert block, "README shows a refused config"
+    result = subprocess.run([sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(1))],  # noqa: E501
+                            cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.strip() == block.group(2)
+
+
+def test_every_make_command_the_readme_shows_is_a_target() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    shown = set(re.findall(r"`make ([a-z][a-z-]*)", README))
+    assert shown and shown <= targets, shown - targets
+
+
+def test_the_production_example_is_what_pulumi_prod_yaml_sets() -> None:
+    block = re.search(r"```yaml\n(config:\n.+?)```", section("Production features"), re.S)
+    assert block
+    shown = yaml.safe_load(block.group(1))["config"]
+    committed = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    assert {k: committed[k] for k in shown} == shown
+    names = [u["name"] for u in committed["ftpstack:users"]]
+    assert names == ["acme", "auditor", "globex"]
+    assert all(f"`{n}`" in section("Production features") for n in names)
+
+
+def test_the_smoke_check_example_parses_and_speaks_tls() -> None:
+    block = re.search(r"FTP_PASSWORD=\.\.\. venv/bin/python -m ftpstack\.ftpcheck (.+?)\n```", README, re.S)  # noqa: E501
+    assert block
+    argv = shlex.split(block.group(1).replace("\\\n", " ").replace("<ip>", "198.51.100.10"))
+    args = ftpcheck.arguments().parse_args(argv)
+    assert args.tls and args.user == "alice" and args.expect_public_ip == "198.51.100.10"
+
+
+def test_the_example_stacks_leave_the_dns_label_to_their_owner() -> None:
+    for stack in ("dev", "prod"):
+        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert "ftpstack:dnsLabel" not in config, "a shared label would collide for every user"
+
+
+def test_the_readme_links_to_nothing_outside_the_repository() -> None:
+    for target in re.findall(r"\]\(([^)]+)\)", README):
+        assert target.startswith(("http://", "https://", "#")) or (ROOT / target).exists(), target
+    assert "../" not in README
