@@ -12,7 +12,6 @@ import asyncio
 import re
 import runpy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,13 +22,15 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from ftpstack import outputs
-from ftpstack.plan import MOCK_PUBLIC_IP, Secret, plan_stack
+from ftpstack.offline.mocks import MOCK_PUBLIC_IP
+from tests.support import ROOT, plan
 
-ROOT = Path(__file__).resolve().parents[1]
 CONSUMER = ROOT / "examples" / "consumer" / "__main__.py"
 PROJECT = "ftpstack-consumer"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
-README_TYPES = {"string": str, "integer": int}
+README_TYPES: dict[str, type] = {"string": str, "integer": int, "list": list}
+# The fields of each `instances` entry, all strings.
+INSTANCE_FIELDS = {"name", "privateIp", "passivePorts"}
 CONFIG = {
     "ftpStack": "acme/ftpstack/prod",
     "dnsResourceGroup": "dns-rg",
@@ -56,7 +57,7 @@ def names_read_by_consumer() -> set[str]:
         for target in node.targets
         if isinstance(target, ast.Name)
     }
-    read = set()
+    read: set[str] = set()
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Call)
@@ -65,7 +66,7 @@ def names_read_by_consumer() -> set[str]:
         ):
             arg = node.args[0]
             assert isinstance(arg, ast.Constant | ast.Name), ast.dump(arg)
-            read.add(arg.value if isinstance(arg, ast.Constant) else constants[arg.id])
+            read.add(str(arg.value if isinstance(arg, ast.Constant) else constants[arg.id]))
     return read
 
 
@@ -107,8 +108,12 @@ def run_consumer(
     set_all_config({f"{PROJECT}:{k}": v for k, v in settings.items()}, [])
     runtime_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="prod", preview=False)
+
+    def program() -> None:
+        runpy.run_path(str(CONSUMER), run_name="__main__")
+
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER), run_name="__main__")))
+        _sync_await(run_pulumi_func(program))
     except BaseException:
         _drain()  # a failed program leaves tasks behind that would fail the next test
         raise
@@ -135,8 +140,28 @@ def _drain() -> None:
 @pytest.fixture(scope="module")
 def prod_outputs() -> dict[str, Any]:
     """What the real program exports for prod, as a StackReference would hand it over."""
-    plan = plan_stack("prod", overrides={"users": Secret([{"name": "a", "password": "x" * 16}])})
-    return plan.outputs
+    return plan("prod").outputs
+
+
+def contract_problems(exported: dict[str, Any], table: dict[str, str]) -> list[str]:
+    """How exported outputs break the README's contract (names, types, the instances' shape)."""
+    problems = [f"{n}: exported but not in the contract" for n in set(exported) - set(table)]
+    problems += [f"{n}: in the contract but not exported" for n in set(table) - set(exported)]
+    for name, kind in table.items():
+        if name in exported and not isinstance(exported[name], README_TYPES[kind]):
+            problems.append(f"{name}: {exported[name]!r} is not a {kind}")
+    first, last = map(int, str(exported.get(outputs.PASSIVE_PORT_RANGE, "0-0")).split("-"))
+    taken: set[int] = set()
+    for entry in exported.get(outputs.INSTANCES) or []:
+        if not isinstance(entry, dict) or set(entry) != INSTANCE_FIELDS:
+            problems.append(f"instances: {entry!r} is not {{{', '.join(sorted(INSTANCE_FIELDS))}}}")
+            continue
+        start, _, end = str(entry["passivePorts"]).partition("-")
+        ports = set(range(int(start), int(end or start) + 1))
+        if not ports or min(ports) < first or max(ports) > last or ports & taken:
+            problems.append(f"instances: {entry['name']} announces {entry['passivePorts']}")
+        taken |= ports
+    return problems
 
 
 # -- the contract -------------------------------------------------------------------------------
@@ -147,10 +172,34 @@ def test_readme_contract_is_exactly_the_exported_names() -> None:
 
 
 def test_the_program_exports_the_contract_with_its_types(prod_outputs: dict[str, Any]) -> None:
-    table = contract()
-    assert set(prod_outputs) == set(table)
-    for name, kind in table.items():
-        assert isinstance(prod_outputs[name], README_TYPES[kind]), (name, prod_outputs[name])
+    assert contract_problems(prod_outputs, contract()) == []
+    assert [i["name"] for i in prod_outputs[outputs.INSTANCES]] == [prod_outputs[outputs.VM_NAME]]
+
+
+def test_each_instance_announces_its_own_slice() -> None:
+    exported = plan("prod", instances=2).outputs
+    assert contract_problems(exported, contract()) == []
+    assert [i["passivePorts"] for i in exported[outputs.INSTANCES]] == [
+        "50000-50049",
+        "50050-50099",
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {outputs.INSTANCES: "ftp-vm"},
+        {outputs.CONTROL_PORT: "21"},
+        {outputs.INSTANCES: [{"name": "ftp-vm", "privateIp": "10.20.1.4"}]},
+        {outputs.INSTANCES: [{"name": "a", "privateIp": "x", "passivePorts": "50000-50099"}] * 2},
+        {outputs.INSTANCES: [{"name": "a", "privateIp": "x", "passivePorts": "40000-40009"}]},
+        {"extraOutput": "x"},
+    ],
+    ids=["instances-not-a-list", "port-a-string", "field-missing", "overlap", "outside", "extra"],
+)
+def test_contract_breaks_are_caught(prod_outputs: dict[str, Any], broken: dict[str, Any]) -> None:
+    """Negative controls for the check above."""
+    assert contract_problems({**prod_outputs, **broken}, contract())
 
 
 def test_the_consumer_reads_only_contract_names() -> None:

@@ -1,141 +1,70 @@
-"""The policy pack (`policy/`): each guardrail passes compliant and rejects violating resources.
-
-Three layers, none needing the Pulumi CLI: the plain check functions with constructed dicts; the
-same checks over every resource the real program declares (`plan_stack`), for dev and prod and for
-deliberately broken variants of them; and the pack as pulumi-policy runs it (its analyzer service
-called with the engine's wire format, secrets and unknowns included).
-"""
+"""The policy pack's checks (`policy/`) on constructed resources: each passes what is compliant
+and rejects each way of breaking it (the negative controls). The same checks over the real
+program's plans, and through pulumi-policy's analyzer, are in test_policy_plans.py."""
 
 from __future__ import annotations
 
-import base64
-import importlib
-import runpy
-import sys
-from collections.abc import Callable, Mapping
-from pathlib import Path
+import gzip
 from typing import Any
 
 import pytest
-from google.protobuf import json_format, struct_pb2
 
-from ftpstack.plan import MASK, Plan, Secret, plan_stack
-
-POLICY_DIR = Path(__file__).resolve().parents[1] / "policy"
-# The pack's modules are top-level modules of the pack directory, as the Pulumi CLI runs them.
-sys.path.insert(0, str(POLICY_DIR))
-g = importlib.import_module("ftpstack_guardrails")
-pack = importlib.import_module("ftpstack_pack")
-
-USERS = Secret([{"name": "alice", "password": "alice-password-1"}])
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def rule(name: str, port: str, source: Any = "*", **extra: Any) -> dict[str, Any]:
-    sources = {"sourceAddressPrefixes": source} if isinstance(source, list) else {}
-    single = {} if sources else {"sourceAddressPrefix": source}
-    return {
-        "name": name,
-        "priority": extra.pop("priority", 100),
-        "direction": extra.pop("direction", "Inbound"),
-        "access": extra.pop("access", "Allow"),
-        "protocol": "Tcp",
-        "sourcePortRange": "*",
-        "destinationAddressPrefix": "*",
-        "destinationPortRange": port,
-        **sources,
-        **single,
-        **extra,
-    }
-
-
-FTP_RULES = [
-    rule("allow-ftp-control", "21"),
-    rule("allow-ftp-passive", "50000-50099", priority=110),
-    rule("deny-all-inbound", "*", access="Deny", priority=4096),
-]
-
-
-def vm(
-    custom_data: Any = None,
-    tags: Mapping[str, str] | None = None,
-    linux: Mapping[str, Any] | None = None,
-    name: str = "ftp-vm",
-    parent: str | None = "ftp",
-    **os_profile: Any,
-) -> dict[str, Any]:
-    profile: dict[str, Any] = {
-        "adminUsername": "ftpadmin",
-        "linuxConfiguration": {"disablePasswordAuthentication": True} if linux is None else linux,
-        **os_profile,
-    }
-    if custom_data is not None:
-        profile["customData"] = custom_data
-    return {
-        "type": g.VM,
-        "name": name,
-        "id": name,
-        "parent": parent,
-        "props": {"osProfile": profile, "tags": dict(tags or {})},
-    }
-
-
-def cloud_init(*lines: str) -> str:
-    return base64.b64encode("\n".join(lines).encode()).decode()
-
-
-KEEPALIVE_60_30 = cloud_init(
-    "net.ipv4.tcp_keepalive_time = 60",
-    "net.ipv4.tcp_keepalive_intvl = 30",
-    "SocketOptions keepalive 60:4:30",
+from tests.policy.support import (
+    FTP_RULES,
+    HASH,
+    b64,
+    bundle,
+    g,
+    load_balancer,
+    nat,
+    net,
+    nsg,
+    public_ip,
+    rule,
+    run_command,
+    separate,
+    server,
+    v,
+    vm,
 )
+from tests.support import certificate_pair
+
+SHAPES = ["inline", "separate"]
 
 
-def server(*children: dict[str, Any]) -> list[dict[str, Any]]:
+def inbound(resources: list[dict[str, Any]], passive: str | None = None) -> list[str]:
+    """What `ftp-only-internet-inbound` reports for each NSG or SecurityRule resource."""
     return [
-        {"type": g.FTP_SERVER, "name": "ftp", "id": "ftp", "parent": None, "props": {}},
-        *children,
+        message
+        for r in resources
+        for message in net.internet_inbound_violations(net.security_rules(r), passive)
     ]
 
 
-def public_ip(minutes: int | None = 4) -> dict[str, Any]:
-    props = {} if minutes is None else {"idleTimeoutInMinutes": minutes}
-    return {"type": g.PUBLIC_IP, "name": "ftp-ip", "id": "ftp-ip", "parent": "ftp", "props": props}
+def ssh(resources: list[dict[str, Any]]) -> list[str]:
+    return [m for r in resources for m in net.ssh_violations(net.security_rules(r))]
 
 
-def load_balancer(*minutes: int | None) -> dict[str, Any]:
-    rules = [
-        {"name": f"ftp-{i}", **({} if m is None else {"idleTimeoutInMinutes": m})}
-        for i, m in enumerate(minutes)
-    ]
-    return {
-        "type": g.LOAD_BALANCER,
-        "name": "ftp-lb",
-        "id": "ftp-lb",
-        "parent": "ftp",
-        "props": {"loadBalancingRules": rules},
-    }
+# -- 1. only 21 and the passive range open to the Internet ----------------------------------------
 
 
-# -- 1. only 21 and the passive range open to the Internet --------------------------------------
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ftp_rules_from_anywhere_pass(shape: str) -> None:
+    assert inbound(nsg(FTP_RULES, shape)) == []
 
 
-def test_ftp_rules_from_anywhere_pass() -> None:
-    assert g.internet_inbound_violations(FTP_RULES) == []
-
-
-def test_customer_networks_and_azure_tags_are_not_the_internet() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_customer_networks_and_azure_tags_are_not_the_internet(shape: str) -> None:
     rules = [
         rule("allow-ftp-control", "21", ["203.0.113.0/24", "192.0.2.0/25"]),
         rule("admin-rdp", "3389", "198.51.100.7/32"),
-        rule("allow-lb-health-probe", "21", "AzureLoadBalancer"),
+        rule("allow-lb-health-probe", "10021", "AzureLoadBalancer"),
         rule("vnet", "*", "VirtualNetwork"),
     ]
-    assert g.internet_inbound_violations(rules) == []
+    assert inbound(nsg(rules, shape)) == []
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(
     "bad",
     [
@@ -147,11 +76,12 @@ def test_customer_networks_and_azure_tags_are_not_the_internet() -> None:
         rule("ipv6", "443", "::/0"),
         rule("ranges", None, "*", destinationPortRanges=["21", "443"]),
         rule("passive-plus-one", "50000-50100"),
+        rule("no-source", "8443", None),
     ],
     ids=lambda r: r["name"],
 )
-def test_anything_else_open_to_the_internet_is_rejected(bad: dict[str, Any]) -> None:
-    violations = g.internet_inbound_violations([*FTP_RULES, bad])
+def test_anything_else_open_to_the_internet_is_rejected(shape: str, bad: dict[str, Any]) -> None:
+    violations = inbound(nsg([*FTP_RULES, bad], shape))
     assert len(violations) == 1 and bad["name"] in violations[0], violations
 
 
@@ -161,56 +91,139 @@ def test_deny_and_outbound_rules_open_nothing() -> None:
         rule("deny-rdp", "3389", access="Deny"),
         rule("out", "443", direction="Outbound"),
     ]
-    assert g.internet_inbound_violations(rules) == []
+    assert net.internet_inbound_violations(rules) == []
+    assert net.internet_open(rules) == net.internet_open(FTP_RULES)
 
 
 def test_the_passive_marker_cannot_open_everything() -> None:
     low = [rule("allow-ftp-control", "21"), rule("allow-ftp-passive", "1-65535")]
     huge = [rule("allow-ftp-control", "21"), rule("allow-ftp-passive", "1024-65535")]
-    assert any(
-        "claims to be the FTP passive range" in v for v in g.internet_inbound_violations(low)
-    )
-    assert any("more than 1000" in v for v in g.internet_inbound_violations(huge))
-    assert g.internet_inbound_violations(huge, max_passive_ports=70000) == []
+    assert any("claims to be the FTP passive range" in x for x in inbound(nsg(low, "inline")))
+    assert any("more than 1000" in x for x in inbound(nsg(huge, "separate")))
+    assert net.internet_inbound_violations(huge, max_passive_ports=70000) == []
 
 
 def test_the_policy_config_range_overrides_the_marker() -> None:
-    assert g.internet_inbound_violations(FTP_RULES, "50000-50099") == []
-    narrow = g.internet_inbound_violations(FTP_RULES, "50000-50049")
+    assert net.internet_inbound_violations(FTP_RULES, "50000-50099") == []
+    narrow = net.internet_inbound_violations(FTP_RULES, "50000-50049")
     assert len(narrow) == 1 and "allow-ftp-passive" in narrow[0]
-    assert "is not a range" in g.internet_inbound_violations(FTP_RULES, "21-30")[0]
+    assert "is not a range" in net.internet_inbound_violations(FTP_RULES, "21-30")[0]
 
 
 def test_without_a_passive_rule_only_21_is_allowed() -> None:
     rules = [rule("allow-ftp-control", "21"), rule("data", "50000-50099")]
-    assert len(g.internet_inbound_violations(rules)) == 1
+    assert len(net.internet_inbound_violations(rules)) == 1
 
 
-def test_a_standalone_security_rule_is_checked_too() -> None:
-    standalone = {"type": g.SECURITY_RULE, "name": "rdp", "props": rule("rdp", "3389")}
-    assert g.internet_inbound_violations(g.security_rules(standalone))
+def test_a_separate_rule_is_known_by_its_azure_name() -> None:
+    """The marker is securityRuleName (the Azure name), not the Pulumi resource name."""
+    marked = separate(rule("allow-ftp-passive", "50000-50099"))
+    assert marked["name"] != "allow-ftp-passive"
+    assert inbound([marked]) == []
+    impostor = separate(rule("data", "50000-50099"))
+    impostor["name"] = "allow-ftp-passive"  # the resource name alone marks nothing
+    assert len(inbound([impostor])) == 1
 
 
-# -- 2. no SSH from the Internet ----------------------------------------------------------------
+# -- 2. no SSH from the Internet -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("source", ["*", "0.0.0.0/0", "Internet", ["10.0.0.0/8", "0.0.0.0/0"]])
 @pytest.mark.parametrize("port", ["22", "20-25", "*"])
-def test_ssh_from_the_internet_is_rejected(source: Any, port: str) -> None:
-    violations = g.ssh_violations([*FTP_RULES, rule("ssh", port, source)])
+def test_ssh_from_the_internet_is_rejected(shape: str, source: Any, port: str) -> None:
+    violations = ssh(nsg([*FTP_RULES, rule("ssh", port, source)], shape))
     assert len(violations) == 1 and "SSH (22)" in violations[0]
 
 
-def test_ssh_from_listed_admins_or_denied_passes() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ssh_from_listed_admins_or_denied_passes(shape: str) -> None:
     rules = [
         *FTP_RULES,
         rule("allow-ssh", "22", ["198.51.100.7/32", "203.0.113.0/28"]),
         rule("deny-ssh", "22", access="Deny"),
     ]
-    assert g.ssh_violations(rules) == []
+    assert ssh(nsg(rules, shape)) == []
 
 
-# -- 3. password authentication disabled --------------------------------------------------------
+# -- 3. behind a load balancer: only 21 balanced, passive ports per slice ------------------------
+
+PASSIVE_NSG = nsg([rule("allow-ftp-passive", "50000-50019")], "separate")
+TWO_SLICES = [nat(p, "instance-0") for p in range(50000, 50010)] + [
+    nat(p, "instance-1") for p in range(50010, 50020)
+]
+SSH_NAT = [nat(22, "instance-0", front=2200), nat(22, "instance-1", front=2201)]
+
+
+def forwarding(*children: dict[str, Any]) -> list[str]:
+    found: list[str] = net.stack_forwarding_violations(server(*PASSIVE_NSG, *children))
+    return found
+
+
+def test_ftp_behind_a_load_balancer_passes() -> None:
+    assert forwarding(load_balancer((21, 21, 4)), *TWO_SLICES, *SSH_NAT) == []
+    assert forwarding(load_balancer(), nat(21), *TWO_SLICES) == []  # 21 by NAT to one server
+    assert net.stack_forwarding_violations(server(public_ip(), *nsg(FTP_RULES, "inline"))) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"lb": (80, 80, 4)}, "balances port 80"),
+        ({"lb": (0, 0, 4)}, "every port (HA ports)"),
+        ({"nat": nat(3389)}, "forwards to port 3389"),
+        ({"nat": nat(21, front=2121)}, "forwards to port 21"),
+        ({"nat": nat(50000, front=60000)}, "forwards frontend port 60000 to passive port 50000"),
+        ({"nat": nat(50020, "instance-1")}, "neither SSH (22) nor in the passive range"),
+        ({"move": 50000}, "pool instance-1 receives passive ports 50000-50019 with gaps"),
+        ({"nat": nat(50010, "instance-0")}, "ports 50010 are forwarded to several pools"),
+    ],
+    ids=[
+        "lb-80",
+        "ha-ports",
+        "nat-rdp",
+        "nat-ftp-elsewhere",
+        "nat-other-front",
+        "outside-range",
+        "gap",
+        "shared",
+    ],
+)
+def test_anything_else_behind_the_load_balancer_is_rejected(
+    change: dict[str, Any], expected: str
+) -> None:
+    lb = load_balancer((21, 21, 4), *([change["lb"]] if "lb" in change else []))
+    rules = [*TWO_SLICES, *([change["nat"]] if "nat" in change else [])]
+    if "move" in change:
+        rules = [r for r in rules if r["props"]["backendPort"] != change["move"]]
+        rules.append(nat(change["move"], "instance-1"))
+    violations = forwarding(lb, *rules)
+    assert len(violations) == 1 and expected in violations[0], violations
+
+
+def test_inline_nat_rules_and_pools_are_checked_too() -> None:
+    inline = {"inboundNatRules": [{"name": "rdp", "frontendPort": 3389, "backendPort": 3389}]}
+    pools = {"inboundNatPools": [{"name": "p", "frontendPortRangeStart": 3000, "backendPort": 80}]}
+    for props in (inline, pools):
+        violations = forwarding(load_balancer((21, 21, 4), **props), *TWO_SLICES)
+        assert len(violations) == 1 and "neither SSH" in violations[0], violations
+
+
+def test_without_a_passive_rule_no_passive_port_may_be_forwarded() -> None:
+    violations = net.stack_forwarding_violations(server(load_balancer((21, 21, 4)), nat(50000)))
+    assert len(violations) == 1 and "no passive range" in violations[0]
+
+
+def test_unknown_values_during_preview_are_not_judged() -> None:
+    unknown = next(iter(v.UNKNOWNS))
+    pool_unknown = nat(50005, "instance-1")
+    pool_unknown["props"]["backendAddressPool"] = {"id": unknown}
+    port_unknown = nat(50006)
+    port_unknown["props"]["frontendPortRangeStart"] = unknown
+    assert forwarding(load_balancer((21, 21, 4)), *TWO_SLICES, pool_unknown, port_unknown) == []
+
+
+# -- 4. password authentication disabled ---------------------------------------------------------
 
 
 def test_key_only_vm_passes() -> None:
@@ -222,7 +235,7 @@ def test_key_only_vm_passes() -> None:
     [
         (vm(linux={"disablePasswordAuthentication": False}), "disablePasswordAuthentication"),
         (vm(linux={}), "disablePasswordAuthentication"),
-        (vm(adminPassword=g.secret("Hunter2Hunter2")), "adminPassword"),
+        (vm(adminPassword=v.secret("Hunter2Hunter2")), "adminPassword"),
     ],
 )
 def test_password_logins_are_rejected(bad: dict[str, Any], expected: str) -> None:
@@ -230,90 +243,170 @@ def test_password_logins_are_rejected(bad: dict[str, Any], expected: str) -> Non
     assert violations and expected in violations[0]
 
 
-def test_missing_linux_configuration_is_rejected() -> None:
+def test_missing_linux_configuration_and_scale_sets_are_rejected() -> None:
     bad = vm()
     del bad["props"]["osProfile"]["linuxConfiguration"]
     assert "linuxConfiguration is missing" in g.password_auth_violations(bad)[0]
-
-
-def test_scale_sets_are_checked_too() -> None:
     profile = {"osProfile": {"linuxConfiguration": {"disablePasswordAuthentication": False}}}
-    vmss = {"type": g.VMSS, "props": {"virtualMachineProfile": profile}}
-    assert g.password_auth_violations(vmss)
+    assert g.password_auth_violations({"type": v.VMSS, "props": {"virtualMachineProfile": profile}})
 
 
-# -- 4. user-data is a secret -------------------------------------------------------------------
+# -- 5. secret-free bootstrap and Run Command inputs ---------------------------------------------
+
+BOOTSTRAP = '#cloud-config\npackages: [proftpd-core]\nruncmd:\n- echo "$1$2" > /dev/null\n'
+CERT, KEY = certificate_pair("ftp.example.com")
 
 
-def test_secret_user_data_passes_and_plaintext_is_rejected() -> None:
-    assert g.user_data_secret_violations(vm(g.secret(KEEPALIVE_60_30))) == []
-    assert g.user_data_secret_violations(vm()) == []  # no user-data at all
-    assert "not marked secret" in g.user_data_secret_violations(vm(KEEPALIVE_60_30))[0]
+def test_a_secret_free_bootstrap_passes() -> None:
+    assert g.custom_data_violations(vm(b64(BOOTSTRAP + CERT))) == []  # a certificate is public
+    assert g.custom_data_violations(vm()) == []
+    assert g.custom_data_violations(vm(next(iter(v.UNKNOWNS)))) == []  # known by the update
 
 
-def test_the_remediation_marks_plaintext_user_data_secret() -> None:
-    fixed = g.mark_user_data_secret(vm(KEEPALIVE_60_30)["props"])
-    assert fixed is not None and g.is_secret(fixed["osProfile"]["customData"])
-    assert g.reveal(fixed["osProfile"]["customData"]) == KEEPALIVE_60_30
-    assert fixed["osProfile"]["adminUsername"] == "ftpadmin"
-    assert g.mark_user_data_secret(vm(g.secret(KEEPALIVE_60_30))["props"]) is None
+@pytest.mark.parametrize(
+    ("custom_data", "expected"),
+    [
+        (b64(f"{BOOTSTRAP}- echo 'alice:{HASH}' > /etc/ftpd.passwd\n"), "a password hash"),
+        (b64(BOOTSTRAP + KEY), "a private key"),
+        (
+            b64(f"write_files:\n- encoding: b64\n  content: {b64('alice:' + HASH)}\n"),
+            "a password hash",
+        ),
+    ],
+    ids=["hash", "key", "b64-write-file"],
+)
+def test_secrets_in_the_bootstrap_are_rejected(custom_data: str, expected: str) -> None:
+    violations = g.custom_data_violations(vm(custom_data))
+    assert len(violations) == 1 and expected in violations[0], violations
+    assert "customData" in violations[0]
 
 
-# -- 5. idle timeout longer than keepalive idle + interval --------------------------------------
+def test_compressed_and_user_data_secrets_are_found() -> None:
+    import base64
+
+    gzipped = base64.b64encode(gzip.compress((BOOTSTRAP + KEY).encode())).decode()
+    assert "a private key" in g.custom_data_violations(vm(gzipped))[0]
+    with_user_data = vm(b64(BOOTSTRAP))
+    with_user_data["props"]["userData"] = bundle(f"alice:{HASH}:2001")
+    (violation,) = g.custom_data_violations(with_user_data)
+    assert violation.startswith("userData carries a password hash")
+
+
+def test_run_command_secrets_belong_in_protected_parameters() -> None:
+    step = run_command(
+        parameters={"FTPSTACK_PHASE": "narrow", "FTPSTACK_CONFIG": bundle("no secret here")},
+        protected=v.secret([{"name": "FTPSTACK_CONFIG", "value": bundle(f"alice:{HASH}")}]),
+    )
+    assert g.run_command_plain_violations(step) == []
+    leaked = run_command(parameters={"FTPSTACK_CONFIG": bundle(f"alice:{HASH}")})
+    assert (
+        "parameters[FTPSTACK_CONFIG] carries a password hash"
+        in (g.run_command_plain_violations(leaked)[0])
+    )
+    in_script = run_command(script=f"#!/bin/bash\ncat > /etc/key <<EOF\n{KEY}EOF\n")
+    assert "source.script carries a private key" in g.run_command_plain_violations(in_script)[0]
+
+
+def test_plaintext_protected_parameters_are_remediated() -> None:
+    params = [{"name": "FTPSTACK_CONFIG", "value": bundle(f"alice:{HASH}")}]
+    plaintext = run_command(protected=params)
+    assert "not marked secret" in g.protected_parameters_violations(plaintext)[0]
+    fixed = g.mark_protected_parameters_secret(plaintext["props"])
+    assert fixed is not None and fixed["protectedParameters"] == v.secret(params)
+    assert fixed["source"] == plaintext["props"]["source"]
+    for fine in (v.secret(params), [{"name": "X", "value": v.secret("x")}], None):
+        assert g.protected_parameters_violations(run_command(protected=fine)) == []
+        assert g.mark_protected_parameters_secret(run_command(protected=fine)["props"]) is None
+
+
+# -- 6. idle timeout longer than keepalive idle + interval ---------------------------------------
+
+KEEPALIVE_60_30 = {g.TAG_KEEPALIVE_IDLE: "60", g.TAG_KEEPALIVE_INTERVAL: "30"}
+SLOW = {g.TAG_KEEPALIVE_IDLE: "200", g.TAG_KEEPALIVE_INTERVAL: "40"}  # 240 s
+SLOW_CONFIG = bundle(
+    "net.ipv4.tcp_keepalive_time = 60\nnet.ipv4.tcp_keepalive_intvl = 30\n",
+    "ServerType standalone\nSocketOptions keepalive 200:4:40\n",
+)
 
 
 def test_idle_timeout_longer_than_keepalive_passes() -> None:
-    assert g.idle_timeout_violations(server(public_ip(4), vm(g.secret(KEEPALIVE_60_30)))) == []
-    tagged = vm(tags={g.TAG_KEEPALIVE_IDLE: "200", g.TAG_KEEPALIVE_INTERVAL: "30"})
-    assert g.idle_timeout_violations(server(public_ip(4), tagged)) == []
+    assert g.idle_timeout_violations(server(public_ip(4), vm(tags=KEEPALIVE_60_30))) == []
+    behind_lb = [load_balancer((21, 21, 30)), public_ip(None), nat(50000, minutes=30)]
+    assert g.idle_timeout_violations(server(*behind_lb, vm(tags=SLOW))) == []
 
 
 @pytest.mark.parametrize(
     "front",
-    [public_ip(4), public_ip(None), load_balancer(30, 4)],
-    ids=["public-ip-4", "public-ip-default", "one-lb-rule-4"],
+    [
+        [public_ip(4)],
+        [public_ip(None)],
+        [load_balancer((21, 21, 30), (21, 21, 4))],
+        [load_balancer((21, 21, 30)), nat(50000, minutes=4)],
+        [load_balancer((21, 21, 30)), nat(50000, minutes=30), nat(22, front=2200, minutes=4)],
+    ],
+    ids=["public-ip-4", "public-ip-default", "one-lb-rule-4", "nat-rule-4", "ssh-nat-rule-4"],
 )
-def test_idle_timeout_not_longer_than_keepalive_is_rejected(front: dict[str, Any]) -> None:
-    slow = vm(tags={g.TAG_KEEPALIVE_IDLE: "200", g.TAG_KEEPALIVE_INTERVAL: "40"})  # 240 s
-    violations = g.idle_timeout_violations(server(front, slow))
+def test_idle_timeout_not_longer_than_keepalive_is_rejected(front: list[dict[str, Any]]) -> None:
+    violations = g.idle_timeout_violations(server(*front, vm(tags=SLOW)))
     assert len(violations) == 1 and "240 s" in violations[0], violations
 
 
-def test_keepalive_is_read_from_the_user_data_conservatively() -> None:
-    # The sysctl says 60+30 but proftpd's socket option says 200+40: the larger one counts.
-    data = cloud_init(
-        "net.ipv4.tcp_keepalive_time = 60",
-        "net.ipv4.tcp_keepalive_intvl = 30",
-        "SocketOptions keepalive 200:4:40",
-    )
-    assert g.keepalive_seconds(vm(g.secret(data))) == (240, "the user-data")
-    assert g.idle_timeout_violations(server(public_ip(4), vm(g.secret(data))))
+def test_a_public_ip_counts_when_a_nic_carries_it() -> None:
+    """A public IP that fronts a load balancer has no say; on a NIC it has (negative control)."""
+    behind_lb = [load_balancer((21, 21, 30)), public_ip(None)]
+    assert g.idle_timeout_violations(server(*behind_lb, vm(tags=SLOW))) == []
+    nic_props = {"ipConfigurations": [{"name": "ip", "publicIPAddress": {"id": "ftp-ip"}}]}
+    nic = {"type": v.NIC, "name": "nic", "id": "nic", "parent": "ftp", "props": nic_props}
+    assert len(g.idle_timeout_violations(server(*behind_lb, nic, vm(tags=SLOW)))) == 1
+
+
+def test_keepalive_is_read_from_the_configuration_step_conservatively() -> None:
+    """Without tags the configuration step's bundle tells; with both, the larger sum counts, so
+    a tag cannot hide a slower configuration."""
+    step = run_command(protected=v.secret([{"name": "FTPSTACK_CONFIG", "value": SLOW_CONFIG}]))
+    for tags in ({}, KEEPALIVE_60_30):
+        machine = vm(tags=tags)
+        texts = g.configuration_texts(machine, [machine, step])
+        assert g.keepalive_seconds(machine, texts) == (240, "the configuration")
+        assert g.idle_timeout_violations(server(public_ip(4), machine, step))
+    assert g.keepalive_seconds(vm(tags=KEEPALIVE_60_30)) == (90, "the VM's tags")
+
+
+def test_another_vms_configuration_is_not_read() -> None:
+    step = run_command(parent="other-vm", parameters={"FTPSTACK_CONFIG": SLOW_CONFIG})
+    machine = vm(tags=KEEPALIVE_60_30)
+    assert g.idle_timeout_violations(server(public_ip(4), machine, step)) == []
 
 
 def test_unknown_keepalive_is_reported_not_passed() -> None:
-    no_keepalive = vm(g.secret(cloud_init("#cloud-config", "packages: [proftpd-core]")))
+    no_keepalive = vm(b64(BOOTSTRAP))
     violations = g.idle_timeout_violations(server(public_ip(4), no_keepalive))
     assert len(violations) == 1 and "cannot tell the keepalive" in violations[0]
 
 
 def test_each_ftp_server_is_judged_with_its_own_timeouts() -> None:
     other_ip = {**public_ip(4), "id": "b-ip", "name": "b-ip", "parent": "b"}
-    other_vm = {**vm(g.secret(KEEPALIVE_60_30)), "id": "b-vm", "name": "b-vm", "parent": "b"}
-    slow = vm(tags={g.TAG_KEEPALIVE_IDLE: "200", g.TAG_KEEPALIVE_INTERVAL: "40"})
+    other_vm = {**vm(tags=KEEPALIVE_60_30), "id": "b-vm", "name": "b-vm", "parent": "b"}
     stack = [
-        *server(public_ip(10), slow),
-        {"type": g.FTP_SERVER, "name": "b", "id": "b", "parent": None, "props": {}},
+        *server(public_ip(10), vm(tags=SLOW)),
+        {"type": v.FTP_SERVER, "name": "b", "id": "b", "parent": None, "props": {}},
         other_ip,
         other_vm,
     ]
     assert g.idle_timeout_violations(stack) == []
+    other_vm["props"]["tags"] = SLOW
+    assert len(g.idle_timeout_violations(stack)) == 1
 
 
-# -- 6. TLS required on production stacks -------------------------------------------------------
+# -- 7. TLS required on production stacks --------------------------------------------------------
+
+PROD = {"environment": "production"}
 
 
-TLS_REQUIRED = cloud_init("TLSEngine on", "TLSRequired on")
-TLS_ALLOWED = cloud_init("TLSEngine on", "TLSRequired off")
+def configured(tls: str) -> dict[str, Any]:
+    lines = {"required": "TLSEngine on\nTLSRequired on", "allowed": "TLSEngine on", "off": ""}
+    conf = f"ServerType standalone\n{lines[tls]}\n"
+    return run_command(protected=v.secret([{"name": "FTPSTACK_CONFIG", "value": bundle(conf)}]))
 
 
 def test_dev_stacks_need_no_tls() -> None:
@@ -322,287 +415,33 @@ def test_dev_stacks_need_no_tls() -> None:
 
 @pytest.mark.parametrize(
     ("stack_tags", "vm_tags"),
-    [({"environment": "production"}, {}), ({}, {"environment": "prod"})],
+    [(PROD, {}), ({}, {"environment": "prod"})],
     ids=["stack-tag", "azure-tag"],
 )
+@pytest.mark.parametrize("tls", ["off", "allowed"])
 def test_production_without_tls_required_is_rejected(
-    stack_tags: dict[str, str], vm_tags: dict[str, str]
+    stack_tags: dict[str, str], vm_tags: dict[str, str], tls: str
 ) -> None:
-    for custom_data in (None, g.secret(TLS_ALLOWED)):
-        violations = g.tls_violations(server(vm(custom_data, tags=vm_tags)), stack_tags)
-        assert len(violations) == 1 and "production" in violations[0]
+    for tagged in ({g.TAG_TLS: tls}, {}):
+        stack = server(vm(b64(BOOTSTRAP), tags={**vm_tags, **tagged}), configured(tls))
+        violations = g.tls_violations(stack, stack_tags)
+        assert len(violations) == 1 and f"TLS {tls} on a production" in violations[0]
 
 
 def test_production_with_tls_required_passes() -> None:
-    prod = {"environment": "production"}
-    tagged = vm(tags={g.TAG_TLS: "required"})
-    assert g.tls_violations(server(tagged), prod) == []
-    assert g.tls_violations(server(vm(g.secret(TLS_REQUIRED))), prod) == []
+    assert g.tls_violations(server(vm(tags={g.TAG_TLS: "required"})), PROD) == []
+    assert g.tls_violations(server(vm(b64(BOOTSTRAP)), configured("required")), PROD) == []
+    untold = g.tls_violations(server(vm(b64(BOOTSTRAP))), PROD)  # the bootstrap sets no TLS
+    assert len(untold) == 1 and "TLS unknown" in untold[0]
 
 
-def test_a_tls_tag_that_contradicts_the_user_data_is_rejected() -> None:
-    liar = vm(g.secret(TLS_ALLOWED), tags={g.TAG_TLS: "required"})
-    violations = g.tls_violations(server(liar), {"environment": "production"})
-    assert len(violations) == 1 and "but the user-data configures TLS allowed" in violations[0]
+def test_a_tls_tag_that_contradicts_the_configuration_is_rejected() -> None:
+    liar = server(vm(tags={g.TAG_TLS: "required"}), configured("allowed"))
+    violations = g.tls_violations(liar, PROD)
+    assert len(violations) == 1 and "but the configuration sets TLS allowed" in violations[0]
 
 
 def test_the_production_tag_is_configurable() -> None:
     stack = server(vm(tags={"stage": "live"}))
     assert g.tls_violations(stack, {}, key="stage", values=["live"])
     assert g.tls_violations(stack, {}) == []
-
-
-# -- the real program's resources (make plan) ---------------------------------------------------
-
-
-def plain_resources(p: Plan) -> list[dict[str, Any]]:
-    """The plan's resources in the pack's plain form: where the masked inputs show a secret, the
-    unmasked value is wrapped in the engine's secret marker."""
-
-    def merge(masked: Any, raw: Any) -> Any:
-        if isinstance(masked, str) and masked.startswith(MASK[:-1]):
-            return g.secret(raw)
-        if isinstance(masked, dict) and isinstance(raw, dict):
-            return {k: merge(v, raw.get(k)) for k, v in masked.items()}
-        if isinstance(masked, list) and isinstance(raw, list):
-            return [merge(m, r) for m, r in zip(masked, raw, strict=True)]
-        return raw
-
-    return [
-        {
-            "type": r.type,
-            "name": r.name,
-            "id": r.name,
-            "parent": r.parent or None,
-            "props": merge(r.inputs, r.raw_inputs),
-        }
-        for r in p.resources
-    ]
-
-
-def all_violations(
-    resources: list[dict[str, Any]], stack_tags: Mapping[str, str] | None = None
-) -> list[str]:
-    found = []
-    for r in resources:
-        if r["type"] in (g.NSG, g.SECURITY_RULE):
-            rules = g.security_rules(r)
-            found += g.internet_inbound_violations(rules) + g.ssh_violations(rules)
-        if r["type"] in (g.VM, g.VMSS):
-            found += g.password_auth_violations(r) + g.user_data_secret_violations(r)
-    found += g.idle_timeout_violations(resources)
-    found += g.tls_violations(resources, stack_tags or {})
-    return found
-
-
-def planned(stack: str, **overrides: Any) -> list[dict[str, Any]]:
-    return plain_resources(plan_stack(stack, overrides={"users": USERS, **overrides}))
-
-
-# Prod must require TLS (the policy's point); its stack file is run with ftpstack:tls=required.
-PROD = {"tls": "required"}
-
-
-def test_dev_plan_passes_every_policy() -> None:
-    assert all_violations(planned("dev")) == []
-
-
-def test_prod_plan_passes_every_policy() -> None:
-    resources = planned("prod", **PROD)
-    assert any(r["type"] == g.LOAD_BALANCER for r in resources)
-    assert all_violations(resources, {"environment": "production"}) == []
-
-
-def find(resources: list[dict[str, Any]], type_: str) -> dict[str, Any]:
-    return next(r for r in resources if r["type"] == type_)
-
-
-def break_ssh(resources: list[dict[str, Any]]) -> None:
-    nsg = find(resources, g.NSG)
-    nsg["props"]["securityRules"].append(rule("oops-ssh", "22", priority=300))
-
-
-def break_rdp(resources: list[dict[str, Any]]) -> None:
-    nsg = find(resources, g.NSG)
-    nsg["props"]["securityRules"].append(rule("oops-rdp", "3389", priority=310))
-
-
-def break_password(resources: list[dict[str, Any]]) -> None:
-    linux = find(resources, g.VM)["props"]["osProfile"]["linuxConfiguration"]
-    linux["disablePasswordAuthentication"] = False
-
-
-def break_secret(resources: list[dict[str, Any]]) -> None:
-    profile = find(resources, g.VM)["props"]["osProfile"]
-    profile["customData"] = g.reveal(profile["customData"])
-
-
-def break_idle_timeout(resources: list[dict[str, Any]]) -> None:
-    # What a hand-edited component would declare: Azure's idle timeout below the keepalive.
-    vm_ = find(resources, g.VM)
-    vm_["props"]["tags"] |= {g.TAG_KEEPALIVE_IDLE: "230", g.TAG_KEEPALIVE_INTERVAL: "30"}
-
-
-BREAKS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
-    "ssh-open": (break_ssh, "SSH (22)"),
-    "rdp-open": (break_rdp, "opens port 3389 to the Internet"),
-    "password-login": (break_password, "disablePasswordAuthentication"),
-    "plaintext-user-data": (break_secret, "not marked secret"),
-    "idle-timeout": (break_idle_timeout, "not longer than keepalive"),
-}
-
-
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-@pytest.mark.parametrize("broken", sorted(BREAKS))
-def test_broken_variants_of_the_plans_fail(stack: str, broken: str) -> None:
-    resources = planned(stack, **(PROD if stack == "prod" else {}))
-    breaker, expected = BREAKS[broken]
-    breaker(resources)
-    violations = all_violations(resources)
-    assert any(expected in v for v in violations), violations
-    assert all(expected in v or "oops" in v for v in violations), violations
-
-
-def test_plans_that_break_settings_are_caught_too() -> None:
-    """Variants the settings model allows are caught by the pack: prod without TLS, a passive
-    range too wide for the pack's cap."""
-    prod_plain_ftp = planned("prod", tls="allowed")
-    assert any("production" in v for v in all_violations(prod_plain_ftp))
-    dev = planned("dev")
-    nsg = find(dev, g.NSG)
-    nsg["props"]["securityRules"][1]["destinationPortRange"] = "1024-65535"
-    assert any("more than 1000" in v for v in all_violations(dev))
-
-
-def test_the_user_data_in_the_plan_is_what_the_idle_check_reads() -> None:
-    resources = planned("dev", keepaliveIdleSeconds=100, keepaliveIntervalSeconds=80)
-    vm = find(resources, g.VM)
-    assert g.keepalive_seconds(vm) == (180, "the VM's tags")
-    for tag in (g.TAG_KEEPALIVE_IDLE, g.TAG_KEEPALIVE_INTERVAL):
-        del vm["props"]["tags"][tag]  # as a VM declared by another program would be
-    assert g.keepalive_seconds(vm) == (180, "the user-data")
-    assert g.idle_timeout_violations(resources) == []  # 180 s < 4 min
-
-
-# -- the pack as pulumi-policy runs it ----------------------------------------------------------
-
-URN = "urn:pulumi:dev::ftpstack::"
-
-
-def servicer(stack_tags: Mapping[str, str] | None = None) -> Any:
-    from pulumi.runtime.proto import analyzer_pb2
-    from pulumi_policy import EnforcementLevel
-    from pulumi_policy.policy import _PolicyAnalyzerServicer
-
-    service = _PolicyAnalyzerServicer(
-        pack.PACK_NAME, "0.0.1", pack.policies(), EnforcementLevel.MANDATORY
-    )
-    service.ConfigureStack(analyzer_pb2.AnalyzerStackConfigureRequest(tags=stack_tags or {}), None)
-    return service
-
-
-def struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
-    return json_format.ParseDict(props, struct_pb2.Struct())
-
-
-def analyze(resource: dict[str, Any]) -> list[tuple[str, str]]:
-    from pulumi.runtime.proto import analyzer_pb2
-
-    request = analyzer_pb2.AnalyzeRequest(
-        type=resource["type"],
-        properties=struct(resource["props"]),
-        urn=f"{URN}{resource['type']}::{resource['name']}",
-        name=resource["name"],
-    )
-    response = servicer().Analyze(request, None)
-    return [(d.policyName, d.message) for d in response.diagnostics]
-
-
-def analyze_stack(
-    resources: list[dict[str, Any]], stack_tags: Mapping[str, str] | None = None
-) -> list[tuple[str, str]]:
-    from pulumi.runtime.proto import analyzer_pb2
-
-    urns = {r["id"]: f"{URN}{r['type']}::{r['name']}" for r in resources}
-    request = analyzer_pb2.AnalyzeStackRequest(
-        resources=[
-            analyzer_pb2.AnalyzerResource(
-                type=r["type"],
-                properties=struct(r["props"]),
-                urn=urns[r["id"]],
-                name=r["name"],
-                parent=urns.get(r["parent"] or "", ""),
-            )
-            for r in resources
-        ]
-    )
-    response = servicer(stack_tags).AnalyzeStack(request, None)
-    return [(d.policyName, d.message) for d in response.diagnostics]
-
-
-def test_pack_rejects_an_open_nsg_as_mandatory() -> None:
-    nsg = {"type": g.NSG, "name": "nsg", "props": {"securityRules": [*FTP_RULES, rule("s", "22")]}}
-    found = analyze(nsg)
-    assert {name for name, _ in found} == {"ftp-only-internet-inbound", "no-ssh-from-internet"}
-    assert analyze({**nsg, "props": {"securityRules": FTP_RULES}}) == []
-
-
-def test_pack_rejects_password_login_and_passes_the_planned_vm() -> None:
-    resources = planned("dev")
-    good = find(resources, g.VM)
-    assert analyze(good) == []
-    break_password(resources)
-    assert [name for name, _ in analyze(good)] == ["vm-password-auth-disabled"]
-
-
-def test_pack_remediation_marks_plaintext_user_data_secret() -> None:
-    from pulumi.runtime.proto import analyzer_pb2
-
-    def remediate(resource: dict[str, Any]) -> Any:
-        request = analyzer_pb2.AnalyzeRequest(
-            type=g.VM, properties=struct(resource["props"]), urn=f"{URN}vm", name="vm"
-        )
-        return servicer().Remediate(request, None)
-
-    response = remediate(vm(KEEPALIVE_60_30))
-    assert [r.policyName for r in response.remediations] == ["vm-user-data-secret"]
-    fixed = json_format.MessageToDict(response.remediations[0].properties)
-    assert fixed["osProfile"]["customData"] == g.secret(KEEPALIVE_60_30)
-    assert remediate(vm(g.secret(KEEPALIVE_60_30))).remediations == []
-
-
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_pack_passes_the_planned_stacks(stack: str) -> None:
-    resources = planned(stack, **(PROD if stack == "prod" else {}))
-    assert analyze_stack(resources, {"environment": "production"} if stack == "prod" else {}) == []
-
-
-def test_pack_rejects_broken_stacks_through_the_engine_format() -> None:
-    resources = planned("prod", tls="allowed")
-    break_idle_timeout(resources)
-    found = {name for name, _ in analyze_stack(resources)}
-    assert found == {"idle-timeout-beats-keepalive", "tls-required-in-production"}
-
-
-def test_unknown_user_data_during_preview_does_not_crash_the_pack() -> None:
-    preview = vm("04da6b54-80e4-46f7-96ec-b56ff0331ba9")  # customData unknown until the IP exists
-    found = analyze_stack(server(public_ip(4), preview))
-    assert [name for name, _ in found] == ["idle-timeout-beats-keepalive"]
-    assert "cannot tell the keepalive" in found[0][1]
-
-
-def test_the_pack_entry_point_builds_the_pack(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pulumi_policy
-
-    built: dict[str, Any] = {}
-    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: built.update(kwargs))
-    runpy.run_path(str(POLICY_DIR / "__main__.py"), run_name="__main__")
-    assert built["name"] == "ftpstack-guardrails"
-    assert {p.name for p in built["policies"]} == {
-        "ftp-only-internet-inbound",
-        "no-ssh-from-internet",
-        "vm-password-auth-disabled",
-        "vm-user-data-secret",
-        "idle-timeout-beats-keepalive",
-        "tls-required-in-production",
-    }

@@ -1,10 +1,13 @@
 """The GitHub Actions workflows: actionlint and zizmor (offline) find nothing, each tool flags a
 deliberately bad workflow (the negative control), and the workflows do what the project needs
-(tests, the offline diff, previews with the policy pack, OIDC only, prod behind approval)."""
+(tests, the offline diff and ARM check, previews with the policy pack under a read-only identity
+of their own, OIDC only, prod behind approval)."""
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -15,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 WORKFLOWS = ROOT / ".github" / "workflows"
 PR = WORKFLOWS / "pull-request.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
@@ -84,10 +88,10 @@ def bad_workflows(tmp_path: Path) -> Path:
 
 
 def load(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
+    raw: dict[Any, Any] = yaml.safe_load(path.read_text())
     # YAML 1.1 reads the key `on` as True.
-    document["on"] = document.pop(True, document.get("on"))
-    return document
+    raw["on"] = raw.pop(True, raw.get("on"))
+    return {str(key): value for key, value in raw.items()}
 
 
 # -- the linters --------------------------------------------------------------------------------
@@ -153,6 +157,7 @@ def test_pull_requests_run_tests_diff_and_both_previews() -> None:
     assert test_step["run"].startswith("sudo -E") and "make test" in test_step["run"]
     assert test_step["env"]["CI"] == "true"
     preview = document["jobs"]["preview"]
+    assert preview["environment"] == "preview"
     assert preview["strategy"]["matrix"]["stack"] == ["dev", "prod"]
     pulumi = uses(document, "preview", "pulumi/actions")["with"]
     assert pulumi["command"] == "preview" and pulumi["comment-on-pr"] is True
@@ -210,3 +215,143 @@ def test_the_diff_step_treats_changes_as_success(
         comment = (tmp_path / "comment.md").read_text()
         assert "~ ftp-vm (replace)" in comment
         assert comment == (tmp_path / "summary.md").read_text()
+
+
+def test_the_arm_check_step_fails_the_job_on_problems(tmp_path: Path) -> None:
+    """The step's own script, with a stand-in planner exiting as `ftpstack.offline.plan` does:
+    0 clean, 3 ARM check problems, 2 not plannable."""
+    script = next(s["run"] for s in steps(load(PR), "diff") if s.get("name", "").startswith("ARM"))
+    names = [s.get("name", s.get("uses")) for s in steps(load(PR), "diff")]
+    assert names.index("comment the diff") < names.index("ARM check (make plan, every stack)")
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    for stack in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
+
+    def run_step(exits: dict[str, int]) -> subprocess.CompletedProcess[str]:
+        cases = "".join(
+            f'  {k}) echo "ARM check: {x} problem(s)"; exit {x} ;;\n' for k, x in exits.items()
+        )
+        python.write_text(f'#!/bin/sh\ncase "$4" in\n{cases}esac\n')
+        python.chmod(0o755)
+        env = {"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+        return subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    clean = run_step({"dev": 0, "prod": 0})
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "prod: ARM check: 0 problem(s)" in (tmp_path / "summary.md").read_text()
+    for exits, expected in (({"dev": 0, "prod": 3}, "title=ARM check::prod"),
+                            ({"dev": 2, "prod": 0}, "title=make plan::dev")):  # fmt: skip
+        failed = run_step(exits)
+        assert failed.returncode == 1 and expected in failed.stdout, failed.stdout
+
+
+# -- the preview's identity is its own, read-only one --------------------------------------------
+
+PREVIEW_CLIENT_ID = "vars.PREVIEW_AZURE_CLIENT_ID"
+PREVIEW_TOKEN = "secrets.PULUMI_PREVIEW_ACCESS_TOKEN"
+DEPLOY_CLIENT_ID = "vars.AZURE_CLIENT_ID"
+DEPLOY_TOKEN = "secrets.PULUMI_ACCESS_TOKEN"
+SHARED = {"vars.AZURE_TENANT_ID", "vars.AZURE_SUBSCRIPTION_ID", "vars.PULUMI_ORG"}
+# What each job may name, besides github.token: the preview only its own identity and token.
+ALLOWED = {
+    ("pull-request", "test"): set(),
+    ("pull-request", "diff"): set(),
+    ("pull-request", "preview"): {PREVIEW_CLIENT_ID, PREVIEW_TOKEN, *SHARED},
+    ("deploy", "dev"): {DEPLOY_CLIENT_ID, DEPLOY_TOKEN, *SHARED},
+    ("deploy", "prod"): {DEPLOY_CLIENT_ID, DEPLOY_TOKEN, *SHARED},
+}
+ENVIRONMENTS = {"preview": "preview", "dev": "dev", "prod": "production"}
+CONTEXT_REFERENCE = re.compile(r"\b(vars|secrets)(?:\.(\w+)|\[\s*['\"](\w+)['\"]\s*\])?")
+
+
+def references(job: dict[str, Any]) -> set[str]:
+    """Every vars./secrets. name a job uses; a bare `secrets` (toJSON(secrets)) is "secrets.*"."""
+    text = yaml.safe_dump(job)
+    return {f"{m[1]}.{m[2] or m[3] or '*'}" for m in CONTEXT_REFERENCE.finditer(text)}
+
+
+def wiring(document: dict[str, Any], job: str) -> tuple[str, str, str]:
+    """(azure/login client-id, ARM_CLIENT_ID, PULUMI_ACCESS_TOKEN) of a job, as expressions."""
+    login = uses(document, job, "azure/login")["with"]["client-id"]
+    env = document["jobs"][job]["env"]
+    return login, env["ARM_CLIENT_ID"], env["PULUMI_ACCESS_TOKEN"]
+
+
+def separation_problems(documents: dict[str, dict[str, Any]]) -> list[str]:
+    """Why the preview could act as production (or production as the preview); empty: it cannot."""
+    problems = []
+    for (workflow, job), allowed in ALLOWED.items():
+        spec = documents[workflow]["jobs"][job]
+        extra = references(spec) - allowed
+        if extra:
+            problems.append(f"{workflow}/{job} names {sorted(extra)}")
+        if job in ENVIRONMENTS and spec.get("environment") != ENVIRONMENTS[job]:
+            problems.append(f"{workflow}/{job} runs in {spec.get('environment')!r}")
+    expected = {
+        ("pull-request", "preview"): (PREVIEW_CLIENT_ID, PREVIEW_CLIENT_ID, PREVIEW_TOKEN),
+        ("deploy", "dev"): (DEPLOY_CLIENT_ID, DEPLOY_CLIENT_ID, DEPLOY_TOKEN),
+        ("deploy", "prod"): (DEPLOY_CLIENT_ID, DEPLOY_CLIENT_ID, DEPLOY_TOKEN),
+    }
+    for (workflow, job), names in expected.items():
+        actual = wiring(documents[workflow], job)
+        if actual != tuple(f"${{{{ {n} }}}}" for n in names):
+            problems.append(f"{workflow}/{job} logs in with {actual}")
+    return problems
+
+
+def documents() -> dict[str, dict[str, Any]]:
+    return {"pull-request": load(PR), "deploy": load(DEPLOY)}
+
+
+def test_the_preview_has_its_own_read_only_identity() -> None:
+    assert separation_problems(documents()) == []
+    text = PR.read_text()
+    for documented in ("Reader", "repo:<owner>/<repo>:environment:preview", '"Stack Read"'):
+        assert documented in text, f"the preview setup no longer documents {documented}"
+
+
+def _production_in_preview(d: dict[str, dict[str, Any]]) -> None:
+    """The issue as reported: the preview logs in as production."""
+    job = d["pull-request"]["jobs"]["preview"]
+    job["env"] |= {"ARM_CLIENT_ID": "${{ vars.AZURE_CLIENT_ID }}",
+                   "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}  # fmt: skip
+    next(s for s in job["steps"] if "azure/login" in s.get("uses", ""))["with"]["client-id"] = (
+        "${{ vars.AZURE_CLIENT_ID }}"
+    )
+
+
+BREACHES = {
+    "production-identity": _production_in_preview,
+    "production-environment": lambda d: d["pull-request"]["jobs"]["preview"].update(
+        environment="production"
+    ),
+    "no-environment": lambda d: d["pull-request"]["jobs"]["preview"].pop("environment"),
+    "all-secrets": lambda d: d["pull-request"]["jobs"]["preview"]["env"].update(
+        ALL="${{ toJSON(secrets) }}"
+    ),
+    "token-by-index": lambda d: d["pull-request"]["jobs"]["preview"]["env"].update(
+        PULUMI_ACCESS_TOKEN="${{ secrets['PULUMI_ACCESS_TOKEN'] }}"
+    ),
+    "diff-gets-a-token": lambda d: d["pull-request"]["jobs"]["diff"].update(
+        env={"PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}
+    ),
+    "prod-as-preview": lambda d: d["deploy"]["jobs"]["prod"]["env"].update(
+        ARM_CLIENT_ID="${{ vars.PREVIEW_AZURE_CLIENT_ID }}"
+    ),
+}
+
+
+@pytest.mark.parametrize("breach", sorted(BREACHES))
+def test_a_preview_that_could_act_as_production_is_caught(breach: str) -> None:
+    """Negative controls: each way of handing production's identity around is found."""
+    broken = copy.deepcopy(documents())
+    BREACHES[breach](broken)
+    assert separation_problems(broken), breach
