@@ -166,16 +166,33 @@ def ensure_self_signed(spec: dict[str, str] | None) -> None:
         return
     cert, key = Path(spec["cert"]), Path(spec["key"])
     if cert.exists() and key.exists():
-        names = run("openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert),
-                    check=False).stdout  # fmt: skip
+        names = run(
+            "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert), check=False
+        ).stdout
         if all(n.split(":", 1)[1] in names for n in spec["san"].split(",")):
             return
         say(f"the certificate's names changed to {spec['san']}: making a new self-signed one")
     cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp_key, tmp_cert = Path(f"{key}{STAGED}"), Path(f"{cert}{STAGED}")
-    run("openssl", "req", "-x509", "-newkey", "rsa:3072", "-sha256", "-days", "825", "-nodes",
-        "-subj", f"/CN={spec['subject']}", "-addext", f"subjectAltName={spec['san']}",
-        "-keyout", str(tmp_key), "-out", str(tmp_cert))  # fmt: skip
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:3072",
+        "-sha256",
+        "-days",
+        "825",
+        "-nodes",
+        "-subj",
+        f"/CN={spec['subject']}",
+        "-addext",
+        f"subjectAltName={spec['san']}",
+        "-keyout",
+        str(tmp_key),
+        "-out",
+        str(tmp_cert),
+    )
     tmp_key.chmod(0o600)
     os.replace(tmp_key, key)
     os.replace(tmp_cert, cert)
@@ -218,11 +235,10 @@ def reload_proftpd(pid_file: str, port: int, log: str, timeout: float = 20) -> N
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(OSError):
-            with Path(log).open("rb") as f:
-                f.seek(offset)
-                if b"received SIGHUP" in f.read() and greeting(port).startswith("220"):
-                    return
+        with contextlib.suppress(OSError), Path(log).open("rb") as f:
+            f.seek(offset)
+            if b"received SIGHUP" in f.read() and greeting(port).startswith("220"):
+                return
         if master_pid(pid_file) is None:
             raise ApplyFailed("proftpd exited while reloading its configuration")
         if time.monotonic() > deadline:
@@ -418,7 +434,12 @@ def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
         )
     clients = (high - low + 1) // 2
     text = text[: match.start()] + f"PassivePorts          {low} {high}" + text[match.end() :]
-    text = re.sub(r"^(MaxClients\s+)(\d+)", lambda m: m.group(1) + str(min(int(m.group(2)), clients)), text, flags=re.MULTILINE)  # noqa: E501
+    text = re.sub(
+        r"^(MaxClients\s+)(\d+)",
+        lambda m: m.group(1) + str(min(int(m.group(2)), clients)),
+        text,
+        flags=re.MULTILINE,
+    )
     staged = stage(conf, text, conf.stat().st_mode & 0o7777)
     try:
         configtest(staged.new)

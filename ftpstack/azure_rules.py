@@ -58,7 +58,11 @@ OUTBOUND_RULE_IDLE_MINUTES = Range(4, 120, IDLE_PAGE)
 # and direction."
 NSG_PRIORITY = Range(100, 4096, NSG_PAGE)
 # Health probe interval: "The default value is 15, the minimum value is 5."
-PROBE_INTERVAL_SECONDS = Range(5, 2147483647, "https://learn.microsoft.com/rest/api/load-balancer/load-balancers/create-or-update")
+PROBE_INTERVAL_SECONDS = Range(
+    5,
+    2147483647,
+    "https://learn.microsoft.com/rest/api/load-balancer/load-balancers/create-or-update",
+)
 # probeThreshold: consecutive successes or failures that change a backend's state (1-100 per the
 # provider docs; Microsoft's pages give no upper bound).
 PROBE_THRESHOLD = Range(1, 100, PROBE_PAGE)
@@ -97,32 +101,91 @@ ADMIN_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # "The following usernames are not allowed" (Linux FAQ; the REST list omits "video").
 RESERVED_ADMIN_USERNAMES = frozenset(
     {
-        "1", "123", "a", "actuser", "adm", "admin", "admin1", "admin2", "administrator",
-        "aspnet", "backup", "console", "david", "guest", "john", "owner", "root", "server",
-        "sql", "support_388945a0", "support", "sys", "test", "test1", "test2", "test3",
-        "user", "user1", "user2", "user3", "user4", "user5", "video",
+        "1",
+        "123",
+        "a",
+        "actuser",
+        "adm",
+        "admin",
+        "admin1",
+        "admin2",
+        "administrator",
+        "aspnet",
+        "backup",
+        "console",
+        "david",
+        "guest",
+        "john",
+        "owner",
+        "root",
+        "server",
+        "sql",
+        "support_388945a0",
+        "support",
+        "sys",
+        "test",
+        "test1",
+        "test2",
+        "test3",
+        "user",
+        "user1",
+        "user2",
+        "user3",
+        "user4",
+        "user5",
+        "video",
     }
-)  # fmt: skip
+)
 # Accounts every Debian image has; an admin user of that name would collide with them.
 SYSTEM_ACCOUNTS = frozenset(
-    {"daemon", "bin", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-     "www-data", "list", "irc", "nobody", "systemd-network", "messagebus", "sshd", "ftp",
-     "proftpd", "ftpvirtual", "ftpanon"}
-)  # fmt: skip
+    {
+        "daemon",
+        "bin",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "list",
+        "irc",
+        "nobody",
+        "systemd-network",
+        "messagebus",
+        "sshd",
+        "ftp",
+        "proftpd",
+        "ftpvirtual",
+        "ftpanon",
+    }
+)
 # VM sizes: "Standard_" + family, vCPUs, constrained vCPUs, feature letters, accelerator,
 # version (vm-naming-conventions), e.g. Standard_B2s, Standard_D2s_v5, Standard_M8-2ms_v2.
-VM_SIZE = re.compile(r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+(-[0-9]+)?[a-zA-Z]*(_[A-Z][0-9]+)?(_v[0-9]+)?$")
+VM_SIZE = re.compile(
+    r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+(-[0-9]+)?[a-zA-Z]*(_[A-Z][0-9]+)?(_v[0-9]+)?$"
+)
 VM_SIZE_PAGE = f"{DOCS}/virtual-machines/vm-naming-conventions"
 # "The newer generations (Ebsv5, Da/Ea/Fav6 and newer) typically support only the NVMe storage
 # interface": v6 and newer sizes, and the NVMe Ebsv5/Ebdsv5. Their data disks have no
 # /dev/disk/azure/scsi1 links on Debian 12; the bootstrap finds them as NVMe namespaces.
-NVME_SIZE = re.compile(r"^Standard_([A-Z]+[0-9]+[a-z]*_v([6-9]|[1-9][0-9])|Eb[d]?s?[0-9]+[a-z]*_v5)$")
+NVME_SIZE = re.compile(
+    r"^Standard_([A-Z]+[0-9]+[a-z]*_v([6-9]|[1-9][0-9])|Eb[d]?s?[0-9]+[a-z]*_v5)$"
+)
 
 # -- networks -----------------------------------------------------------------------------------
 # "You cannot add the following address ranges" to a VNet.
 VNET_RESERVED = tuple(
     ipaddress.IPv4Network(n)
-    for n in ("224.0.0.0/4", "255.255.255.255/32", "127.0.0.0/8", "169.254.0.0/16", "168.63.129.16/32")
+    for n in (
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "168.63.129.16/32",
+    )
 )
 # "The smallest supported IPv4 subnet is /29, and the largest is /2."
 SUBNET_PREFIX = Range(2, 29, VNET_FAQ)
@@ -137,32 +200,108 @@ SSH_RSA_MIN_BITS = 2048
 # -- regions (ARM `name`s of the public cloud; the AVM regions module's weekly capture) -------
 REGIONS = frozenset(
     {
-        "australiacentral", "australiacentral2", "australiaeast", "australiasoutheast",
-        "austriaeast", "belgiumcentral", "brazilsouth", "brazilsoutheast", "canadacentral",
-        "canadaeast", "centralindia", "centralus", "chilecentral", "denmarkeast",
-        "eastasia", "eastus", "eastus2", "francecentral", "francesouth", "germanynorth",
-        "germanywestcentral", "indonesiacentral", "israelcentral", "italynorth",
-        "japaneast", "japanwest", "jioindiacentral", "jioindiawest", "koreacentral",
-        "koreasouth", "malaysiawest", "mexicocentral", "newzealandnorth", "northcentralus",
-        "northeurope", "norwayeast", "norwaywest", "polandcentral", "qatarcentral",
-        "southafricanorth", "southafricawest", "southcentralus", "southeastasia",
-        "southindia", "spaincentral", "swedencentral", "switzerlandnorth",
-        "switzerlandwest", "uaecentral", "uaenorth", "uksouth", "ukwest", "westcentralus",
-        "westeurope", "westindia", "westus", "westus2", "westus3",
+        "australiacentral",
+        "australiacentral2",
+        "australiaeast",
+        "australiasoutheast",
+        "austriaeast",
+        "belgiumcentral",
+        "brazilsouth",
+        "brazilsoutheast",
+        "canadacentral",
+        "canadaeast",
+        "centralindia",
+        "centralus",
+        "chilecentral",
+        "denmarkeast",
+        "eastasia",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "francesouth",
+        "germanynorth",
+        "germanywestcentral",
+        "indonesiacentral",
+        "israelcentral",
+        "italynorth",
+        "japaneast",
+        "japanwest",
+        "jioindiacentral",
+        "jioindiawest",
+        "koreacentral",
+        "koreasouth",
+        "malaysiawest",
+        "mexicocentral",
+        "newzealandnorth",
+        "northcentralus",
+        "northeurope",
+        "norwayeast",
+        "norwaywest",
+        "polandcentral",
+        "qatarcentral",
+        "southafricanorth",
+        "southafricawest",
+        "southcentralus",
+        "southeastasia",
+        "southindia",
+        "spaincentral",
+        "swedencentral",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "uaecentral",
+        "uaenorth",
+        "uksouth",
+        "ukwest",
+        "westcentralus",
+        "westeurope",
+        "westindia",
+        "westus",
+        "westus2",
+        "westus3",
     }
-)  # fmt: skip
+)
 REGIONS_WITH_ZONES = frozenset(
     {
-        "australiaeast", "austriaeast", "belgiumcentral", "brazilsouth", "canadacentral",
-        "centralindia", "centralus", "chilecentral", "denmarkeast", "eastasia", "eastus",
-        "eastus2", "francecentral", "germanywestcentral", "indonesiacentral",
-        "israelcentral", "italynorth", "japaneast", "japanwest", "koreacentral",
-        "malaysiawest", "mexicocentral", "newzealandnorth", "northeurope", "norwayeast",
-        "polandcentral", "qatarcentral", "southafricanorth", "southcentralus",
-        "southeastasia", "spaincentral", "swedencentral", "switzerlandnorth", "uaenorth",
-        "uksouth", "westeurope", "westus2", "westus3",
+        "australiaeast",
+        "austriaeast",
+        "belgiumcentral",
+        "brazilsouth",
+        "canadacentral",
+        "centralindia",
+        "centralus",
+        "chilecentral",
+        "denmarkeast",
+        "eastasia",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "germanywestcentral",
+        "indonesiacentral",
+        "israelcentral",
+        "italynorth",
+        "japaneast",
+        "japanwest",
+        "koreacentral",
+        "malaysiawest",
+        "mexicocentral",
+        "newzealandnorth",
+        "northeurope",
+        "norwayeast",
+        "polandcentral",
+        "qatarcentral",
+        "southafricanorth",
+        "southcentralus",
+        "southeastasia",
+        "spaincentral",
+        "swedencentral",
+        "switzerlandnorth",
+        "uaenorth",
+        "uksouth",
+        "westeurope",
+        "westus2",
+        "westus3",
     }
-)  # fmt: skip
+)
 
 
 # -- properties ARM refuses to change in place --------------------------------------------------
@@ -228,7 +367,9 @@ PROVIDER_FORCE_NEW: dict[str, tuple[str, ...]] = {
 }
 # Every resource stays in the region it was created in ("move" means a new resource): a located
 # resource must be replaced when its location changes.
-LOCATION = Immutable("location", f"{DOCS}/azure-resource-manager/management/move-resource-group-and-subscription")
+LOCATION = Immutable(
+    "location", f"{DOCS}/azure-resource-manager/management/move-resource-group-and-subscription"
+)
 # A disk may grow in place but never shrink: "can only increase the disk's size".
 DISK_SIZE_GROWS_ONLY = ("diskSizeGB", DISK_REST)
 

@@ -42,9 +42,13 @@ NFS_OPTIONS = "vers=4,minorversion=1,sec=sys,nconnect=4,hard,noresvport,actimeo=
 
 
 def proftpd_dropin(settings: Settings) -> str:
-    storage = "" if not (settings.data_disk_size_gb or settings.shared_storage) else (
-        f"# The FTP tree's storage must be mounted: never serve (and accept uploads into) the OS\n"
-        f"# disk's empty {paths.FTP_ROOT}.\nRequiresMountsFor={paths.FTP_ROOT}\n"
+    storage = (
+        ""
+        if not (settings.data_disk_size_gb or settings.shared_storage)
+        else (
+            "# The FTP tree's storage must be mounted: never serve (and accept uploads into)\n"
+            f"# the OS disk's empty {paths.FTP_ROOT}.\nRequiresMountsFor={paths.FTP_ROOT}\n"
+        )
     )
     return f"""\
 # Written by ftpstack.
@@ -88,7 +92,8 @@ After=proftpd.service nftables.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/nft -f {paths.HEALTH_NFT}
-ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {HEALTH_TABLE}; sleep {DRAIN_SECONDS}; {paths.AGENT_COMMAND} settle || true'
+ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {HEALTH_TABLE}; sleep {DRAIN_SECONDS}; \\
+  {paths.AGENT_COMMAND} settle || true'
 
 [Install]
 WantedBy=multi-user.target
@@ -104,6 +109,7 @@ def data_disk_script() -> str:
 # Written by ftpstack: the customers' files live on their own disk.
 set -euo pipefail
 label={paths.DATA_DISK_LABEL}
+options=defaults,nofail,x-systemd.device-timeout=120
 if ! blkid -L "$label" >/dev/null 2>&1; then
   device=""
   for _ in $(seq 120); do
@@ -124,7 +130,7 @@ if ! blkid -L "$label" >/dev/null 2>&1; then
   mkfs.ext4 -q -L "$label" "$device"
 fi
 grep -q "^LABEL=$label " /etc/fstab || \\
-  echo "LABEL=$label {paths.FTP_ROOT} ext4 defaults,nofail,x-systemd.device-timeout=120 0 2" >> /etc/fstab
+  echo "LABEL=$label {paths.FTP_ROOT} ext4 $options 0 2" >> /etc/fstab
 install -d -m 0755 {paths.FTP_ROOT}
 mountpoint -q {paths.FTP_ROOT} || mount {paths.FTP_ROOT}
 """
@@ -146,9 +152,12 @@ def write_files(settings: Settings, share: NfsShare | None) -> list[dict[str, st
     if settings.exposure == "load-balancer":
         files += [
             {"path": paths.HEALTH_NFT, "permissions": "0644", "content": health_nft()},
-            {"path": f"/etc/systemd/system/{paths.HEALTH_UNIT}", "permissions": "0644",
-             "content": health_unit()},
-        ]  # fmt: skip
+            {
+                "path": f"/etc/systemd/system/{paths.HEALTH_UNIT}",
+                "permissions": "0644",
+                "content": health_unit(),
+            },
+        ]
     if settings.data_disk_size_gb and not share:
         files.append(
             {"path": paths.DISK_SCRIPT, "permissions": "0755", "content": data_disk_script()}

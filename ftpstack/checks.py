@@ -43,11 +43,18 @@ def smoke_argv(settings: Settings, address: str) -> list[str]:
     trust. Stops at once on a refused login: retrying a wrong password would get the deploying
     machine banned."""
     argv = [
-        PYTHON, "-m", "ftpstack.ftpcheck",
-        "--host", address, "--expect-public-ip", address,
-        "--expect-passive-range", f"{settings.passive_port_start}-{settings.passive_port_end}",
-        "--wait", str(settings.post_deploy_wait_seconds),
-    ]  # fmt: skip
+        PYTHON,
+        "-m",
+        "ftpstack.ftpcheck",
+        "--host",
+        address,
+        "--expect-public-ip",
+        address,
+        "--expect-passive-range",
+        f"{settings.passive_port_start}-{settings.passive_port_end}",
+        "--wait",
+        str(settings.post_deploy_wait_seconds),
+    ]
     if settings.tls != "off":
         argv += ["--tls", "--no-verify"]
     if settings.users:

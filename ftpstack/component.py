@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -76,7 +77,9 @@ class FtpServer(pulumi.ComponentResource):
         where = parts.placement(name, s, self)
         fw = parts.firewall(name, s, where, self)
         ip = parts.public_ip(name, s, where, self)
-        lb = parts.load_balancer(name, s, where, ip, self) if s.exposure == "load-balancer" else None
+        lb = (
+            parts.load_balancer(name, s, where, ip, self) if s.exposure == "load-balancer" else None
+        )
         address = ip.ip_address.apply(lambda a: a or "")
         custom_data, ready = self._bootstrap(where)
         machines = [
@@ -88,7 +91,7 @@ class FtpServer(pulumi.ComponentResource):
         self._checks(machines, address, configured)
         self._outputs(ip, address, machines, where)
 
-    def _bootstrap(self, where: parts.Placement) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:  # noqa: E501
+    def _bootstrap(self, where: parts.Placement) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:
         """The VMs' customData, and what must exist before they boot (the shared share)."""
         s = self._settings
         if not s.shared_storage:
@@ -100,30 +103,47 @@ class FtpServer(pulumi.ComponentResource):
         return data, shared.ready
 
     def _instance(
-        self, index: int, where: parts.Placement, fw: parts.Firewall, ip: object,
-        lb: object, custom_data: pulumi.Input[str], ready: list[pulumi.Resource],
-    ) -> Instance:  # fmt: skip
+        self,
+        index: int,
+        where: parts.Placement,
+        fw: parts.Firewall,
+        ip: object,
+        lb: object,
+        custom_data: pulumi.Input[str],
+        ready: list[pulumi.Resource],
+    ) -> Instance:
         s, name = self._settings, self._name
         nic = parts.nic(name, index, s, where, fw.nsg, ip, lb, self)  # type: ignore[arg-type]
         disk = parts.data_disk(name, index, s, where, self)
         vm = parts.virtual_machine(name, index, s, where, nic, custom_data, disk, self, ready)
         narrow = parts.run_command(
-            f"{name}-vm{parts.instance_suffix(index)}", vm, s, where, role="narrow",
+            f"{name}-vm{parts.instance_suffix(index)}",
+            vm,
+            s,
+            where,
+            role="narrow",
             script=live.run_command_script(),
-            parameters={live.PHASE_PARAMETER: "narrow",
-                        live.PASSIVE_PARAMETER: str(passive_slices(s)[index]),
-                        live.CONFIG_PARAMETER: live.encode(live.narrow_bundle())},
-            protected=None, after=[],
-        )  # fmt: skip
+            parameters={
+                live.PHASE_PARAMETER: "narrow",
+                live.PASSIVE_PARAMETER: str(passive_slices(s)[index]),
+                live.CONFIG_PARAMETER: live.encode(live.narrow_bundle()),
+            },
+            protected=None,
+            after=[],
+        )
         private_ip = nic.ip_configurations.apply(
             lambda c: (c[0].private_ip_address or "") if c else ""
         )
         return Instance(vm, private_ip, narrow)
 
     def _configure(
-        self, where: parts.Placement, machines: list[Instance], address: pulumi.Output[str],
-        passive: list[pulumi.Resource], nat: dict[int, list[pulumi.Resource]],
-    ) -> list[pulumi.Resource]:  # fmt: skip
+        self,
+        where: parts.Placement,
+        machines: list[Instance],
+        address: pulumi.Output[str],
+        passive: Sequence[pulumi.Resource],
+        nat: Mapping[int, Sequence[pulumi.Resource]],
+    ) -> list[pulumi.Resource]:
         """One configuration step per instance, one after the other: a change reaches the next
         instance only once the previous one serves it."""
         s, name = self._settings, self._name
@@ -133,53 +153,76 @@ class FtpServer(pulumi.ComponentResource):
         for index, machine in enumerate(machines):
             bundle = address.apply(lambda a, i=index: live.encode(live.bundle(s, a, seed, i)))  # type: ignore[misc]
             self._bundles.append(bundle)
-            done.append(parts.run_command(
-                f"{name}-vm{parts.instance_suffix(index)}", machine.vm, s, where,
-                role="configure", script=live.run_command_script(), parameters={},
-                protected=bundle, after=[*passive, *nat.get(index, [])[-1:], *done[-1:]],
-            ))  # fmt: skip
+            done.append(
+                parts.run_command(
+                    f"{name}-vm{parts.instance_suffix(index)}",
+                    machine.vm,
+                    s,
+                    where,
+                    role="configure",
+                    script=live.run_command_script(),
+                    parameters={},
+                    protected=bundle,
+                    after=[*passive, *nat.get(index, [])[-1:], *done[-1:]],
+                )
+            )
         return done
 
     def _checks(
-        self, machines: list[Instance], address: pulumi.Output[str],
+        self,
+        machines: list[Instance],
+        address: pulumi.Output[str],
         configured: list[pulumi.Resource],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`pulumi up` must not report success for a server that does not serve: the smoke
         check runs after every configuration change, from the deploying machine."""
         s = self._settings
         first = machines[0].vm
         after: list[pulumi.Resource] = [*configured]
         if s.cloud_init_check:
-            after.append(remote.Command(
-                f"{self._name}-cloud-init-check",
-                connection=remote.ConnectionArgs(
-                    host=address, port=ssh_port(s, 0), user=s.admin_username,
-                    agent_socket_path=os.environ.get("SSH_AUTH_SOCK"),
-                    dial_error_limit=60, per_dial_timeout=10),
-                # `status --wait` exits non-zero on errors; --long says which module failed.
-                create="cloud-init status --wait --long",
-                opts=pulumi.ResourceOptions(parent=first, depends_on=[first]),
-            ))  # fmt: skip
+            after.append(
+                remote.Command(
+                    f"{self._name}-cloud-init-check",
+                    connection=remote.ConnectionArgs(
+                        host=address,
+                        port=ssh_port(s, 0),
+                        user=s.admin_username,
+                        agent_socket_path=os.environ.get("SSH_AUTH_SOCK"),
+                        dial_error_limit=60,
+                        per_dial_timeout=10,
+                    ),
+                    # `status --wait` exits non-zero on errors; --long says which module failed.
+                    create="cloud-init status --wait --long",
+                    opts=pulumi.ResourceOptions(parent=first, depends_on=[first]),
+                )
+            )
         if not s.post_deploy_check:
             return
         # Runs again whenever any configuration changes (a digest of a secret stays secret).
-        trigger = pulumi.Output.secret(pulumi.Output.all(*self._bundles).apply(
-            lambda v: hashlib.sha256("".join(v).encode()).hexdigest()))  # fmt: skip
+        digest: pulumi.Output[str] = pulumi.Output.all(*self._bundles).apply(
+            lambda v: hashlib.sha256("".join(v).encode()).hexdigest()
+        )
+        trigger = parts.secret(digest)
         environment: dict[str, pulumi.Input[str]] = {}
         if s.users:
             environment["FTP_PASSWORD"] = pulumi.Output.secret(
                 s.users[0].password.get_secret_value()
             )
         local.Command(
-            f"{self._name}-smoke-check", create=address.apply(lambda a: checks.smoke_command(s, a)),
-            environment=environment, triggers=[trigger],
+            f"{self._name}-smoke-check",
+            create=address.apply(lambda a: checks.smoke_command(s, a)),
+            environment=environment,
+            triggers=[trigger],
             opts=pulumi.ResourceOptions(parent=first, depends_on=after),
-        )  # fmt: skip
+        )
 
     def _outputs(
-        self, ip: object, address: pulumi.Output[str], machines: list[Instance],
+        self,
+        ip: object,
+        address: pulumi.Output[str],
+        machines: list[Instance],
         where: parts.Placement,
-    ) -> None:  # fmt: skip
+    ) -> None:
         s = self._settings
         self.public_ip = address
         self.fqdn = ip.dns_settings.apply(lambda d: (d.fqdn or "") if d else "")  # type: ignore[attr-defined]
@@ -195,16 +238,22 @@ class FtpServer(pulumi.ComponentResource):
         slices = passive_slices(s)
         self.instances = pulumi.Output.all(
             *[pulumi.Output.all(m.vm.name, m.private_ip) for m in machines]
-        ).apply(lambda pairs: [
-            {"name": n, "privateIp": p, "passivePorts": str(slices[i])}
-            for i, (n, p) in enumerate(pairs)
-        ])  # fmt: skip
+        ).apply(
+            lambda pairs: [
+                {"name": n, "privateIp": p, "passivePorts": str(slices[i])}
+                for i, (n, p) in enumerate(pairs)
+            ]
+        )
         self.register_outputs(
             {
-                "ftp_endpoint": self.ftp_endpoint, "public_ip": self.public_ip,
-                "fqdn": self.fqdn, "control_port": self.control_port,
-                "passive_port_range": self.passive_port_range, "vm_id": self.vm_id,
-                "vm_name": self.vm_name, "resource_group_name": self.resource_group_name,
+                "ftp_endpoint": self.ftp_endpoint,
+                "public_ip": self.public_ip,
+                "fqdn": self.fqdn,
+                "control_port": self.control_port,
+                "passive_port_range": self.passive_port_range,
+                "vm_id": self.vm_id,
+                "vm_name": self.vm_name,
+                "resource_group_name": self.resource_group_name,
                 "instances": self.instances,
             }
-        )  # fmt: skip
+        )

@@ -96,7 +96,9 @@ def settings_from_config(
             continue
         for path, item in _walk(value, key):
             last = path.rsplit(".", 1)[-1]
-            if (last in SECRET_FIELDS and item) or (isinstance(item, str) and "PRIVATE KEY" in item):
+            if (last in SECRET_FIELDS and item) or (
+                isinstance(item, str) and "PRIVATE KEY" in item
+            ):
                 raise _plaintext(path)
     secret = frozenset(k for k in raw if is_secret(f"{PREFIX}{k}"))
     return parse_settings(raw, secret)

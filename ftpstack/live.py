@@ -100,7 +100,9 @@ def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> 
         "bootstrap_wait_seconds": BOOTSTRAP_WAIT_SECONDS,
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
         # Where the FTP tree's own storage must be mounted before proftpd may serve it.
-        "storage": paths.FTP_ROOT if settings.data_disk_size_gb or settings.shared_storage else None,
+        "storage": paths.FTP_ROOT
+        if settings.data_disk_size_gb or settings.shared_storage
+        else None,
     }
     document["generation"] = generation(document)
     return document
@@ -110,8 +112,12 @@ def narrow_bundle() -> dict[str, Any]:
     """What the narrowing step needs: where proftpd's files are, how long to wait. No secret."""
     return {
         "version": BUNDLE_VERSION,
-        "proftpd": {"conf": paths.PROFTPD_CONF, "pid_file": paths.PID_FILE,
-                    "log": paths.SYSTEM_LOG, "port": FTP_CONTROL_PORT},
+        "proftpd": {
+            "conf": paths.PROFTPD_CONF,
+            "pid_file": paths.PID_FILE,
+            "log": paths.SYSTEM_LOG,
+            "port": FTP_CONTROL_PORT,
+        },
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
     }
 
@@ -123,7 +129,9 @@ def generation(document: dict[str, Any]) -> str:
 
 
 def encode(document: dict[str, Any]) -> str:
-    return base64.b64encode(zlib.compress(json.dumps(document, sort_keys=True).encode(), 9)).decode()
+    return base64.b64encode(
+        zlib.compress(json.dumps(document, sort_keys=True).encode(), 9)
+    ).decode()
 
 
 def decode(text: str) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def tls_files(settings: Settings) -> TlsFiles | None:
         return None
     if not settings.tls_certificate:
         return TlsFiles(paths.SELF_SIGNED_CERT, paths.SELF_SIGNED_KEY)
-    leaf, chain = split_chain(settings.tls_certificate)
+    _, chain = split_chain(settings.tls_certificate)
     name = hashlib.sha256(settings.tls_certificate.encode()).hexdigest()[:12]
     return TlsFiles(
         f"{paths.TLS_DIR}/{name}.crt",
@@ -133,7 +133,9 @@ UseReverseDNS         off
 """
 
 
-def _passive_section(settings: Settings, public_ip: str, first: int, last: int, clients: int) -> str:
+def _passive_section(
+    settings: Settings, public_ip: str, first: int, last: int, clients: int
+) -> str:
     per = "" if settings.instances == 1 else f" (this instance's share of {settings.max_clients})"
     return f"""
 # --- Passive mode behind Azure ------------------------------------------------------------
@@ -223,8 +225,8 @@ def _ban_section(settings: Settings) -> str:
 # --- Brute-force and flood protection -------------------------------------------------------
 # One failed password ends the session (MaxLoginAttempts 1), and each such ending is an
 # event: {settings.ban_max_failed_logins} of them from one address within {window} ban that
-# address for {duration}; so do {settings.ban_connects_per_minute or "(off)"} connections in a minute. Bans are held by
-# this server (with several instances, each keeps its own). Lift one with
+# address for {duration}; so do {settings.ban_connects_per_minute or "(off)"} connections in a
+# minute. Bans are held by this server (with several instances, each keeps its own). Lift one with
 # `ftpdctl ban permit host <address>` on the VM (README, "Bans").
 MaxLoginAttempts      1
 <IfModule mod_ban.c>
@@ -317,7 +319,9 @@ def users_file(settings: Settings, seed: str) -> str:
     ]
     if settings.anonymous:
         # The account anonymous sessions run as; "*" is no password, so nobody logs in as it.
-        lines.append(f"{paths.ANON_USER}:*:{paths.ANON_UID}:{uid}::{paths.PUBLIC_DIR}:/usr/sbin/nologin")  # noqa: E501
+        lines.append(
+            f"{paths.ANON_USER}:*:{paths.ANON_UID}:{uid}::{paths.PUBLIC_DIR}:/usr/sbin/nologin"
+        )
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -78,25 +78,59 @@ def inbound_rules(settings: Settings) -> list[InboundRule]:
     ftp = tuple(settings.ftp_source_cidrs)
     first, last = settings.passive_port_start, settings.passive_port_end
     rules = [
-        InboundRule("allow-ftp-control", 100, FTP_CONTROL_PORT, FTP_CONTROL_PORT, ftp, "Allow",
-                    "FTP control connection"),
-        InboundRule(PASSIVE_RULE, 110, first, last, ftp, "Allow",
-                    "FTP passive data connections: the range proftpd announces (PassivePorts)"),
-    ]  # fmt: skip
+        InboundRule(
+            "allow-ftp-control",
+            100,
+            FTP_CONTROL_PORT,
+            FTP_CONTROL_PORT,
+            ftp,
+            "Allow",
+            "FTP control connection",
+        ),
+        InboundRule(
+            PASSIVE_RULE,
+            110,
+            first,
+            last,
+            ftp,
+            "Allow",
+            "FTP passive data connections: the range proftpd announces (PassivePorts)",
+        ),
+    ]
     if settings.ssh_open:
         rules.append(
-            InboundRule("allow-ssh", 120, SSH_PORT, SSH_PORT, tuple(settings.ssh_source_cidrs),
-                        "Allow", "SSH for administrators, from the listed CIDRs only")  # fmt: skip
+            InboundRule(
+                "allow-ssh",
+                120,
+                SSH_PORT,
+                SSH_PORT,
+                tuple(settings.ssh_source_cidrs),
+                "Allow",
+                "SSH for administrators, from the listed CIDRs only",
+            )
         )
     if settings.exposure == "load-balancer":
         rules.append(
-            InboundRule("allow-lb-health-probe", 130, paths.HEALTH_PORT, paths.HEALTH_PORT,
-                        (LB_PROBE_SOURCE,), "Allow",
-                        "The load balancer's health probe (forwarded to 21 while in service)")  # fmt: skip
+            InboundRule(
+                "allow-lb-health-probe",
+                130,
+                paths.HEALTH_PORT,
+                paths.HEALTH_PORT,
+                (LB_PROBE_SOURCE,),
+                "Allow",
+                "The load balancer's health probe (forwarded to 21 while in service)",
+            )
         )
     rules.append(
-        InboundRule("deny-all-inbound", DENY_ALL_PRIORITY, None, None, ("*",), "Deny",
-                    "Nothing else in, not even from the VNet (Azure's defaults would allow it)")  # fmt: skip
+        InboundRule(
+            "deny-all-inbound",
+            DENY_ALL_PRIORITY,
+            None,
+            None,
+            ("*",),
+            "Deny",
+            "Nothing else in, not even from the VNet (Azure's defaults would allow it)",
+        )
     )
     return rules
 

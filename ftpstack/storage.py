@@ -39,43 +39,70 @@ def vnet_of(subnet_id: str) -> str:
     return re.sub(r"/subnets/[^/]+$", "", subnet_id)
 
 
-def shared_storage(name: str, s: Settings, where: Placement, parent: pulumi.Resource) -> SharedStorage:  # noqa: E501
+def shared_storage(
+    name: str, s: Settings, where: Placement, parent: pulumi.Resource
+) -> SharedStorage:
     account = storage.StorageAccount(
-        f"{re.sub('[^a-z0-9]', '', name.lower())}files", resource_group_name=where.rg_name,
-        location=s.location, kind="FileStorage",
+        f"{re.sub('[^a-z0-9]', '', name.lower())}files",
+        resource_group_name=where.rg_name,
+        location=s.location,
+        kind="FileStorage",
         sku={"name": "Premium_ZRS" if s.zones else "Premium_LRS"},
-        enable_https_traffic_only=False, public_network_access="Disabled",
-        allow_blob_public_access=False, allow_shared_key_access=False,
-        network_rule_set={"default_action": "Deny", "bypass": "None"},
-        tags=s.tags, opts=located(parent, replace=["kind"]),
-    )  # fmt: skip
+        enable_https_traffic_only=False,
+        public_network_access="Disabled",
+        allow_blob_public_access=False,
+        allow_shared_key_access=False,
+        network_rule_set={"default_action": storage.DefaultAction.DENY, "bypass": "None"},
+        tags=s.tags,
+        opts=located(parent, replace=["kind"]),
+    )
     share = storage.FileShare(
-        f"{name}-share", resource_group_name=where.rg_name, account_name=account.name,
-        share_name=SHARE, enabled_protocols="NFS", root_squash="NoRootSquash",
-        share_quota=s.shared_storage_gb, opts=pulumi.ResourceOptions(parent=account),
-    )  # fmt: skip
+        f"{name}-share",
+        resource_group_name=where.rg_name,
+        account_name=account.name,
+        share_name=SHARE,
+        enabled_protocols="NFS",
+        root_squash="NoRootSquash",
+        share_quota=s.shared_storage_gb,
+        opts=pulumi.ResourceOptions(parent=account),
+    )
     endpoint = network.PrivateEndpoint(
-        f"{name}-files-endpoint", resource_group_name=where.rg_name, location=s.location,
+        f"{name}-files-endpoint",
+        resource_group_name=where.rg_name,
+        location=s.location,
         subnet={"id": where.subnet_id},
-        private_link_service_connections=[{"name": "files", "private_link_service_id": account.id,
-                                           "group_ids": ["file"]}],
-        tags=s.tags, opts=located(parent),
-    )  # fmt: skip
+        private_link_service_connections=[
+            {"name": "files", "private_link_service_id": account.id, "group_ids": ["file"]}
+        ],
+        tags=s.tags,
+        opts=located(parent),
+    )
     zone = privatedns.PrivateZone(
-        f"{name}-files-dns", resource_group_name=where.rg_name, private_zone_name=DNS_ZONE,
-        location="global", tags=s.tags, opts=located(parent),
-    )  # fmt: skip
+        f"{name}-files-dns",
+        resource_group_name=where.rg_name,
+        private_zone_name=DNS_ZONE,
+        location="global",
+        tags=s.tags,
+        opts=located(parent),
+    )
     vnet = where.vnet_id if where.vnet_id is not None else vnet_of(s.existing_subnet_id)
     link = privatedns.VirtualNetworkLink(
-        f"{name}-files-dns-link", resource_group_name=where.rg_name, private_zone_name=zone.name,
-        location="global", virtual_network={"id": vnet}, registration_enabled=False,
-        tags=s.tags, opts=located(zone),
-    )  # fmt: skip
+        f"{name}-files-dns-link",
+        resource_group_name=where.rg_name,
+        private_zone_name=zone.name,
+        location="global",
+        virtual_network={"id": vnet},
+        registration_enabled=False,
+        tags=s.tags,
+        opts=located(zone),
+    )
     group = network.PrivateDnsZoneGroup(
-        f"{name}-files-dns-group", resource_group_name=where.rg_name,
-        private_endpoint_name=endpoint.name, private_dns_zone_group_name="files",
+        f"{name}-files-dns-group",
+        resource_group_name=where.rg_name,
+        private_endpoint_name=endpoint.name,
+        private_dns_zone_group_name="files",
         private_dns_zone_configs=[{"name": "files", "private_dns_zone_id": zone.id}],
         opts=pulumi.ResourceOptions(parent=endpoint),
-    )  # fmt: skip
+    )
     nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
     return SharedStorage(nfs, [share, endpoint, link, group])

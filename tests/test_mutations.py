@@ -19,24 +19,50 @@ PROFTPD = "tests/local/test_proftpd.py"
 COMPONENT = "tests/product/test_component.py"
 # (name, file, text that must be there, what it becomes, the tests that must catch it)
 MUTATIONS = [
-    ("no DefaultRoot", "ftpstack/render.py", "DefaultRoot           ~", "# jail removed",
-     [f"{PROFTPD}::test_a_user_is_jailed_to_their_home"]),
-    ("SocketOptions inert, sysctl kept", "ftpstack/render.py",
-     "SocketOptions         keepalive {keepalive_spec(settings)}", "# keepalive removed",
-     [f"{PROFTPD}::test_proftpd_itself_sets_the_keepalive_on_its_control_socket"]),
-    ("no MasqueradeAddress", "ftpstack/render.py", "MasqueradeAddress     {public_ip}",
-     "# masquerade removed", [f"{COMPONENT}::test_masquerade_address_is_the_declared_public_ip"]),
-    ("the NSG widened", "ftpstack/rules.py",
-     'InboundRule("allow-ftp-control", 100, FTP_CONTROL_PORT, FTP_CONTROL_PORT, ftp, "Allow",',
-     'InboundRule("allow-ftp-control", 100, 1, 65535, ftp, "Allow",',
-     [f"{COMPONENT}::test_only_ftp_is_open_to_clients"]),
-    ("SSH open to the world", "ftpstack/settings/types.py",
-     'if value.strip().lower() in ANY_SOURCE or value.strip() == "0.0.0.0/0":', "if False:",
-     ["tests/product/test_settings.py::test_refused_with_one_line_naming_key_and_fix"]),
-    ("no configtest before the swap", "ftpstack/agent.py",
-     "            configtest(Path(f\"{p['conf']}{STAGED}\"))", "            pass",
-     [f"{PROFTPD}::test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves"]),
-]  # fmt: skip
+    (
+        "no DefaultRoot",
+        "ftpstack/render.py",
+        "DefaultRoot           ~",
+        "# jail removed",
+        [f"{PROFTPD}::test_a_user_is_jailed_to_their_home"],
+    ),
+    (
+        "SocketOptions inert, sysctl kept",
+        "ftpstack/render.py",
+        "SocketOptions         keepalive {keepalive_spec(settings)}",
+        "# keepalive removed",
+        [f"{PROFTPD}::test_proftpd_itself_sets_the_keepalive_on_its_control_socket"],
+    ),
+    (
+        "no MasqueradeAddress",
+        "ftpstack/render.py",
+        "MasqueradeAddress     {public_ip}",
+        "# masquerade removed",
+        [f"{COMPONENT}::test_masquerade_address_is_the_declared_public_ip"],
+    ),
+    (
+        "the NSG widened",
+        "ftpstack/rules.py",
+        '"allow-ftp-control",\n            100,\n'
+        "            FTP_CONTROL_PORT,\n            FTP_CONTROL_PORT,",
+        '"allow-ftp-control",\n            100,\n            1,\n            65535,',
+        [f"{COMPONENT}::test_only_ftp_is_open_to_clients"],
+    ),
+    (
+        "SSH open to the world",
+        "ftpstack/settings/types.py",
+        'if value.strip().lower() in ANY_SOURCE or value.strip() == "0.0.0.0/0":',
+        "if False:",
+        ["tests/product/test_settings.py::test_refused_with_one_line_naming_key_and_fix"],
+    ),
+    (
+        "no configtest before the swap",
+        "ftpstack/agent.py",
+        "            configtest(Path(f\"{p['conf']}{STAGED}\"))",
+        "            pass",
+        [f"{PROFTPD}::test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves"],
+    ),
+]
 
 
 def copy(tmp_path: Path) -> Path:
@@ -49,8 +75,12 @@ def copy(tmp_path: Path) -> Path:
 def run_tests(repo: Path, tests: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-        cwd=repo, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_the_guarding_tests_pass_on_the_unbroken_product(tmp_path: Path) -> None:
@@ -59,7 +89,9 @@ def test_the_guarding_tests_pass_on_the_unbroken_product(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-3000:]
 
 
-@pytest.mark.parametrize(("name", "path", "old", "new", "tests"), MUTATIONS, ids=[m[0] for m in MUTATIONS])  # noqa: E501
+@pytest.mark.parametrize(
+    ("name", "path", "old", "new", "tests"), MUTATIONS, ids=[m[0] for m in MUTATIONS]
+)
 def test_each_mutation_makes_a_test_fail(
     tmp_path: Path, name: str, path: str, old: str, new: str, tests: list[str]
 ) -> None:

@@ -56,7 +56,9 @@ class LocalAzure:
     topology: net.Topology = dataclasses.field(init=False)
     _temp: Path | None = dataclasses.field(init=False, default=None)
     healthy: dict[int, bool] = dataclasses.field(init=False, default_factory=dict)
-    deployed: list[subprocess.CompletedProcess[str]] = dataclasses.field(init=False, default_factory=list)  # noqa: E501
+    deployed: list[subprocess.CompletedProcess[str]] = dataclasses.field(
+        init=False, default_factory=list
+    )
     probe_events: list[dict[str, Any]] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -135,9 +137,14 @@ class LocalAzure:
             for other in (net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET):
                 vm.ip("route", "add", str(other), "via", str(net.VM_NETS[index][1]))
             if self.silent_resolver:
-                vm.ip("route", "add", f"{net.SILENT_RESOLVER}/32", "via", str(net.VM_NETS[index][1]))  # noqa: E501
-        edges = ((client, "c", net.CLIENT_NET), (outsider, "o", net.OUTSIDER_NET),
-                 (probe, "p", net.PROBE_NET))  # fmt: skip
+                vm.ip(
+                    "route", "add", f"{net.SILENT_RESOLVER}/32", "via", str(net.VM_NETS[index][1])
+                )
+        edges = (
+            (client, "c", net.CLIENT_NET),
+            (outsider, "o", net.OUTSIDER_NET),
+            (probe, "p", net.PROBE_NET),
+        )
         for ns, tag, network in edges:
             self._link(ns, tag, network)
             ns.ip("route", "add", f"{self.public_ip}/32", "via", str(network[1]))
@@ -161,15 +168,27 @@ class LocalAzure:
     def publish_rules(self, healthy: list[int] | None = None) -> None:
         if healthy is None and self.topology.balanced is not None:
             healthy = []  # the prober puts instances in once their probes pass
-        run("ip", "netns", "exec", self.router.name, "nft", "-f", "-",
-            input=net.ruleset(self.topology, healthy))  # fmt: skip
+        run(
+            "ip",
+            "netns",
+            "exec",
+            self.router.name,
+            "nft",
+            "-f",
+            "-",
+            input=net.ruleset(self.topology, healthy),
+        )
 
     def _start_vms(self) -> None:
         self._temp = Path(tempfile.mkdtemp(prefix="ftpstack-l3-"))
         self._temp.chmod(0o755)
         shared = self.storage or (self._temp / "share")
         for index in range(self.topology.instances):
-            storage = shared if self.topology.instances > 1 or self.storage else self._temp / f"disk{index}"  # noqa: E501
+            storage = (
+                shared
+                if self.topology.instances > 1 or self.storage
+                else self._temp / f"disk{index}"
+            )
             storage.mkdir(exist_ok=True)
             vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
             vm.start()
@@ -213,14 +232,26 @@ class LocalAzure:
     def _start_prober(self) -> None:
         if self.topology.balanced is None:
             return
-        targets = ",".join(f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
-                           for i in range(self.topology.instances))  # fmt: skip
+        targets = ",".join(
+            f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
+            for i in range(self.topology.instances)
+        )
         interval = max(0.1, 5 * self.time_scale)
         self.prober = self.namespaces[3].popen(
-            sys.executable, "-m", "ftpstack.local.prober", "--router", self.router.name,
-            "--targets", targets, "--interval", str(interval), "--threshold", "2",
-            stdout=subprocess.PIPE, cwd=PROJECT_DIR,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "ftpstack.local.prober",
+            "--router",
+            self.router.name,
+            "--targets",
+            targets,
+            "--interval",
+            str(interval),
+            "--threshold",
+            "2",
+            stdout=subprocess.PIPE,
+            cwd=PROJECT_DIR,
+        )
         threading.Thread(target=self._read_probes, args=(self.prober,), daemon=True).start()
         self.wait_balanced(self.topology.instances)
 
@@ -236,20 +267,41 @@ class LocalAzure:
         deadline = time.monotonic() + timeout
         while sum(self.healthy.values()) < count:
             if time.monotonic() > deadline:
-                raise NetnsError(f"fewer than {count} instances passed the probe within {timeout:.0f} s")  # noqa: E501
+                raise NetnsError(
+                    f"fewer than {count} instances passed the probe within {timeout:.0f} s"
+                )
             time.sleep(0.05)
 
     # -- running clients ----------------------------------------------------------------------
 
-    def client_cmd(self, command: str, *args: str, ns: Netns | None = None, user: str = "",
-                   password: str = "", timeout: float = 600) -> dict[str, Any]:  # fmt: skip
+    def client_cmd(
+        self,
+        command: str,
+        *args: str,
+        ns: Netns | None = None,
+        user: str = "",
+        password: str = "",
+        timeout: float = 600,
+    ) -> dict[str, Any]:
         """`python -m ftpstack.local.client <command>` in a client namespace; its JSON."""
-        env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(PROJECT_DIR),
-               "FTP_PASSWORD": password}  # fmt: skip
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+            "PYTHONPATH": str(PROJECT_DIR),
+            "FTP_PASSWORD": password,
+        }
         result = (ns or self.client).run(
-            sys.executable, "-m", "ftpstack.local.client", command, "--host", self.public_ip,
-            "--user", user, *args, env=env, timeout=timeout,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "ftpstack.local.client",
+            command,
+            "--host",
+            self.public_ip,
+            "--user",
+            user,
+            *args,
+            env=env,
+            timeout=timeout,
+        )
         if result.returncode != 0:
             raise NetnsError(f"client {command} failed: {result.stderr.strip()[-2000:]}")
         parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

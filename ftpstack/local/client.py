@@ -48,9 +48,14 @@ FAILURES = (OSError, EOFError, ftplib.Error)
 def _login(args: argparse.Namespace, timeout: float | None = None) -> ftplib.FTP:
     tls = Tls(args.cafile, verify=bool(args.cafile)) if args.tls else None
     return connect(
-        args.host, args.user, os.environ.get("FTP_PASSWORD", ""), args.port,
-        timeout or args.timeout, tls, args.source,
-    )  # fmt: skip
+        args.host,
+        args.user,
+        os.environ.get("FTP_PASSWORD", ""),
+        args.port,
+        timeout or args.timeout,
+        tls,
+        args.source,
+    )
 
 
 def upload(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,8 +105,12 @@ def slow_download(args: argparse.Namespace) -> dict[str, Any]:
     if hasattr(conn, "unwrap"):
         conn.unwrap()  # TLS close_notify, as ftplib does
     conn.close()
-    result: dict[str, Any] = {"sha256": digest.hexdigest(), "bytes": count, "port": probe,
-                              "seconds": time.monotonic() - started}  # fmt: skip
+    result: dict[str, Any] = {
+        "sha256": digest.hexdigest(),
+        "bytes": count,
+        "port": probe,
+        "seconds": time.monotonic() - started,
+    }
     try:
         result["reply"] = ftp.voidresp()
     except FAILURES as error:
@@ -210,7 +219,9 @@ def hold(args: argparse.Namespace) -> dict[str, Any]:
     held: list[ftplib.FTP] = []
     for _ in range(args.count):
         if args.no_login:
-            ftp = ftplib.FTP(timeout=args.timeout, source_address=(args.source, 0) if args.source else None)  # noqa: E501
+            ftp = ftplib.FTP(
+                timeout=args.timeout, source_address=(args.source, 0) if args.source else None
+            )
             ftp.connect(args.host, args.port)
             held.append(ftp)
         else:
@@ -231,7 +242,9 @@ def connects(args: argparse.Namespace) -> dict[str, Any]:
     greetings = []
     for _ in range(args.count):
         try:
-            with ftplib.FTP(timeout=args.timeout, source_address=(args.source, 0) if args.source else None) as ftp:  # noqa: E501
+            with ftplib.FTP(
+                timeout=args.timeout, source_address=(args.source, 0) if args.source else None
+            ) as ftp:
                 greetings.append(ftp.connect(args.host, args.port))
         except FAILURES as error:
             greetings.append(f"{type(error).__name__}: {error}")
@@ -244,8 +257,11 @@ def _action(ftp: ftplib.FTP, action: str) -> dict[str, Any]:
     if verb == "retr":
         chunks: list[bytes] = []
         reply = ftp.retrbinary(f"RETR {name}", chunks.append)
-        return {"reply": reply, "sha256": hashlib.sha256(b"".join(chunks)).hexdigest(),
-                "text": b"".join(chunks)[:200].decode(errors="replace")}  # fmt: skip
+        return {
+            "reply": reply,
+            "sha256": hashlib.sha256(b"".join(chunks)).hexdigest(),
+            "text": b"".join(chunks)[:200].decode(errors="replace"),
+        }
     if verb == "stor":
         return {"reply": ftp.storbinary(f"STOR {name}", io.BytesIO(b"x" * int(extra or 1)))}
     if verb == "dele":
@@ -290,11 +306,20 @@ def try_login(args: argparse.Namespace) -> dict[str, Any]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "upload": upload, "download": download, "slow-download": slow_download, "pasv": pasv,
-    "logins": logins, "login-loop": login_loop, "pasv-loop": pasv_loop, "reach": reach,
-    "hold": hold, "try-login": try_login, "connects": connects, "session": session,
+    "upload": upload,
+    "download": download,
+    "slow-download": slow_download,
+    "pasv": pasv,
+    "logins": logins,
+    "login-loop": login_loop,
+    "pasv-loop": pasv_loop,
+    "reach": reach,
+    "hold": hold,
+    "try-login": try_login,
+    "connects": connects,
+    "session": session,
     "sessions": sessions,
-}  # fmt: skip
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,17 +61,30 @@ class Topology:
         lbs = view.of(d.LOAD_BALANCER)
         if not lbs:
             ip = view.one(d.PUBLIC_IP)["inputs"]
-            return cls(view.public_ip, instances, int(ip.get("idleTimeoutInMinutes") or 4) * 60,
-                       False, tuple(view.security_rules()), None, (), None)  # fmt: skip
+            return cls(
+                view.public_ip,
+                instances,
+                int(ip.get("idleTimeoutInMinutes") or 4) * 60,
+                False,
+                tuple(view.security_rules()),
+                None,
+                (),
+                None,
+            )
         lb = lbs[0]["inputs"]
         rule = lb["loadBalancingRules"][0]
         pools = {f"instance-{i}": i for i in range(instances)}
         nat = tuple((n.frontend_port, pools[n.pool], n.backend_port) for n in view.nat_rules())
         return cls(
-            view.public_ip, instances, int(rule.get("idleTimeoutInMinutes") or 4) * 60,
-            bool(rule.get("enableTcpReset")), tuple(view.security_rules()),
-            tuple(view.balanced_ports()), nat, int(lb["probes"][0]["port"]),
-        )  # fmt: skip
+            view.public_ip,
+            instances,
+            int(rule.get("idleTimeoutInMinutes") or 4) * 60,
+            bool(rule.get("enableTcpReset")),
+            tuple(view.security_rules()),
+            tuple(view.balanced_ports()),
+            nat,
+            int(lb["probes"][0]["port"]),
+        )
 
 
 def _source_match(sources: tuple[str, ...]) -> str | None:
@@ -116,7 +129,10 @@ def dnat_lines(t: Topology) -> list[str]:
         for port in t.balanced
     ]
     for frontend, instance, backend in t.nat:
-        lines.append(f"ip daddr {t.public_ip} tcp dport {frontend} dnat ip to {vm_address(instance)}:{backend}")  # noqa: E501
+        lines.append(
+            f"ip daddr {t.public_ip} tcp dport {frontend} "
+            f"dnat ip to {vm_address(instance)}:{backend}"
+        )
     return lines
 
 

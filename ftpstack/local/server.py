@@ -97,11 +97,23 @@ class LocalServer:
     ) -> subprocess.CompletedProcess[str]:
         env = {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR), "FTP_PASSWORD": password}
         return self.ns.run(
-            sys.executable, "-m", "ftpstack.local.client", command, "--host", self.public_ip,
-            "--user", user, *args, env=env, timeout=timeout,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "ftpstack.local.client",
+            command,
+            "--host",
+            self.public_ip,
+            "--user",
+            user,
+            *args,
+            env=env,
+            timeout=timeout,
+        )
 
-    def run(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # noqa: E501
+    def run(
+        self, *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """A host program (curl, lftp, ftpcheck) in the namespace, as a client."""
-        return self.ns.run(*argv, env=env or {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR)},
-                           timeout=timeout)  # fmt: skip
+        return self.ns.run(
+            *argv, env=env or {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR)}, timeout=timeout
+        )

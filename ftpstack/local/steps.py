@@ -35,10 +35,17 @@ def scale_keepalive(text: str, factor: float) -> str:
     def scaled(value: str) -> str:
         return str(max(1, round(int(value) * factor)))
 
-    text = re.sub(r"(keepalive\s+)(\d+):(\d+):(\d+)",
-                  lambda m: f"{m.group(1)}{scaled(m.group(2))}:{m.group(3)}:{scaled(m.group(4))}", text)  # noqa: E501  # fmt: skip
-    return re.sub(r"^(net\.ipv4\.tcp_keepalive_(?:time|intvl)\s*=\s*)(\d+)",
-                  lambda m: f"{m.group(1)}{scaled(m.group(2))}", text, flags=re.MULTILINE)  # fmt: skip
+    text = re.sub(
+        r"(keepalive\s+)(\d+):(\d+):(\d+)",
+        lambda m: f"{m.group(1)}{scaled(m.group(2))}:{m.group(3)}:{scaled(m.group(4))}",
+        text,
+    )
+    return re.sub(
+        r"^(net\.ipv4\.tcp_keepalive_(?:time|intvl)\s*=\s*)(\d+)",
+        lambda m: f"{m.group(1)}{scaled(m.group(2))}",
+        text,
+        flags=re.MULTILINE,
+    )
 
 
 def scaled(factor: float) -> Edit:
@@ -51,7 +58,9 @@ def scaled(factor: float) -> Edit:
 
 def edit_file(bundle: Bundle, path: str, change: Callable[[str], str]) -> Bundle:
     """The bundle with one file's content changed (negative controls)."""
-    files = [{**f, "content": change(f["content"])} if f["path"] == path else f for f in bundle["files"]]  # noqa: E501
+    files = [
+        {**f, "content": change(f["content"])} if f["path"] == path else f for f in bundle["files"]
+    ]
     return {**bundle, "files": files}
 
 
@@ -71,28 +80,37 @@ def parameters(step: Resource, edit: Edit | None = None) -> dict[str, str]:
     for p in step.raw_inputs.get("protectedParameters") or []:
         params[p["name"]] = p["value"]
     if edit is not None and step.name.endswith("-configure"):
-        params[live.CONFIG_PARAMETER] = live.encode(edit(live.decode(params[live.CONFIG_PARAMETER])))  # noqa: E501
+        params[live.CONFIG_PARAMETER] = live.encode(
+            edit(live.decode(params[live.CONFIG_PARAMETER]))
+        )
     return params
 
 
 def run_step(
-    vm: VmHost, step: Resource, edit: Edit | None = None,
+    vm: VmHost,
+    step: Resource,
+    edit: Edit | None = None,
     script_edit: Callable[[str], str] | None = None,
-) -> subprocess.CompletedProcess[str]:  # fmt: skip
+) -> subprocess.CompletedProcess[str]:
     """One Run Command as Azure runs it; `script_edit` changes the script (negative controls)."""
     script = step.raw_inputs["source"]["script"]
     result = vm.run_command(script_edit(script) if script_edit else script, parameters(step, edit))
     if result.returncode != 0:
-        raise DeployFailed(f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}")  # noqa: E501
+        raise DeployFailed(
+            f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}"
+        )
     return result
 
 
-def deploy(vms: Sequence[VmHost], plan: Plan, edit: Edit | None = None, race: float = 0.0) -> list[subprocess.CompletedProcess[str]]:  # noqa: E501
+def deploy(
+    vms: Sequence[VmHost], plan: Plan, edit: Edit | None = None, race: float = 0.0
+) -> list[subprocess.CompletedProcess[str]]:
     """The first `pulumi up`. With `race`, each bootstrap lags that many seconds behind the
     configuration step, as on Azure where the VM agent is ready before cloud-init finished."""
     threads = []
     for vm in vms:
         if race:
+
             def late(vm: VmHost = vm) -> None:
                 time.sleep(race)
                 vm.install_bootstrap(plan.user_data)

@@ -30,9 +30,18 @@ from ftpstack.local.netns import Netns, NetnsError, end_process
 # Private in the VM: each gets an empty tmpfs. (Directories that exist on every Debian host, so
 # nothing is created outside the namespace.)
 VM_DIRS = (
-    "/etc/proftpd", "/etc/sysctl.d", "/etc/logrotate.d", "/etc/systemd/system", "/run",
-    "/var/log/proftpd", "/var/lib", "/srv", "/usr/local/lib", "/usr/local/sbin", "/home",
-)  # fmt: skip
+    "/etc/proftpd",
+    "/etc/sysctl.d",
+    "/etc/logrotate.d",
+    "/etc/systemd/system",
+    "/run",
+    "/var/log/proftpd",
+    "/var/lib",
+    "/srv",
+    "/usr/local/lib",
+    "/usr/local/sbin",
+    "/home",
+)
 # runcmd steps that configure the machine itself; the namespaces stand in for them.
 MACHINE_STEPS = ("getent", "systemctl", "sysctl", "/usr/local/sbin/ftpstack-data-disk")
 READY = "ftpstack-vm-ready"
@@ -62,15 +71,25 @@ class VmHost:
     def start(self) -> None:
         lines = ["set -e", *(f"mount -t tmpfs -o mode=0755 tmpfs {d}" for d in VM_DIRS)]
         for target, source in self.shared.items():
-            lines += [f"mkdir -p {shlex.quote(target)}",
-                      f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}"]  # fmt: skip
+            lines += [
+                f"mkdir -p {shlex.quote(target)}",
+                f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}",
+            ]
         lines += [f"echo {READY}", "exec sleep infinity"]
         self.anchor = self.netns.popen(
             # Its own IPC namespace too: proftpd keeps its ban table in SysV shared memory keyed by
             # a file's inode, which every stand-in's tmpfs would share (and which outlives it).
-            "unshare", "--mount", "--ipc", "--propagation", "private", "sh", "-c", "\n".join(lines),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            "unshare",
+            "--mount",
+            "--ipc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "\n".join(lines),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert self.anchor.stdout is not None
         if self.anchor.stdout.readline().strip() != READY:
             error = self.anchor.stderr.read() if self.anchor.stderr else ""
@@ -85,13 +104,21 @@ class VmHost:
         return ["nsenter", "-t", str(self.pid), "-m", "-n", "-i", "--", *argv]
 
     def exec(
-        self, *argv: str, env: Mapping[str, str] | None = None, input: str | None = None,
+        self,
+        *argv: str,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
         timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*argv), env=dict(env) if env is not None else None, input=input,
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            self.argv(*argv),
+            env=dict(env) if env is not None else None,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def popen(self, *argv: str, **kw: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(self.argv(*argv), text=True, **kw)
@@ -129,6 +156,8 @@ class VmHost:
         as root, each named parameter (public or protected) an environment variable."""
         path = f"{STANDIN_DIR}/{time.monotonic_ns()}/script.sh"
         self.write(path, script, "0500")
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               **{k: v for k, v in parameters.items() if v}}  # fmt: skip
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            **{k: v for k, v in parameters.items() if v},
+        }
         return self.exec("/bin/bash", "-c", path, env=env, timeout=timeout)

@@ -25,10 +25,15 @@ from typing import Any
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
 
-NOT_FOUND_PAGE = "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-not-found"
+NOT_FOUND_PAGE = (
+    "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-not-found"
+)
 CONCURRENT_PAGE = "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/common-deployment-errors"
-CHILD_TYPES = {d.SECURITY_RULE: "networkSecurityGroupName", d.NAT_RULE: "loadBalancerName",
-               d.SUBNET: "virtualNetworkName"}  # fmt: skip
+CHILD_TYPES = {
+    d.SECURITY_RULE: "networkSecurityGroupName",
+    d.NAT_RULE: "loadBalancerName",
+    d.SUBNET: "virtualNetworkName",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,9 @@ class Finding:
         return f"{self.rule}: {self.resource}: {self.problem} ({self.source})"
 
 
-def check(document: Mapping[str, Any], raw: Mapping[str, Mapping[str, Any]] | None = None) -> list[Finding]:  # noqa: E501
+def check(
+    document: Mapping[str, Any], raw: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Finding]:
     """Every finding for a plan (its JSON form; `raw`: unmasked inputs by name, when known)."""
     plan = d.Declared(document)
     inputs = {r["name"]: (raw or {}).get(r["name"], r["inputs"]) for r in plan.resources}
@@ -92,10 +99,15 @@ def references(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
             if target is None or (own and text.lower().startswith(own)):
                 continue  # outside the plan (an existing subnet), or the resource itself
             if target not in closure[resource["name"]] and target != resource["name"]:
-                found.append(Finding(
-                    "references", resource["name"],
-                    f"names {target} by an id ({text}) but does not depend on it, so ARM may see "
-                    f"the reference before {target} exists", NOT_FOUND_PAGE))  # fmt: skip
+                found.append(
+                    Finding(
+                        "references",
+                        resource["name"],
+                        f"names {target} by an id ({text}) but does not depend on it, so ARM "
+                        f"may see the reference before {target} exists",
+                        NOT_FOUND_PAGE,
+                    )
+                )
     return found
 
 
@@ -123,11 +135,15 @@ def immutables(plan: d.Declared) -> list[Finding]:
         generic = (azure.LOCATION,) if resource["type"].startswith("azure-native:") else ()
         for rule in (*generic, *azure.IMMUTABLE.get(resource["type"], ())):
             if _present(resource["inputs"], rule.path) and not _covered(rule.path, covering):
-                found.append(Finding(
-                    "immutable", resource["name"],
-                    f"{rule.path} cannot change in place but is neither replaced on change nor "
-                    "ignored: a change would be planned as an update that ARM refuses",
-                    rule.source))  # fmt: skip
+                found.append(
+                    Finding(
+                        "immutable",
+                        resource["name"],
+                        f"{rule.path} cannot change in place but is neither replaced on change nor "
+                        "ignored: a change would be planned as an update that ARM refuses",
+                        rule.source,
+                    )
+                )
     return found
 
 
@@ -142,25 +158,62 @@ def _present(inputs: Mapping[str, Any], path: str) -> bool:
 
 def _range(found: list[Finding], name: str, what: str, value: Any, limit: azure.Range) -> None:
     if value is not None and not (isinstance(value, int) and value in limit):
-        found.append(Finding("ranges", name, f"{what} is {value!r}; Azure accepts {limit}", limit.source))  # noqa: E501
+        found.append(
+            Finding("ranges", name, f"{what} is {value!r}; Azure accepts {limit}", limit.source)
+        )
 
 
 def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
     found: list[Finding] = []
     for ip in plan.of(d.PUBLIC_IP):
-        _range(found, ip["name"], "idleTimeoutInMinutes", ip["inputs"].get("idleTimeoutInMinutes"),
-               azure.PUBLIC_IP_IDLE_MINUTES)  # fmt: skip
+        _range(
+            found,
+            ip["name"],
+            "idleTimeoutInMinutes",
+            ip["inputs"].get("idleTimeoutInMinutes"),
+            azure.PUBLIC_IP_IDLE_MINUTES,
+        )
     for lb in plan.of(d.LOAD_BALANCER):
         i = lb["inputs"]
         for rule in i.get("loadBalancingRules", []):
-            _range(found, lb["name"], f"rule {rule['name']} idle", rule.get("idleTimeoutInMinutes"), azure.LB_RULE_IDLE_MINUTES)  # noqa: E501
+            _range(
+                found,
+                lb["name"],
+                f"rule {rule['name']} idle",
+                rule.get("idleTimeoutInMinutes"),
+                azure.LB_RULE_IDLE_MINUTES,
+            )
         for rule in i.get("outboundRules", []):
-            _range(found, lb["name"], f"outbound {rule['name']} idle", rule.get("idleTimeoutInMinutes"), azure.OUTBOUND_RULE_IDLE_MINUTES)  # noqa: E501
+            _range(
+                found,
+                lb["name"],
+                f"outbound {rule['name']} idle",
+                rule.get("idleTimeoutInMinutes"),
+                azure.OUTBOUND_RULE_IDLE_MINUTES,
+            )
         for probe in i.get("probes", []):
-            _range(found, lb["name"], "probe interval", probe.get("intervalInSeconds"), azure.PROBE_INTERVAL_SECONDS)  # noqa: E501
-            _range(found, lb["name"], "probe threshold", probe.get("probeThreshold"), azure.PROBE_THRESHOLD)  # noqa: E501
+            _range(
+                found,
+                lb["name"],
+                "probe interval",
+                probe.get("intervalInSeconds"),
+                azure.PROBE_INTERVAL_SECONDS,
+            )
+            _range(
+                found,
+                lb["name"],
+                "probe threshold",
+                probe.get("probeThreshold"),
+                azure.PROBE_THRESHOLD,
+            )
     for nat in plan.of(d.NAT_RULE):
-        _range(found, nat["name"], "idleTimeoutInMinutes", nat["inputs"].get("idleTimeoutInMinutes"), azure.LB_RULE_IDLE_MINUTES)  # noqa: E501
+        _range(
+            found,
+            nat["name"],
+            "idleTimeoutInMinutes",
+            nat["inputs"].get("idleTimeoutInMinutes"),
+            azure.LB_RULE_IDLE_MINUTES,
+        )
     for disk in plan.of(d.DISK):
         _range(found, disk["name"], "diskSizeGB", disk["inputs"].get("diskSizeGB"), azure.DISK_GB)
     found += _nsg_limits(plan) + _lb_limits(plan) + _tag_limits(plan, inputs)
@@ -171,18 +224,36 @@ def _nsg_limits(plan: d.Declared) -> list[Finding]:
     found: list[Finding] = []
     groups: dict[str, list[d.SecurityRule]] = defaultdict(list)
     for rule in plan.of(d.SECURITY_RULE):
-        groups[str(rule["inputs"].get("networkSecurityGroupName"))].append(d.SecurityRule.from_inputs(rule["inputs"]))  # noqa: E501
-    for nsg in plan.of(d.NSG):
-        groups[nsg["name"]] += [d.SecurityRule.from_inputs(x) for x in nsg["inputs"].get("securityRules", [])]  # noqa: E501
+        groups[str(rule["inputs"].get("networkSecurityGroupName"))].append(
+            d.SecurityRule.from_inputs(rule["inputs"])
+        )
+    for group in plan.of(d.NSG):
+        groups[group["name"]] += [
+            d.SecurityRule.from_inputs(x) for x in group["inputs"].get("securityRules", [])
+        ]
     for nsg, rules in groups.items():
         if len(rules) > azure.RULES_PER_NSG:
-            found.append(Finding("ranges", nsg, f"{len(rules)} rules; Azure allows {azure.RULES_PER_NSG}", azure.LIMITS_PAGE))  # noqa: E501
+            found.append(
+                Finding(
+                    "ranges",
+                    nsg,
+                    f"{len(rules)} rules; Azure allows {azure.RULES_PER_NSG}",
+                    azure.LIMITS_PAGE,
+                )
+            )
         seen: dict[tuple[str, int], str] = {}
-        for rule in rules:
-            _range(found, nsg, f"rule {rule.name} priority", rule.priority, azure.NSG_PRIORITY)
-            other = seen.setdefault((rule.direction, rule.priority), rule.name)
-            if other != rule.name:
-                found.append(Finding("ranges", nsg, f"rules {other} and {rule.name} share priority {rule.priority}", azure.NSG_PAGE))  # noqa: E501
+        for each in rules:
+            _range(found, nsg, f"rule {each.name} priority", each.priority, azure.NSG_PRIORITY)
+            other = seen.setdefault((each.direction, each.priority), each.name)
+            if other != each.name:
+                found.append(
+                    Finding(
+                        "ranges",
+                        nsg,
+                        f"rules {other} and {each.name} share priority {each.priority}",
+                        azure.NSG_PAGE,
+                    )
+                )
     return found
 
 
@@ -195,13 +266,32 @@ def _lb_limits(plan: d.Declared) -> list[Finding]:
         i = lb["inputs"]
         rules = len(i.get("loadBalancingRules", [])) + len(plan.of(d.NAT_RULE))
         if rules > azure.RULES_PER_LOAD_BALANCER:
-            found.append(Finding("ranges", lb["name"], f"{rules} rules; Azure allows {azure.RULES_PER_LOAD_BALANCER}", azure.LIMITS_PAGE))  # noqa: E501
+            found.append(
+                Finding(
+                    "ranges",
+                    lb["name"],
+                    f"{rules} rules; Azure allows {azure.RULES_PER_LOAD_BALANCER}",
+                    azure.LIMITS_PAGE,
+                )
+            )
         shared = len(i.get("loadBalancingRules", [])) + len(i.get("outboundRules", []))
         for nic in plan.of(d.NIC):
-            pools = [str(p.get("id", "")).rsplit("/", 1)[-1] for c in nic["inputs"].get("ipConfigurations", []) for p in c.get("loadBalancerBackendAddressPools", [])]  # noqa: E501
+            pools = [
+                str(p.get("id", "")).rsplit("/", 1)[-1]
+                for c in nic["inputs"].get("ipConfigurations", [])
+                for p in c.get("loadBalancerBackendAddressPools", [])
+            ]
             per_nic = shared + sum(nat_by_pool[p] for p in pools) if pools else 0
             if per_nic > azure.RULES_PER_NIC:
-                found.append(Finding("ranges", nic["name"], f"{per_nic} load-balancer rules; Azure allows {azure.RULES_PER_NIC} per NIC", azure.LIMITS_PAGE))  # noqa: E501
+                found.append(
+                    Finding(
+                        "ranges",
+                        nic["name"],
+                        f"{per_nic} load-balancer rules; "
+                        f"Azure allows {azure.RULES_PER_NIC} per NIC",
+                        azure.LIMITS_PAGE,
+                    )
+                )
     return found
 
 
@@ -212,11 +302,25 @@ def _tag_limits(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
         if not isinstance(tags, dict):
             continue
         if len(tags) > azure.TAGS_PER_RESOURCE:
-            found.append(Finding("ranges", resource["name"], f"{len(tags)} tags; Azure allows {azure.TAGS_PER_RESOURCE}", azure.TAGS_PAGE))  # noqa: E501
+            found.append(
+                Finding(
+                    "ranges",
+                    resource["name"],
+                    f"{len(tags)} tags; Azure allows {azure.TAGS_PER_RESOURCE}",
+                    azure.TAGS_PAGE,
+                )
+            )
         for name, value in tags.items():
             problem = azure.tag_name_problem(str(name))
             if problem or len(str(value)) > azure.TAG_VALUE_MAX:
-                found.append(Finding("ranges", resource["name"], f"tag {name!r}: {problem or 'value over 256 characters'}", azure.TAGS_PAGE))  # noqa: E501
+                found.append(
+                    Finding(
+                        "ranges",
+                        resource["name"],
+                        f"tag {name!r}: {problem or 'value over 256 characters'}",
+                        azure.TAGS_PAGE,
+                    )
+                )
     return found
 
 
@@ -227,14 +331,18 @@ def concurrency(plan: d.Declared) -> list[Finding]:
         for child in plan.of(type_):
             groups[(type_, str(child["inputs"].get(parent_input)))].append(child["name"])
     found = []
-    for (type_, parent), children in groups.items():
+    for (_, parent), children in groups.items():
         for i, a in enumerate(children):
             for b in children[i + 1 :]:
                 if a not in closure[b] and b not in closure[a]:
-                    found.append(Finding(
-                        "concurrency", b,
-                        f"may be written at the same time as {a} under {parent}; ARM refuses "
-                        "concurrent writes under one parent (AnotherOperationInProgress)",
-                        CONCURRENT_PAGE))  # fmt: skip
+                    found.append(
+                        Finding(
+                            "concurrency",
+                            b,
+                            f"may be written at the same time as {a} under {parent}; ARM refuses "
+                            "concurrent writes under one parent (AnotherOperationInProgress)",
+                            CONCURRENT_PAGE,
+                        )
+                    )
                     break
     return found

@@ -15,8 +15,13 @@ from ftpstack.offline import declared as d
 
 HOURS = 730
 PRICES_AS_OF = "2026-10 (Azure Retail Prices API, list, West Europe)"
-VM_HOURLY = {"Standard_B1s": 0.012, "Standard_B2s": 0.048, "Standard_B2ms": 0.096,
-             "Standard_D2s_v5": 0.115, "Standard_D4s_v5": 0.23}  # fmt: skip
+VM_HOURLY = {
+    "Standard_B1s": 0.012,
+    "Standard_B2s": 0.048,
+    "Standard_B2ms": 0.096,
+    "Standard_D2s_v5": 0.115,
+    "Standard_D4s_v5": 0.23,
+}
 LB_BASE_HOURLY, LB_RULE_HOURLY = 0.025, 0.01
 PUBLIC_IP_HOURLY = 0.005
 PRIVATE_ENDPOINT_HOURLY = 0.01
@@ -24,13 +29,34 @@ PREMIUM_FILES_GIB_MONTH = 0.18
 # Managed disks are billed by the tier that holds the size (E = Standard SSD, P = Premium SSD,
 # S = Standard HDD): GiB -> USD per month.
 DISK_TIERS = {
-    "StandardSSD_LRS": ((32, 2.40), (64, 4.80), (128, 9.60), (256, 19.20), (512, 38.40),
-                        (1024, 76.80), (32767, 1228.80)),
-    "Premium_LRS": ((32, 5.81), (64, 11.20), (128, 21.68), (256, 41.81), (512, 80.54),
-                    (1024, 148.68), (32767, 4505.60)),
-    "Standard_LRS": ((32, 1.54), (64, 3.01), (128, 5.89), (256, 11.33), (512, 21.76),
-                     (1024, 40.96), (32767, 1310.72)),
-}  # fmt: skip
+    "StandardSSD_LRS": (
+        (32, 2.40),
+        (64, 4.80),
+        (128, 9.60),
+        (256, 19.20),
+        (512, 38.40),
+        (1024, 76.80),
+        (32767, 1228.80),
+    ),
+    "Premium_LRS": (
+        (32, 5.81),
+        (64, 11.20),
+        (128, 21.68),
+        (256, 41.81),
+        (512, 80.54),
+        (1024, 148.68),
+        (32767, 4505.60),
+    ),
+    "Standard_LRS": (
+        (32, 1.54),
+        (64, 3.01),
+        (128, 5.89),
+        (256, 11.33),
+        (512, 21.76),
+        (1024, 40.96),
+        (32767, 1310.72),
+    ),
+}
 OS_DISK_GB = 30
 
 
@@ -67,11 +93,13 @@ def units(plan: d.Declared) -> list[Unit]:
         out.append(Unit(f"OS disk StandardSSD_LRS {OS_DISK_GB} GiB", len(vms), each * len(vms)))
     for disk in plan.of(d.DISK):
         i = disk["inputs"]
-        sku, size = str(i.get("sku", {}).get("name")), int(i.get("diskSizeGB", 0))
-        out.append(Unit(f"data disk {sku} {size} GiB", 1, disk_monthly(sku, size)))
+        sku, gib = str(i.get("sku", {}).get("name")), int(i.get("diskSizeGB", 0))
+        out.append(Unit(f"data disk {sku} {gib} GiB", 1, disk_monthly(sku, gib)))
     ips = plan.of(d.PUBLIC_IP)
     if ips:
-        out.append(Unit("Standard static public IPv4", len(ips), PUBLIC_IP_HOURLY * HOURS * len(ips)))  # noqa: E501
+        out.append(
+            Unit("Standard static public IPv4", len(ips), PUBLIC_IP_HOURLY * HOURS * len(ips))
+        )
     out += _load_balancer(plan) + _shared_storage(plan)
     return out
 
@@ -82,9 +110,14 @@ def _load_balancer(plan: d.Declared) -> list[Unit]:
         i = lb["inputs"]
         billed = len(i.get("loadBalancingRules", [])) + len(i.get("outboundRules", []))
         extra = max(0, billed - azure.LB_RULES_INCLUDED)
-        out.append(Unit(f"Standard load balancer ({billed} billed rules, "
-                        f"{azure.LB_RULES_INCLUDED} included)", 1,
-                        (LB_BASE_HOURLY + extra * LB_RULE_HOURLY) * HOURS))  # fmt: skip
+        out.append(
+            Unit(
+                f"Standard load balancer ({billed} billed rules, "
+                f"{azure.LB_RULES_INCLUDED} included)",
+                1,
+                (LB_BASE_HOURLY + extra * LB_RULE_HOURLY) * HOURS,
+            )
+        )
         nat = len(plan.of(d.NAT_RULE))
         if nat:
             out.append(Unit("inbound NAT rules (free)", nat, 0.0))
@@ -95,10 +128,16 @@ def _shared_storage(plan: d.Declared) -> list[Unit]:
     out = []
     for share in plan.of(d.FILE_SHARE):
         gib = int(share["inputs"].get("shareQuota", 0))
-        out.append(Unit(f"Azure Files premium NFS share {gib} GiB", 1, gib * PREMIUM_FILES_GIB_MONTH))  # noqa: E501
+        out.append(
+            Unit(f"Azure Files premium NFS share {gib} GiB", 1, gib * PREMIUM_FILES_GIB_MONTH)
+        )
     endpoints = plan.of(d.PRIVATE_ENDPOINT)
     if endpoints:
-        out.append(Unit("private endpoint", len(endpoints), PRIVATE_ENDPOINT_HOURLY * HOURS * len(endpoints)))  # noqa: E501
+        out.append(
+            Unit(
+                "private endpoint", len(endpoints), PRIVATE_ENDPOINT_HOURLY * HOURS * len(endpoints)
+            )
+        )
     return out
 
 

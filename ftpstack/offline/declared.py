@@ -58,7 +58,7 @@ def is_internet(source: str) -> bool:
 
 
 def parse_ports(spec: str) -> PortRange | None:
-    """"50000-50099" -> (50000, 50099); "21" -> (21, 21); "*" -> None (every port)."""
+    """ "50000-50099" -> (50000, 50099); "21" -> (21, 21); "*" -> None (every port)."""
     if spec in ("*", ""):
         return None
     first, _, last = spec.partition("-")
@@ -145,9 +145,14 @@ class Declared:
         for rule in self.of(NAT_RULE):
             i = rule["inputs"]
             pool = str((i.get("backendAddressPool") or {}).get("id", "")).rsplit("/", 1)[-1]
-            out.append(NatRule(str(i.get("inboundNatRuleName", rule["name"])),
-                               int(i.get("frontendPortRangeStart") or i.get("frontendPort")),
-                               int(i["backendPort"]), pool))  # fmt: skip
+            out.append(
+                NatRule(
+                    str(i.get("inboundNatRuleName", rule["name"])),
+                    int(i.get("frontendPortRangeStart") or i.get("frontendPort")),
+                    int(i["backendPort"]),
+                    pool,
+                )
+            )
         return sorted(out, key=lambda n: n.frontend_port)
 
     def balanced_ports(self) -> list[int]:

@@ -36,7 +36,10 @@ from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Planner modules, newest first: a base ref from before the move still plans with its own.
-PLANNERS = (("ftpstack/offline/plan.py", "ftpstack.offline.plan"), ("ftpstack/plan.py", "ftpstack.plan"))  # noqa: E501
+PLANNERS = (
+    ("ftpstack/offline/plan.py", "ftpstack.offline.plan"),
+    ("ftpstack/plan.py", "ftpstack.plan"),
+)
 # Inputs that name a resource in Azure's path: a change makes azure-native replace it.
 NAME_INPUTS = {RESOURCE_GROUP_NAME, *(name for _, name in ARM_PATHS.values())}
 
@@ -83,8 +86,10 @@ def plan_json(project_dir: Path, stack: str, python: str, key: str) -> dict[str,
         [python, "-m", module, "--json", "--stack", stack],
         cwd=project_dir,
         env={**os.environ, FINGERPRINT_KEY_ENV: key, "PYTHONPATH": str(project_dir)},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode not in (0, 3) or not result.stdout.strip():  # 3: ARM findings, planned
         lines = result.stderr.strip().splitlines() or [f"exit code {result.returncode}"]
         raise DiffError(f"planning {stack} in {project_dir.name}: {lines[-1]}")
@@ -135,7 +140,9 @@ def property_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any,
         if old_keyed is not None and new_keyed is not None:
             changes = []
             for name in sorted(set(old_keyed) | set(new_keyed)):
-                changes += property_changes(old_keyed.get(name), new_keyed.get(name), f"{path}[{name}]")  # noqa: E501
+                changes += property_changes(
+                    old_keyed.get(name), new_keyed.get(name), f"{path}[{name}]"
+                )
             return changes
         if len(old) == len(new):
             changes = []
@@ -147,7 +154,10 @@ def property_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any,
 
 def _replacing(resource: dict[str, Any], paths: list[str]) -> list[str]:
     options = resource.get("options", {})
-    triggers = [*options.get("replaceOnChanges", []), *azure.PROVIDER_FORCE_NEW.get(resource["type"], ())]  # noqa: E501
+    triggers = [
+        *options.get("replaceOnChanges", []),
+        *azure.PROVIDER_FORCE_NEW.get(resource["type"], ()),
+    ]
     triggers += [n for n in NAME_INPUTS if n in resource.get("inputs", {})]
     ignored = options.get("ignoreChanges", [])
     hits = set()
@@ -171,29 +181,53 @@ def _removal_warnings(type_: str, name: str) -> list[str]:
 def _change_warnings(change: Change, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     out = []
     if change.replaced_by and change.type == d.VM:
-        reason = ("the bootstrap (customData) changed" if any(r.endswith("customData") for r in change.replaced_by)  # noqa: E501
-                  else ", ".join(change.replaced_by) + " changed")  # fmt: skip
-        out.append(f"VM {change.name} will be REPLACED ({reason}): it is deleted and created "
-                   "anew; FTP on it is down meanwhile and its OS disk is lost (the data disk "
-                   "and the TLS identity on it are kept)")  # fmt: skip
+        reason = (
+            "the bootstrap (customData) changed"
+            if any(r.endswith("customData") for r in change.replaced_by)
+            else ", ".join(change.replaced_by) + " changed"
+        )
+        out.append(
+            f"VM {change.name} will be REPLACED ({reason}): it is deleted and created "
+            "anew; FTP on it is down meanwhile and its OS disk is lost (the data disk "
+            "and the TLS identity on it are kept)"
+        )
     if change.replaced_by and change.type == d.PUBLIC_IP:
-        out.append(f"public IP {change.name} will be REPLACED: the FTP endpoint address changes for every client")  # noqa: E501
+        out.append(
+            f"public IP {change.name} will be REPLACED: the FTP endpoint address changes for "
+            "every client"
+        )
     if change.replaced_by and change.type == d.DISK:
         out.append(f"data disk {change.name} will be REPLACED: the customers' files on it are lost")
     old_size, new_size = before["inputs"].get("diskSizeGB"), after["inputs"].get("diskSizeGB")
-    if change.type == d.DISK and isinstance(old_size, int) and isinstance(new_size, int) and new_size < old_size:  # noqa: E501
-        out.append(f"data disk {change.name} would SHRINK from {old_size} to {new_size} GiB, which Azure refuses")  # noqa: E501
+    if (
+        change.type == d.DISK
+        and isinstance(old_size, int)
+        and isinstance(new_size, int)
+        and new_size < old_size
+    ):
+        out.append(
+            f"data disk {change.name} would SHRINK from {old_size} to {new_size} GiB, "
+            "which Azure refuses"
+        )
     return out
 
 
 def _live_notes(change: Change) -> list[str]:
-    if change.type == d.RUN_COMMAND and change.name.endswith("-configure") and not change.replaced_by:  # noqa: E501
-        return [f"{change.name}: the configuration changes in place, no downtime (applied live, "
-                "proftpd reloaded only if its configuration changed)"]  # fmt: skip
+    if (
+        change.type == d.RUN_COMMAND
+        and change.name.endswith("-configure")
+        and not change.replaced_by
+    ):
+        return [
+            f"{change.name}: the configuration changes in place, no downtime (applied live, "
+            "proftpd reloaded only if its configuration changed)"
+        ]
     return []
 
 
-def compare_resources(old: d.Declared, new: d.Declared) -> tuple[list[Change], list[str], list[str]]:  # noqa: E501
+def compare_resources(
+    old: d.Declared, new: d.Declared
+) -> tuple[list[Change], list[str], list[str]]:
     before = {(r["type"], r["name"]): r for r in old.resources}
     after = {(r["type"], r["name"]): r for r in new.resources}
     changes, warnings, notes = [], [], []
@@ -207,7 +241,9 @@ def compare_resources(old: d.Declared, new: d.Declared) -> tuple[list[Change], l
         else:
             props = property_changes(before[key].get("inputs", {}), after[key].get("inputs", {}))
             if props:
-                change = Change(type_, name, "change", props, _replacing(after[key], [p for p, _, _ in props]))  # noqa: E501
+                change = Change(
+                    type_, name, "change", props, _replacing(after[key], [p for p, _, _ in props])
+                )
                 changes.append(change)
                 warnings += _change_warnings(change, before[key], after[key])
                 notes += _live_notes(change)
@@ -216,12 +252,19 @@ def compare_resources(old: d.Declared, new: d.Declared) -> tuple[list[Change], l
 
 def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
     was = {(r.name, r.port_text) for r in old.open_to_internet()}
-    return [f"port {r.port_text} will be OPEN TO THE INTERNET (rule {r.name})"
-            for r in new.open_to_internet() if (r.name, r.port_text) not in was]  # fmt: skip
+    return [
+        f"port {r.port_text} will be OPEN TO THE INTERNET (rule {r.name})"
+        for r in new.open_to_internet()
+        if (r.name, r.port_text) not in was
+    ]
 
 
 def _text_diff(old: str, new: str, label: str) -> list[str]:
-    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"base {label}", f"head {label}", lineterm="", n=1))[2:]  # noqa: E501
+    return list(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), f"base {label}", f"head {label}", lineterm="", n=1
+        )
+    )[2:]
 
 
 def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -241,10 +284,17 @@ def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) 
     a, b = d.Declared(old or {}), d.Declared(new or {})
     changes, warnings, notes = compare_resources(a, b)
     warnings += _exposure_warnings(a, b)
-    outputs = [(k, a.outputs.get(k), b.outputs.get(k)) for k in sorted(set(a.outputs) | set(b.outputs))  # noqa: E501
-               if a.outputs.get(k) != b.outputs.get(k)]  # fmt: skip
-    cloud_init = _text_diff((old or {}).get("cloud_init", ""), (new or {}).get("cloud_init", ""), "cloud-init")  # noqa: E501
-    return StackDiff(stack, changes, warnings, notes, cloud_init, _live_diff(old or {}, new or {}), outputs)  # noqa: E501
+    outputs = [
+        (k, a.outputs.get(k), b.outputs.get(k))
+        for k in sorted(set(a.outputs) | set(b.outputs))
+        if a.outputs.get(k) != b.outputs.get(k)
+    ]
+    cloud_init = _text_diff(
+        (old or {}).get("cloud_init", ""), (new or {}).get("cloud_init", ""), "cloud-init"
+    )
+    return StackDiff(
+        stack, changes, warnings, notes, cloud_init, _live_diff(old or {}, new or {}), outputs
+    )
 
 
 # -- presenting ------------------------------------------------------------------------------------
@@ -273,8 +323,13 @@ def render(diff: StackDiff, base: str) -> str:
     out += [f"~ output {n}: {_short(a)} => {_short(b)}" for n, a, b in diff.outputs]
     out += ["```", ""]
     if diff.live:
-        out += ["Live configuration (secrets masked; [secret:…] fingerprints change with the secret):",  # noqa: E501
-                "```diff", *diff.live, "```", ""]  # fmt: skip
+        out += [
+            "Live configuration (secrets masked; [secret:…] fingerprints change with the secret):",
+            "```diff",
+            *diff.live,
+            "```",
+            "",
+        ]
     if diff.cloud_init:
         out += ["Bootstrap (cloud-init user-data):", "```diff", *diff.cloud_init, "```", ""]
     return "\n".join(out)
@@ -294,10 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             export_ref(PROJECT_DIR, args.base, base_dir)
             stacks = [args.stack] if args.stack else stacks_in(base_dir, PROJECT_DIR)
             diffs = [
-                compare(stack, plan_json(base_dir, stack, sys.executable, key),
-                        plan_json(PROJECT_DIR, stack, sys.executable, key))
+                compare(
+                    stack,
+                    plan_json(base_dir, stack, sys.executable, key),
+                    plan_json(PROJECT_DIR, stack, sys.executable, key),
+                )
                 for stack in stacks
-            ]  # fmt: skip
+            ]
     except DiffError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -27,44 +27,68 @@ SIG_KEY = "4dabf18193072939515e22adb298388d"
 # type token -> (ARM provider path with {input} placeholders for the parent names, name input)
 ARM_PATHS: dict[str, tuple[str, str]] = {
     "azure-native:network:VirtualNetwork": (
-        "Microsoft.Network/virtualNetworks/{name}", "virtualNetworkName"),
+        "Microsoft.Network/virtualNetworks/{name}",
+        "virtualNetworkName",
+    ),
     "azure-native:network:Subnet": (
-        "Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{name}", "subnetName"),
+        "Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{name}",
+        "subnetName",
+    ),
     "azure-native:network:NetworkSecurityGroup": (
-        "Microsoft.Network/networkSecurityGroups/{name}", "networkSecurityGroupName"),
+        "Microsoft.Network/networkSecurityGroups/{name}",
+        "networkSecurityGroupName",
+    ),
     "azure-native:network:SecurityRule": (
         "Microsoft.Network/networkSecurityGroups/{networkSecurityGroupName}/securityRules/{name}",
-        "securityRuleName"),
+        "securityRuleName",
+    ),
     "azure-native:network:PublicIPAddress": (
-        "Microsoft.Network/publicIPAddresses/{name}", "publicIpAddressName"),
+        "Microsoft.Network/publicIPAddresses/{name}",
+        "publicIpAddressName",
+    ),
     "azure-native:network:NetworkInterface": (
-        "Microsoft.Network/networkInterfaces/{name}", "networkInterfaceName"),
+        "Microsoft.Network/networkInterfaces/{name}",
+        "networkInterfaceName",
+    ),
     "azure-native:network:LoadBalancer": (
-        "Microsoft.Network/loadBalancers/{name}", "loadBalancerName"),
+        "Microsoft.Network/loadBalancers/{name}",
+        "loadBalancerName",
+    ),
     "azure-native:network:InboundNatRule": (
         "Microsoft.Network/loadBalancers/{loadBalancerName}/inboundNatRules/{name}",
-        "inboundNatRuleName"),
+        "inboundNatRuleName",
+    ),
     "azure-native:network:PrivateEndpoint": (
-        "Microsoft.Network/privateEndpoints/{name}", "privateEndpointName"),
+        "Microsoft.Network/privateEndpoints/{name}",
+        "privateEndpointName",
+    ),
     "azure-native:network:PrivateDnsZoneGroup": (
         "Microsoft.Network/privateEndpoints/{privateEndpointName}/privateDnsZoneGroups/{name}",
-        "privateDnsZoneGroupName"),
+        "privateDnsZoneGroupName",
+    ),
     "azure-native:privatedns:PrivateZone": (
-        "Microsoft.Network/privateDnsZones/{name}", "privateZoneName"),
+        "Microsoft.Network/privateDnsZones/{name}",
+        "privateZoneName",
+    ),
     "azure-native:privatedns:VirtualNetworkLink": (
         "Microsoft.Network/privateDnsZones/{privateZoneName}/virtualNetworkLinks/{name}",
-        "virtualNetworkLinkName"),
-    "azure-native:compute:VirtualMachine": (
-        "Microsoft.Compute/virtualMachines/{name}", "vmName"),
+        "virtualNetworkLinkName",
+    ),
+    "azure-native:compute:VirtualMachine": ("Microsoft.Compute/virtualMachines/{name}", "vmName"),
     "azure-native:compute:Disk": ("Microsoft.Compute/disks/{name}", "diskName"),
     "azure-native:compute:VirtualMachineRunCommandByVirtualMachine": (
-        "Microsoft.Compute/virtualMachines/{vmName}/runCommands/{name}", "runCommandName"),
+        "Microsoft.Compute/virtualMachines/{vmName}/runCommands/{name}",
+        "runCommandName",
+    ),
     "azure-native:storage:StorageAccount": (
-        "Microsoft.Storage/storageAccounts/{name}", "accountName"),
+        "Microsoft.Storage/storageAccounts/{name}",
+        "accountName",
+    ),
     "azure-native:storage:FileShare": (
         "Microsoft.Storage/storageAccounts/{accountName}/fileServices/default/shares/{name}",
-        "shareName"),
-}  # fmt: skip
+        "shareName",
+    ),
+}
 RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 RESOURCE_GROUP_NAME = "resourceGroupName"
 
@@ -72,7 +96,9 @@ RESOURCE_GROUP_NAME = "resourceGroupName"
 def arm_name(type_: str, name: str, inputs: dict[str, Any]) -> str:
     """The resource's name in Azure: its name input, else the Pulumi name (the real provider
     adds a random suffix; the mocks keep names predictable)."""
-    name_input = RESOURCE_GROUP_NAME if type_ == RESOURCE_GROUP else ARM_PATHS.get(type_, ("", ""))[1]
+    name_input = (
+        RESOURCE_GROUP_NAME if type_ == RESOURCE_GROUP else ARM_PATHS.get(type_, ("", ""))[1]
+    )
     value = inputs.get(name_input) if name_input else None
     return str(value) if value else name
 

@@ -35,7 +35,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from ftpstack import live
-from ftpstack.offline import mocks, standins, stackfile
+from ftpstack.offline import mocks, stackfile, standins
 from ftpstack.offline.declared import RUN_COMMAND, VM
 from ftpstack.settings import NAMESPACE
 
@@ -43,7 +43,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 MASK = "[secret]"
 FINGERPRINT_KEY_ENV = stackfile.FINGERPRINT_KEY_ENV
 _CRYPT_HASH = re.compile(r"\$(?:6|5|y|2b)\$[^:\s]+")
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n?", re.S)  # noqa: E501
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n?", re.S
+)
 
 
 class PlanError(Exception):
@@ -114,10 +116,17 @@ class Plan:
             "stack": self.stack,
             "label": self.label,
             "resources": [
-                {"type": r.type, "name": r.name, "parent": r.parent, "id": r.id,
-                 "inputs": r.inputs, "options": r.options, "dependencies": r.dependencies}
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent,
+                    "id": r.id,
+                    "inputs": r.inputs,
+                    "options": r.options,
+                    "dependencies": r.dependencies,
+                }
                 for r in self.resources
-            ],  # fmt: skip
+            ],
             "outputs": self.outputs,
             "cloud_init": self.user_data,
             "live": self.live_files(),
@@ -146,9 +155,12 @@ def mask_text(text: str) -> str:
 
 
 def evaluate(
-    config: dict[str, str], secret_keys: list[str], stack: str = "dev",
-    program: Path = PROJECT_DIR / "__main__.py", label: str = "",
-) -> Plan:  # fmt: skip
+    config: dict[str, str],
+    secret_keys: list[str],
+    stack: str = "dev",
+    program: Path = PROJECT_DIR / "__main__.py",
+    label: str = "",
+) -> Plan:
     """Run the program under mocks with this config; raise PlanError on a refused config."""
     set_all_config(config, secret_keys)
     runtime_settings.ROOT.set(None)
@@ -177,17 +189,23 @@ def evaluate(
 
     resources = [
         Resource(
-            type=c.type, name=c.name, parent=c.parent,
+            type=c.type,
+            name=c.name,
+            parent=c.parent,
             id=mocks.arm_id(c.type, c.name, mocks.walk(c.wire, lambda v: v)) if c.custom else "",
-            inputs=mocks.walk(c.wire, fingerprint), options=c.options,
-            dependencies=c.dependencies, raw_inputs=mocks.walk(c.wire, lambda v: v),
+            inputs=mocks.walk(c.wire, fingerprint),
+            options=c.options,
+            dependencies=c.dependencies,
+            raw_inputs=mocks.walk(c.wire, lambda v: v),
         )
         for c in monitor.captured
-    ]  # fmt: skip
+    ]
     return Plan(stack, label or stack, resources, _sync_await(resolve()))
 
 
-def _without_aliases(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+def _without_aliases(
+    args: pulumi.ResourceTransformationArgs,
+) -> pulumi.ResourceTransformationResult:
     """azure-native gives every resource dozens of type aliases (older API versions), which only
     matter against real state; computing their URNs is most of the time of a plan."""
     opts = copy.copy(args.opts)
@@ -203,9 +221,12 @@ def _run(program: Path) -> None:
 
 
 def stack_config(
-    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None,
-    stack_file: Path | None = None, secrets_file: Path | None = None,
-) -> tuple[dict[str, str], list[str], list[str]]:  # fmt: skip
+    stack: str,
+    project_dir: Path = PROJECT_DIR,
+    overrides: dict[str, Any] | None = None,
+    stack_file: Path | None = None,
+    secrets_file: Path | None = None,
+) -> tuple[dict[str, str], list[str], list[str]]:
     """Project defaults overlaid by the stack file, then by `overrides` (keys without namespace;
     wrap a whole value in `Secret` to mark it secret): (config, secret keys, stand-in paths)."""
     from ftpstack.config import plaintext_secrets
@@ -238,16 +259,21 @@ def stack_config(
 
 
 def plan_stack(
-    stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None,
-    stack_file: Path | None = None, secrets_file: Path | None = None,
-) -> Plan:  # fmt: skip
+    stack: str,
+    project_dir: Path = PROJECT_DIR,
+    overrides: dict[str, Any] | None = None,
+    stack_file: Path | None = None,
+    secrets_file: Path | None = None,
+) -> Plan:
     """Plan a stack file, optionally with some keys overridden (tests, the local Azure model)."""
     config, secret_keys, stand_ins = stack_config(
         stack, project_dir, overrides, stack_file, secrets_file
     )
     label = stack_file.name if stack_file else f"Pulumi.{stack}.yaml"
     plan = evaluate(config, secret_keys, stack, project_dir / "__main__.py", label)
-    plan.stand_ins = [p for p in stand_ins if p.split(".")[0].split("[")[0] not in (overrides or {})]
+    plan.stand_ins = [
+        p for p in stand_ins if p.split(".")[0].split("[")[0] not in (overrides or {})
+    ]
     return plan
 
 
@@ -263,12 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         "--stack-file", type=Path, help="plan this config file instead of Pulumi.<stack>.yaml"
     )
     parser.add_argument(
-        "--secrets", type=Path,
+        "--secrets",
+        type=Path,
         help="decrypted secret values for offline checks (keep it out of git): "
         "config: {ftpstack:tlsPrivateKey: ..., ftpstack:users[0].password: ...}",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
-    stack = args.stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml") if args.stack_file else args.stack  # noqa: E501
+    stack = (
+        args.stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        if args.stack_file
+        else args.stack
+    )
     try:
         plan = plan_stack(stack, stack_file=args.stack_file, secrets_file=args.secrets)
     except PlanError as error:

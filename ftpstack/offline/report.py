@@ -65,8 +65,10 @@ def _tree(plan: Plan) -> list[str]:
             if len(group) > COLLAPSE_AFTER and r is not group[0]:
                 continue
             if len(group) > COLLAPSE_AFTER:
-                lines.append(f"{'  ' * depth}{r.type}  {group[0].name} … {group[-1].name} "
-                             f"({len(group)} resources, chained)")  # fmt: skip
+                lines.append(
+                    f"{'  ' * depth}{r.type}  {group[0].name} … {group[-1].name} "
+                    f"({len(group)} resources, chained)"
+                )
                 continue
             lines.append(f"{'  ' * depth}{r.type}  {r.name}{_notes(r.options)}")
             walk(r.name, depth + 1)
@@ -93,19 +95,25 @@ def _notes(options: dict[str, Any]) -> str:
 def _network(view: d.Declared) -> Iterator[str]:
     yield "Inbound NSG rules (priority order):"
     for rule in view.security_rules():
-        yield (f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} "
-               f"from {', '.join(rule.sources)}  {rule.name}")  # fmt: skip
+        yield (
+            f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} "
+            f"from {', '.join(rule.sources)}  {rule.name}"
+        )
     for lb in view.of(d.LOAD_BALANCER):
         yield ""
         yield "Load balancer:"
         for rule in lb["inputs"].get("loadBalancingRules", []):
-            yield (f"  balanced: port {rule['frontendPort']} over pool "
-                   f"{rule['backendAddressPool']['id'].rsplit('/', 1)[-1]}; idle timeout "
-                   f"{rule.get('idleTimeoutInMinutes')} min; TCP reset "
-                   f"{'on' if rule.get('enableTcpReset') else 'off'}")  # fmt: skip
+            yield (
+                f"  balanced: port {rule['frontendPort']} over pool "
+                f"{rule['backendAddressPool']['id'].rsplit('/', 1)[-1]}; idle timeout "
+                f"{rule.get('idleTimeoutInMinutes')} min; TCP reset "
+                f"{'on' if rule.get('enableTcpReset') else 'off'}"
+            )
         for probe in lb["inputs"].get("probes", []):
-            yield (f"  probe {probe['name']}: {probe['protocol']} port {probe['port']} every "
-                   f"{probe['intervalInSeconds']} s, {probe['probeThreshold']} to change state")  # fmt: skip
+            yield (
+                f"  probe {probe['name']}: {probe['protocol']} port {probe['port']} every "
+                f"{probe['intervalInSeconds']} s, {probe['probeThreshold']} to change state"
+            )
         yield from _nat_lines(view)
 
 
@@ -124,8 +132,14 @@ def _nat_lines(view: d.Declared) -> Iterator[str]:
 
 def render_text(plan: Plan) -> str:
     view = d.Declared(plan.to_json())
-    out = [f"ftpstack plan for stack '{plan.stack}' ({plan.label}; offline, Pulumi mocks; "
-           "no Azure call)", "", "Resources:", *[f"  {x}" for x in _tree(plan)], ""]  # fmt: skip
+    out = [
+        f"ftpstack plan for stack '{plan.stack}' ({plan.label}; offline, Pulumi mocks; "
+        "no Azure call)",
+        "",
+        "Resources:",
+        *[f"  {x}" for x in _tree(plan)],
+        "",
+    ]
     out += [*_network(view), ""]
     found, total, biggest = costs.summary(view)
     out += [f"Billable units (list prices {costs.PRICES_AS_OF}; approximate):"]

@@ -1,4 +1,4 @@
-"""Stack files read the way the Pulumi CLI reads them, and handed to the program as the engine would.
+"""Stack files read the way the Pulumi CLI reads them, handed to the program as the engine would.
 
 The CLI (pulumi/pulumi `sdk/go/common/resource/config/value.go`) first reads a config value as a
 string: a scalar is passed to the program as the text written (`tls: off` is "off", `maxClients:
@@ -84,8 +84,12 @@ def read_config(path: Path) -> dict[str, Any]:
         raise StackFileError(f"{path.name}: config: must be a mapping of keys to values")
     raw_nodes = {k.value: v for k, v in node.value if k.value == "config"}
     scalars = {
-        str(k.value): ("" if v.tag.endswith(":null") else v.value)
-        for k, v in (raw_nodes["config"].value if "config" in raw_nodes and isinstance(raw_nodes["config"], MappingNode) else [])  # noqa: E501
+        str(k.value): ("" if str(v.tag).endswith(":null") else v.value)
+        for k, v in (
+            raw_nodes["config"].value
+            if "config" in raw_nodes and isinstance(raw_nodes["config"], MappingNode)
+            else []
+        )
         if isinstance(v, ScalarNode)
     }
     values: dict[str, Any] = {}

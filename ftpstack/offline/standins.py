@@ -73,7 +73,8 @@ def stand_in(cert_pem: str, seed: str) -> tuple[str, str]:
         pass
     cert = builder.sign(key, None)
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
-    ).decode()  # fmt: skip
+    ).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem

@@ -152,7 +152,7 @@ class Settings(_Model):
     )
     users: list[FtpUser] = Field(
         [],
-        description="FTP users [{name, password, readOnly, maxUploadMb}]; passwords only as secrets.",
+        description="FTP users [{name, password, readOnly, maxUploadMb}]; passwords as secrets.",
     )
     password_hash_rounds: Annotated[int, Field(ge=HASH_ROUNDS[0], le=HASH_ROUNDS[1])] = Field(
         5000,
@@ -290,9 +290,12 @@ class Settings(_Model):
             else azure.LB_RULE_IDLE_MINUTES
         )
         if self.idle_timeout_minutes not in limit:
-            raise refuse("idleTimeoutMinutes", self.idle_timeout_minutes,
+            raise refuse(
+                "idleTimeoutMinutes",
+                self.idle_timeout_minutes,
                 f"Azure accepts {limit} minutes in {self.exposure} mode",
-                f"choose a value between {limit.low} and {limit.high}")  # fmt: skip
+                f"choose a value between {limit.low} and {limit.high}",
+            )
         return self
 
     @model_validator(mode="after")
@@ -321,9 +324,12 @@ class Settings(_Model):
             seen.add(user.name)
             length = len(user.password.get_secret_value())
             if length < MIN_PASSWORD_LENGTH:
-                raise refuse(f"{at}.password", SHOWN_SECRET,
+                raise refuse(
+                    f"{at}.password",
+                    SHOWN_SECRET,
                     f"has {length} characters; bots on the Internet guess short ones",
-                    f"use at least {MIN_PASSWORD_LENGTH} characters")  # fmt: skip
+                    f"use at least {MIN_PASSWORD_LENGTH} characters",
+                )
             if user.read_only and user.max_upload_mb is not None:
                 raise refuse(f"{at}.maxUploadMb", user.max_upload_mb,
                     "is set on a read-only user, who cannot upload at all", "drop maxUploadMb or readOnly")  # fmt: skip  # noqa: E501
@@ -334,10 +340,13 @@ class Settings(_Model):
         cert, key = self.tls_certificate.strip(), self.tls_private_key.get_secret_value().strip()
         if bool(cert) != bool(key):
             missing = "tlsPrivateKey" if cert else "tlsCertificate"
-            raise refuse(missing, "",
+            raise refuse(
+                missing,
+                "",
                 "is empty but its other half is set; proftpd needs the certificate and its key",
                 f"set {missing} too (pulumi config set --secret for the key), or neither "
-                "for a self-signed certificate")  # fmt: skip
+                "for a self-signed certificate",
+            )
         if self.tls == "off" and cert:
             raise refuse("tls", self.tls, "is off but a certificate is set", "set tls to allowed or required")  # fmt: skip  # noqa: E501
         if cert:
@@ -352,20 +361,30 @@ class Settings(_Model):
             raise refuse("dataDiskSizeGb", size, f"Azure managed disks are {azure.DISK_GB} GiB",
                          f"choose {azure.DISK_GB}, or 0 for none (files on the OS disk, lost on replacement)")  # fmt: skip  # noqa: E501
         if self.shared_storage and self.shared_storage_gb not in azure.PREMIUM_SHARE_GB:
-            raise refuse("sharedStorageGb", self.shared_storage_gb,
-                         f"premium Azure Files NFS shares are {azure.PREMIUM_SHARE_GB} GiB",
-                         f"choose {azure.PREMIUM_SHARE_GB} GiB")  # fmt: skip
+            raise refuse(
+                "sharedStorageGb",
+                self.shared_storage_gb,
+                f"premium Azure Files NFS shares are {azure.PREMIUM_SHARE_GB} GiB",
+                f"choose {azure.PREMIUM_SHARE_GB} GiB",
+            )
         return self
 
     @model_validator(mode="after")
     def instances_fit_the_exposure(self) -> Settings:
         if self.instances > 1 and self.exposure != "load-balancer":
-            raise refuse("instances", self.instances,
-                         "several servers share one address only behind a load balancer",
-                         "set exposure: load-balancer (or instances: 1)")  # fmt: skip
+            raise refuse(
+                "instances",
+                self.instances,
+                "several servers share one address only behind a load balancer",
+                "set exposure: load-balancer (or instances: 1)",
+            )
         if self.zones and self.location not in azure.REGIONS_WITH_ZONES:
-            raise refuse("zones", self.zones, f"region {self.location} has no availability zones",
-                         "drop zones or choose a region with zones (e.g. westeurope)")  # fmt: skip
+            raise refuse(
+                "zones",
+                self.zones,
+                f"region {self.location} has no availability zones",
+                "drop zones or choose a region with zones (e.g. westeurope)",
+            )
         if len(set(self.zones)) != len(self.zones):
             raise refuse("zones", self.zones, "lists a zone twice", "list each zone once")
         return self
@@ -396,29 +415,49 @@ class Settings(_Model):
             raise refuse("vnetAddressSpace", self.vnet_address_space,
                          f"overlaps {reserved}, which Azure reserves", "use a private range such as 10.20.0.0/16")  # fmt: skip  # noqa: E501
         if not subnet.subnet_of(vnet):
-            raise refuse("subnetPrefix", self.subnet_prefix, f"is not inside vnetAddressSpace ({self.vnet_address_space})",  # noqa: E501
-                         "pick a subnet inside the VNet's address space")  # fmt: skip
+            raise refuse(
+                "subnetPrefix",
+                self.subnet_prefix,
+                f"is not inside vnetAddressSpace ({self.vnet_address_space})",
+                "pick a subnet inside the VNet's address space",
+            )
         if subnet.prefixlen not in azure.SUBNET_PREFIX:
-            raise refuse("subnetPrefix", self.subnet_prefix, "Azure subnets are /2 to /29",
-                         "use a /29 or larger (a /29 leaves 3 usable addresses)")  # fmt: skip
+            raise refuse(
+                "subnetPrefix",
+                self.subnet_prefix,
+                "Azure subnets are /2 to /29",
+                "use a /29 or larger (a /29 leaves 3 usable addresses)",
+            )
         usable = subnet.num_addresses - azure.SUBNET_RESERVED_ADDRESSES
         if usable < self.instances + 1:  # the VMs, and a private endpoint for shared storage
-            raise refuse("subnetPrefix", self.subnet_prefix, f"leaves {usable} usable addresses",
-                         "use a larger subnet (Azure reserves 5 in each)")  # fmt: skip
+            raise refuse(
+                "subnetPrefix",
+                self.subnet_prefix,
+                f"leaves {usable} usable addresses",
+                "use a larger subnet (Azure reserves 5 in each)",
+            )
         return self
 
     @model_validator(mode="after")
     def names_and_tags_fit_azure(self) -> Settings:
         if self.use_existing_resource_group and not self.resource_group_name:
-            raise refuse("resourceGroupName", self.resource_group_name, "is empty but useExistingResourceGroup is true",  # noqa: E501
-                         "name the existing resource group")  # fmt: skip
+            raise refuse(
+                "resourceGroupName",
+                self.resource_group_name,
+                "is empty but useExistingResourceGroup is true",
+                "name the existing resource group",
+            )
         if len(self.tags) + COMPONENT_TAGS > azure.TAGS_PER_RESOURCE:
             raise refuse("tags", f"{len(self.tags)} tags",
                          f"ftpstack adds {COMPONENT_TAGS} of its own and Azure allows {azure.TAGS_PER_RESOURCE} per resource",  # noqa: E501
                          f"keep at most {azure.TAGS_PER_RESOURCE - COMPONENT_TAGS} tags")  # fmt: skip  # noqa: E501
         if self.admin_username in {u.name for u in self.users}:
-            raise refuse("adminUsername", self.admin_username, "is also an FTP user name",
-                         "choose different names")  # fmt: skip
+            raise refuse(
+                "adminUsername",
+                self.admin_username,
+                "is also an FTP user name",
+                "choose different names",
+            )
         return self
 
 

@@ -8,6 +8,7 @@ checked where its value is known (the program under `pulumi up`, or `make plan -
 from __future__ import annotations
 
 import datetime
+import itertools
 from typing import Any
 
 from ftpstack.settings.errors import SHOWN_PEM, SHOWN_SECRET, refuse
@@ -29,9 +30,11 @@ def load_chain(pem: str) -> list[Any]:
         certificates = x509.load_pem_x509_certificates(pem.encode())
     except ValueError:
         raise refuse(
-            "tlsCertificate", SHOWN_PEM, "does not parse as PEM certificates",
+            "tlsCertificate",
+            SHOWN_PEM,
+            "does not parse as PEM certificates",
             "give the -----BEGIN CERTIFICATE----- blocks, leaf first, then its issuers",
-        ) from None  # fmt: skip
+        ) from None
     return list(certificates)
 
 
@@ -41,20 +44,22 @@ def check_certificate(pem: str, now: datetime.datetime | None = None) -> None:
 
     chain: list[Certificate] = load_chain(pem)
     now = now or datetime.datetime.now(datetime.UTC)
-    for index, (cert, issuer) in enumerate(zip(chain, chain[1:], strict=False)):
+    for index, (cert, issuer) in enumerate(itertools.pairwise(chain)):
         if cert.issuer != issuer.subject:
             raise refuse(
-                "tlsCertificate", SHOWN_PEM,
+                "tlsCertificate",
+                SHOWN_PEM,
                 f"certificate {index + 1} was not issued by certificate {index + 2}",
                 "order the blocks leaf first, then each issuer (the CA's bundle order)",
-            )  # fmt: skip
+            )
     leaf = chain[0]
     if leaf.not_valid_after_utc <= now:
         raise refuse(
-            "tlsCertificate", SHOWN_PEM,
+            "tlsCertificate",
+            SHOWN_PEM,
             f"expired on {leaf.not_valid_after_utc:%Y-%m-%d}; every client would refuse it",
             "renew it and set the new certificate and key",
-        )  # fmt: skip
+        )
 
 
 def check_key_pair(cert_pem: str, key_pem: str) -> None:
@@ -66,13 +71,17 @@ def check_key_pair(cert_pem: str, key_pem: str) -> None:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except (ValueError, TypeError):
         raise refuse(
-            "tlsPrivateKey", SHOWN_SECRET, "does not parse as an unencrypted PEM private key",
+            "tlsPrivateKey",
+            SHOWN_SECRET,
+            "does not parse as an unencrypted PEM private key",
             "give the -----BEGIN PRIVATE KEY----- block, without a passphrase",
-        ) from None  # fmt: skip
+        ) from None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
     if key.public_key().public_bytes(der, spki) != leaf.public_key().public_bytes(der, spki):
         raise refuse(
-            "tlsPrivateKey", SHOWN_SECRET, "does not belong to tlsCertificate",
+            "tlsPrivateKey",
+            SHOWN_SECRET,
+            "does not belong to tlsCertificate",
             "give the key that the (first) certificate was issued for",
-        )  # fmt: skip
+        )

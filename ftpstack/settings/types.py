@@ -125,7 +125,9 @@ def _region(value: str) -> str:
         import difflib
 
         close = difflib.get_close_matches(name, sorted(azure.REGIONS), n=1)
-        hint = f"did you mean {close[0]}?" if close else "use a name from `az account list-locations`"
+        hint = (
+            f"did you mean {close[0]}?" if close else "use a name from `az account list-locations`"
+        )
         raise _problem("is not an Azure region; {hint}", hint=hint)
     return name
 

@@ -37,7 +37,10 @@ def ha_plan(**overrides: Any) -> Plan:
     return plan("prod", **{**HA, **overrides})
 
 
-SLICES = [range(s.first, s.last + 1) for s in rules.passive_slices(settings(exposure="load-balancer", instances=2, maxClients=50))]  # noqa: E501
+SLICES = [
+    range(s.first, s.last + 1)
+    for s in rules.passive_slices(settings(exposure="load-balancer", instances=2, maxClients=50))
+]
 
 
 def instance_of(port: int) -> int:
@@ -69,14 +72,22 @@ def test_logins_spread_over_both_instances_each_announcing_only_its_slice(az: Lo
 def on_instance(az: LocalAzure, wanted: int, *actions: str) -> list[dict[str, Any]]:
     """Run `actions` in a session that landed on instance `wanted` (the LB decides: retry)."""
     for _ in range(40):
-        out = az.client_cmd("session", "--do", "pasv", *[a for x in actions for a in ("--do", x)],
-                            user=USER, password=PASSWORD)["results"]  # fmt: skip
+        out = az.client_cmd(
+            "session",
+            "--do",
+            "pasv",
+            *[a for x in actions for a in ("--do", x)],
+            user=USER,
+            password=PASSWORD,
+        )["results"]
         if instance_of(out[0]["port"]) == wanted:
             return list(out[1:])
     raise AssertionError(f"no session landed on instance {wanted} in 40 tries")
 
 
-def test_a_file_uploaded_through_one_instance_is_downloaded_through_the_other(az: LocalAzure) -> None:  # noqa: E501
+def test_a_file_uploaded_through_one_instance_is_downloaded_through_the_other(
+    az: LocalAzure,
+) -> None:
     (stored,) = on_instance(az, 0, "stor:shared.bin:100000")
     assert stored["ok"]
     listing, fetched = on_instance(az, 1, "nlst", "retr:shared.bin")
@@ -88,17 +99,36 @@ def test_both_servers_serve_one_tls_identity_from_the_shared_storage(az: LocalAz
     first, second = (vm.path(paths.SELF_SIGNED_CERT).read_bytes() for vm in az.vms)
     assert first and first == second
     fingerprints = {
-        subprocess.run(["openssl", "x509", "-noout", "-fingerprint"], input=f"{vm.path(paths.SELF_SIGNED_CERT).read_text()}",  # noqa: E501
-                       capture_output=True, text=True, check=True).stdout for vm in az.vms
-    }  # fmt: skip
+        subprocess.run(
+            ["openssl", "x509", "-noout", "-fingerprint"],
+            input=f"{vm.path(paths.SELF_SIGNED_CERT).read_text()}",
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for vm in az.vms
+    }
     assert len(fingerprints) == 1
 
 
 def login_loop(az: LocalAzure, stop: Path) -> subprocess.Popen[str]:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    return az.client.popen(sys.executable, "-m", "ftpstack.local.client", "login-loop", "--host",
-                           az.public_ip, "--user", USER, "--interval", "0.2", "--stop-file",
-                           str(stop), env=env, stdout=subprocess.PIPE)  # fmt: skip
+    return az.client.popen(
+        sys.executable,
+        "-m",
+        "ftpstack.local.client",
+        "login-loop",
+        "--host",
+        az.public_ip,
+        "--user",
+        USER,
+        "--interval",
+        "0.2",
+        "--stop-file",
+        str(stop),
+        env=env,
+        stdout=subprocess.PIPE,
+    )
 
 
 def finished(proc: subprocess.Popen[str], stop: Path) -> dict[str, Any]:
@@ -146,7 +176,9 @@ def replace_instance(az: LocalAzure, index: int) -> None:
 def wait_state(az: LocalAzure, index: int, up: bool, timeout: float = 20) -> float:
     started = time.monotonic()
     while az.healthy.get(index) != up:
-        assert time.monotonic() - started < timeout, f"instance {index} never went {'up' if up else 'down'}"  # noqa: E501
+        assert time.monotonic() - started < timeout, (
+            f"instance {index} never went {'up' if up else 'down'}"
+        )
         time.sleep(0.05)
     return time.monotonic() - started
 
@@ -179,9 +211,22 @@ def test_when_one_server_dies_the_other_serves_within_the_probe_threshold(az: Lo
     assert stored["ok"]
     download = None
     for _ in range(40):  # a long download on the survivor (its first line says which server)
-        download = az.client.popen(sys.executable, "-m", "ftpstack.local.client", "slow-download",
-                                   "--host", az.public_ip, "--user", USER, "--name", "long.bin",
-                                   "--seconds", "5", env=env, stdout=subprocess.PIPE)  # fmt: skip
+        download = az.client.popen(
+            sys.executable,
+            "-m",
+            "ftpstack.local.client",
+            "slow-download",
+            "--host",
+            az.public_ip,
+            "--user",
+            USER,
+            "--name",
+            "long.bin",
+            "--seconds",
+            "5",
+            env=env,
+            stdout=subprocess.PIPE,
+        )
         assert download.stdout is not None
         if instance_of(json.loads(download.stdout.readline())["port"]) == 1:
             break
@@ -211,8 +256,13 @@ def test_negative_control_a_balanced_passive_range_breaks_about_half_the_transfe
 
 def test_negative_control_both_announcing_the_whole_range_breaks_transfers() -> None:
     def whole(bundle: dict[str, Any]) -> dict[str, Any]:
-        return steps.edit_file(bundle, paths.PROFTPD_CONF,
-                               lambda c: re.sub(r"^PassivePorts.*$", "PassivePorts          50000 50099", c, flags=re.M))  # noqa: E501  # fmt: skip
+        return steps.edit_file(
+            bundle,
+            paths.PROFTPD_CONF,
+            lambda c: re.sub(
+                r"^PassivePorts.*$", "PassivePorts          50000 50099", c, flags=re.M
+            ),
+        )
 
     for az in model(ha_plan(), bundle_edit=whole):
         out = spread(az, 40)

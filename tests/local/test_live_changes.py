@@ -32,8 +32,13 @@ pytestmark = pytest.mark.l3
 SCALE = 1 / 30
 ALICE = {"name": USER, "password": PASSWORD}
 BOB = {"name": OTHER_USER, "password": OTHER_PASSWORD}
-BASE = {"users": Secret([ALICE, BOB]), "tls": "allowed", "passivePortStart": 50000,
-        "passivePortEnd": 50039, "maxClients": 20}  # fmt: skip
+BASE = {
+    "users": Secret([ALICE, BOB]),
+    "tls": "allowed",
+    "passivePortStart": 50000,
+    "passivePortEnd": 50039,
+    "maxClients": 20,
+}
 
 
 def stack(**change: Any) -> Plan:
@@ -44,7 +49,9 @@ def stack(**change: Any) -> Plan:
 def az() -> Iterator[LocalAzure]:
     needs_root()
     with LocalAzure(stack(), time_scale=SCALE) as model:
-        model.client_cmd("upload", "--name", "movie.bin", "--size", str(4 << 20), user=USER, password=PASSWORD)  # noqa: E501
+        model.client_cmd(
+            "upload", "--name", "movie.bin", "--size", str(4 << 20), user=USER, password=PASSWORD
+        )
         yield model
 
 
@@ -60,9 +67,19 @@ def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
     encrypted = ["--tls"] if tls else []
 
     def start(*args: str) -> subprocess.Popen[str]:
-        return az.client.popen(sys.executable, "-m", "ftpstack.local.client", *args, "--host",
-                               az.public_ip, "--user", USER, *encrypted, env=env,
-                               stdout=subprocess.PIPE)  # fmt: skip
+        return az.client.popen(
+            sys.executable,
+            "-m",
+            "ftpstack.local.client",
+            *args,
+            "--host",
+            az.public_ip,
+            "--user",
+            USER,
+            *encrypted,
+            env=env,
+            stdout=subprocess.PIPE,
+        )
 
     procs = {
         "logins": start("login-loop", "--interval", "0.2", "--stop-file", str(stop)),
@@ -80,7 +97,9 @@ def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
             out = proc.communicate(timeout=120)[0]
             found[name] = json.loads(out.strip().splitlines()[-1])
     downloaded = found["download"]
-    assert (downloaded["reply"] or "").startswith("226") and downloaded["bytes"] == 4 << 20, downloaded  # noqa: E501
+    assert (downloaded["reply"] or "").startswith("226") and downloaded["bytes"] == 4 << 20, (
+        downloaded
+    )
     assert found["logins"]["failures"] == [], found["logins"]
     assert found["passive"]["closed"] == [], found["passive"]
 
@@ -111,9 +130,19 @@ def test_a_rotated_password_works_and_the_old_one_is_refused(az: LocalAzure) -> 
 
 def test_a_removed_user_is_refused_and_their_session_ended(az: LocalAzure) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": "rotated-password-9"}
-    held = az.client.popen(sys.executable, "-m", "ftpstack.local.client", "hold", "--host",
-                           az.public_ip, "--user", OTHER_USER, env=env, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE)  # fmt: skip
+    held = az.client.popen(
+        sys.executable,
+        "-m",
+        "ftpstack.local.client",
+        "hold",
+        "--host",
+        az.public_ip,
+        "--user",
+        OTHER_USER,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert held.stdout is not None and held.stdout.readline().strip() == "ready"
     applied(az, stack(users=Secret([ALICE])))
     out = held.communicate(input="", timeout=60)[0]
@@ -128,8 +157,15 @@ def conf(az: LocalAzure) -> str:
 def test_limits_change_live(az: LocalAzure) -> None:
     applied(az, stack(users=Secret([{**ALICE, "maxUploadMb": 1}]), maxClients=15))
     assert re.search(r"^MaxClients\s+15 ", conf(az), re.M)
-    out = az.client_cmd("session", "--do", f"stor:big.bin:{2 << 20}", "--do", "stor:small.bin:10",
-                        user=USER, password=PASSWORD)["results"]  # fmt: skip
+    out = az.client_cmd(
+        "session",
+        "--do",
+        f"stor:big.bin:{2 << 20}",
+        "--do",
+        "stor:small.bin:10",
+        user=USER,
+        password=PASSWORD,
+    )["results"]
     assert not out[0]["ok"] and "552" in out[0]["reply"] and out[1]["ok"], out
 
 
@@ -147,7 +183,9 @@ def test_tls_allowed_to_required_refuses_plaintext_from_then_on(az: LocalAzure) 
     [(50000, 50079), (50000, 50039), (50020, 50069), (50000, 50039)],
     ids=["grow", "shrink", "shift-overlapping", "back"],
 )
-def test_the_passive_range_changes_without_announcing_a_closed_port(az: LocalAzure, first: int, last: int) -> None:  # noqa: E501
+def test_the_passive_range_changes_without_announcing_a_closed_port(
+    az: LocalAzure, first: int, last: int
+) -> None:
     found = applied(az, stack(users=Secret([ALICE]), passivePortStart=first, passivePortEnd=last))
     assert found["passive"]["announced"], "the loop really asked"
     assert re.search(rf"^PassivePorts\s+{first} {last}$", conf(az), re.M)
@@ -164,7 +202,9 @@ def test_a_range_that_does_not_overlap_is_refused_before_anything_changes(az: Lo
 
 def test_negative_control_a_configuration_proftpd_refuses_changes_nothing(az: LocalAzure) -> None:
     before = conf(az)
-    az.bundle_edit = lambda b: edit_file(b, paths.PROFTPD_CONF, lambda c: c + "\nPassivePortz 1 2\n")  # noqa: E501
+    az.bundle_edit = lambda b: edit_file(
+        b, paths.PROFTPD_CONF, lambda c: c + "\nPassivePortz 1 2\n"
+    )
     try:
         with pytest.raises(DeployFailed, match="proftpd refused the new configuration"):
             az.apply(stack(users=Secret([ALICE]), maxClients=19))
@@ -176,7 +216,9 @@ def test_negative_control_a_configuration_proftpd_refuses_changes_nothing(az: Lo
 def test_negative_control_without_the_reload_the_range_change_does_not_take_effect() -> None:
     needs_root()
     no_reload: Callable[[str], str] = lambda s: s.replace(  # noqa: E731
-        'reload_proftpd(p["pid_file"], p["port"], p["log"])\n        say("proftpd reloaded', 'say("(no reload)')  # noqa: E501
+        'reload_proftpd(p["pid_file"], p["port"], p["log"])\n        say("proftpd reloaded',
+        'say("(no reload)',
+    )
     with LocalAzure(stack(), time_scale=SCALE) as model:
         model.script_edit = no_reload
         model.apply(stack(passivePortStart=50000, passivePortEnd=50079))

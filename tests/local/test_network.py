@@ -84,7 +84,9 @@ def test_a_load_balancer_forwards_only_its_rules() -> None:
 
 
 def test_the_balanced_map_holds_only_healthy_instances() -> None:
-    assert set(net.balanced_elements([1]).split(", ")) == {f"{b} : {net.vm_address(1)}" for b in range(net.LB_BUCKETS)}  # noqa: E501
+    assert set(net.balanced_elements([1]).split(", ")) == {
+        f"{b} : {net.vm_address(1)}" for b in range(net.LB_BUCKETS)
+    }
     assert net.balanced_elements([]) == ""
 
 
@@ -96,7 +98,10 @@ def round_trip_with_every_client(az: LocalAzure, tmp_path: Path) -> None:
     assert up["reply"].startswith("226")
     out = client(az, "pasv", "--count", "3")
     assert {h for h, _ in out["pasv"]} == {az.public_ip}
-    ports = range(int(az.plan.outputs["passivePortRange"].split("-")[0]), int(az.plan.outputs["passivePortRange"].split("-")[1]) + 1)  # noqa: E501
+    ports = range(
+        int(az.plan.outputs["passivePortRange"].split("-")[0]),
+        int(az.plan.outputs["passivePortRange"].split("-")[1]) + 1,
+    )
     assert all(p in ports for _, p in out["pasv"]) and all(p in ports for p in out["epsv"])
     tmp_path.chmod(0o755)
     url, auth = f"ftp://{az.public_ip}/big.bin", f"{USER}:{PASSWORD}"
@@ -111,10 +116,12 @@ def round_trip_with_every_client(az: LocalAzure, tmp_path: Path) -> None:
     assert hashlib.sha256(lftp.read_bytes()).hexdigest() == up["sha256"]
 
 
+@pytest.mark.l3
 def test_passive_transfers_through_the_public_ip(dev: LocalAzure, tmp_path: Path) -> None:
     round_trip_with_every_client(dev, tmp_path)
 
 
+@pytest.mark.l3
 def test_passive_transfers_through_the_load_balancer(lb: LocalAzure, tmp_path: Path) -> None:
     round_trip_with_every_client(lb, tmp_path)
 
@@ -127,6 +134,7 @@ def reach(az: LocalAzure, port: int, ns: Any = None) -> str:
     return result
 
 
+@pytest.mark.l3
 def test_only_the_declared_ports_are_reachable(dev: LocalAzure) -> None:
     last = int(dev.plan.outputs["passivePortRange"].split("-")[1])
     assert reach(dev, 21) == "open"
@@ -135,19 +143,24 @@ def test_only_the_declared_ports_are_reachable(dev: LocalAzure) -> None:
     assert reach(dev, last) == "refused", "inside the range: reaches the VM"
 
 
+@pytest.mark.l3
 def test_ssh_opens_for_its_cidr_only() -> None:
     for az in model(dev_plan(sshSourceCidrs=["203.0.113.0/24"])):
         assert reach(az, 22) == "refused", "let through to the VM (nothing listens)"
         assert reach(az, 22, az.outsider) == "silent"
 
 
-def test_behind_the_load_balancer_ssh_goes_through_its_nat_rule_and_ftp_through_21(lb: LocalAzure) -> None:  # noqa: E501
+@pytest.mark.l3
+def test_behind_the_load_balancer_ssh_goes_through_its_nat_rule_and_ftp_through_21(
+    lb: LocalAzure,
+) -> None:
     assert reach(lb, 21) == "open"
     assert reach(lb, 21, lb.outsider) == "silent", "outside the FTP sources"
     assert reach(lb, 22) == "refused", "the NAT rule forwards SSH to the VM (nothing listens)"
     assert reach(lb, 23) == "silent", "no rule for 23"
 
 
+@pytest.mark.l3
 def test_negative_control_a_passive_port_without_a_nat_rule_is_unreachable() -> None:
     def drop_first(t: net.Topology) -> net.Topology:
         return dataclasses.replace(t, nat=t.nat[1:])
@@ -163,33 +176,54 @@ def slow_download(az: LocalAzure, tls: bool = False) -> dict[str, Any]:
     """RETR paced to last 3.5 x the idle timeout, the control connection idle meanwhile."""
     extra = ["--tls"] if tls else []
     up = client(az, "upload", "--name", "slow.bin", "--size", str(BIG), *extra)
-    out = client(az, "slow-download", "--name", "slow.bin", "--seconds", str(3.5 * az.idle_timeout),
-                 "--reply-wait", str(2 * az.idle_timeout), *extra)  # fmt: skip
+    out = client(
+        az,
+        "slow-download",
+        "--name",
+        "slow.bin",
+        "--seconds",
+        str(3.5 * az.idle_timeout),
+        "--reply-wait",
+        str(2 * az.idle_timeout),
+        *extra,
+    )
     assert out["sha256"] == up["sha256"] and out["bytes"] == BIG, "the data itself is intact"
     assert out["seconds"] >= 3 * az.idle_timeout, "the transfer outlasted the timeout"
     return out
 
 
+@pytest.mark.l3
 def test_long_transfer_completes_with_the_stack_configuration(dev: LocalAzure) -> None:
     assert (slow_download(dev)["reply"] or "").startswith("226")
 
 
+@pytest.mark.l3
 def test_long_transfer_completes_through_the_load_balancer(lb: LocalAzure) -> None:
     assert (slow_download(lb)["reply"] or "").startswith("226")
 
 
 def without_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
-    bundle = edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M))  # noqa: E501
+    bundle = edit_file(
+        bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M)
+    )
     return {**bundle, "files": [f for f in bundle["files"] if f["path"] != paths.SYSCTL_FILE]}
 
 
 def late_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
     # Keepalive idle 300 s (10 s scaled): above the 240 s idle timeout.
-    return edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"keepalive \d+:(\d+):(\d+)", r"keepalive 10:\1:\2", c))  # noqa: E501
+    return edit_file(
+        bundle,
+        paths.PROFTPD_CONF,
+        lambda c: re.sub(r"keepalive \d+:(\d+):(\d+)", r"keepalive 10:\1:\2", c),
+    )
 
 
-@pytest.mark.parametrize("edit", [without_keepalive, late_keepalive],
-                         ids=["no-keepalive-kernel-default", "keepalive-idle-above-timeout"])  # fmt: skip
+@pytest.mark.parametrize(
+    "edit",
+    [without_keepalive, late_keepalive],
+    ids=["no-keepalive-kernel-default", "keepalive-idle-above-timeout"],
+)
+@pytest.mark.l3
 def test_negative_control_the_226_is_lost(edit: Any) -> None:
     for az in model(dev_plan(), bundle_edit=edit):
         out = slow_download(az)
@@ -199,21 +233,41 @@ def test_negative_control_the_226_is_lost(edit: Any) -> None:
 # -- 4. passive-range saturation ------------------------------------------------------------------
 
 
+@pytest.mark.l3
 def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
     for az in model(dev_plan(passivePortStart=50000, passivePortEnd=50005, maxClients=3)):
         client(az, "upload", "--name", "big.bin", "--size", str(BIG))
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-        holders = [az.client.popen(sys.executable, "-m", "ftpstack.local.client", "slow-download",
-                                   "--host", az.public_ip, "--user", USER, "--name", "big.bin",
-                                   "--seconds", "6", env=env, stdout=subprocess.PIPE)
-                   for _ in range(3)]  # fmt: skip
+        holders = [
+            az.client.popen(
+                sys.executable,
+                "-m",
+                "ftpstack.local.client",
+                "slow-download",
+                "--host",
+                az.public_ip,
+                "--user",
+                USER,
+                "--name",
+                "big.bin",
+                "--seconds",
+                "6",
+                env=env,
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
         try:
             time.sleep(2)
             extra = client(az, "try-login")
             assert not extra["ok"] and extra["reply"][:3] in {"421", "530"}, extra
             assert extra["seconds"] < 1, "refused at once, not after a timeout"
-            results = [json.loads(h.communicate(timeout=120)[0].strip().splitlines()[-1]) for h in holders]  # noqa: E501
-            assert all((r["reply"] or "").startswith("226") and r["bytes"] == BIG for r in results), results  # noqa: E501
+            results = [
+                json.loads(h.communicate(timeout=120)[0].strip().splitlines()[-1]) for h in holders
+            ]
+            assert all(
+                (r["reply"] or "").startswith("226") and r["bytes"] == BIG for r in results
+            ), results
         finally:
             for h in holders:
                 h.kill()
@@ -225,19 +279,36 @@ def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
 
 def smoke(az: LocalAzure) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    return az.client.run(sys.executable, "-m", "ftpstack.ftpcheck", "--host", az.public_ip,
-                         "--user", USER, "--timeout", "3", "--expect-public-ip", az.public_ip,
-                         "--expect-passive-range", str(az.plan.outputs["passivePortRange"]), env=env)  # noqa: E501  # fmt: skip
+    return az.client.run(
+        sys.executable,
+        "-m",
+        "ftpstack.ftpcheck",
+        "--host",
+        az.public_ip,
+        "--user",
+        USER,
+        "--timeout",
+        "3",
+        "--expect-public-ip",
+        az.public_ip,
+        "--expect-passive-range",
+        str(az.plan.outputs["passivePortRange"]),
+        env=env,
+    )
 
 
+@pytest.mark.l3
 def test_smoke_check_passes_on_the_declared_stack(dev: LocalAzure) -> None:
     result = smoke(dev)
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.l3
 def test_smoke_check_fails_clearly_when_the_passive_range_is_not_open() -> None:
     def close_passive(t: net.Topology) -> net.Topology:
-        return dataclasses.replace(t, rules=tuple(r for r in t.rules if r.name != "allow-ftp-passive"))  # noqa: E501
+        return dataclasses.replace(
+            t, rules=tuple(r for r in t.rules if r.name != "allow-ftp-passive")
+        )
 
     for az in model(dev_plan(), topology_edit=close_passive):
         result = smoke(az)
@@ -247,6 +318,7 @@ def test_smoke_check_fails_clearly_when_the_passive_range_is_not_open() -> None:
 # -- FTPS through the public address -----------------------------------------------------------
 
 
+@pytest.mark.l3
 def test_ftps_through_the_public_address_and_a_long_ftps_transfer() -> None:
     for az in model(dev_plan(tls="required")):
         out = client(az, "pasv", "--tls")

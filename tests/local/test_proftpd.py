@@ -52,14 +52,20 @@ def served(dev: Plan, **kw: object) -> LocalServer:
 def cloud_init_schema(text: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     path = tmp / "user-data"
     path.write_text(text)
-    return subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    return subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_bootstrap_passes_cloud_init_schema(stack: str, tmp_path: Path) -> None:
     result = cloud_init_schema(plan(stack).user_data, tmp_path)
-    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr  # noqa: E501
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, (
+        result.stdout + result.stderr
+    )
 
 
 def test_cloud_init_schema_rejects_a_broken_user_data(dev: Plan, tmp_path: Path) -> None:
@@ -77,7 +83,9 @@ def test_the_applied_configuration_passes_proftpd_configtest(server: LocalServer
     assert "masquerading as 198.51.100.10" in result.stderr
 
 
-def test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves(server: LocalServer, dev: Plan) -> None:  # noqa: E501
+def test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves(
+    server: LocalServer, dev: Plan
+) -> None:
     """Negative control of the apply: an injected unknown directive fails configtest, the step
     fails (so would `pulumi up`), and the running configuration is untouched."""
     before = server.machine.path(paths.PROFTPD_CONF).read_text()
@@ -96,14 +104,25 @@ def test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves(s
 def test_ftplib_smoke_through_the_public_address(server: LocalServer, dev: Plan) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
     result = server.run(
-        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, "--user", USER,
-        "--expect-public-ip", server.public_ip, "--expect-passive-range",
-        str(dev.outputs["passivePortRange"]), env=env,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "ftpstack.ftpcheck",
+        "--host",
+        server.public_ip,
+        "--user",
+        USER,
+        "--expect-public-ip",
+        server.public_ip,
+        "--expect-passive-range",
+        str(dev.outputs["passivePortRange"]),
+        env=env,
+    )
     assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr
 
 
-def test_pasv_and_epsv_replies_name_the_public_address_and_a_port_in_range(server: LocalServer, dev: Plan) -> None:  # noqa: E501
+def test_pasv_and_epsv_replies_name_the_public_address_and_a_port_in_range(
+    server: LocalServer, dev: Plan
+) -> None:
     out = server.client("pasv", "--count", "5", user=USER, password=PASSWORD)
     first, last = (int(p) for p in str(dev.outputs["passivePortRange"]).split("-"))
     assert {host for host, _ in out["pasv"]} == {server.public_ip}
@@ -124,19 +143,28 @@ def payload(tmp_path: Path) -> Path:
     return path
 
 
-def test_curl_uploads_and_downloads_in_passive_mode(server: LocalServer, payload: Path, tmp_path: Path) -> None:  # noqa: E501
+def test_curl_uploads_and_downloads_in_passive_mode(
+    server: LocalServer, payload: Path, tmp_path: Path
+) -> None:
     url, auth = f"ftp://{server.public_ip}/curl.bin", f"{USER}:{PASSWORD}"
-    assert server.run("curl", "-sS", "--ftp-pasv", "--user", auth, "-T", str(payload), url).returncode == 0  # noqa: E501
+    assert (
+        server.run("curl", "-sS", "--ftp-pasv", "--user", auth, "-T", str(payload), url).returncode
+        == 0
+    )
     back = tmp_path / "back.bin"
     result = server.run("curl", "-sS", "--ftp-pasv", "--user", auth, "-o", str(back), url)
     assert result.returncode == 0, result.stderr
     assert sha256(back) == sha256(payload)
 
 
-def test_lftp_uploads_and_downloads_in_passive_mode(server: LocalServer, payload: Path, tmp_path: Path) -> None:  # noqa: E501
+def test_lftp_uploads_and_downloads_in_passive_mode(
+    server: LocalServer, payload: Path, tmp_path: Path
+) -> None:
     back = tmp_path / "lftp-back.bin"
-    script = ("set ftp:ssl-allow no; set ftp:passive-mode on; set ftp:prefer-epsv no; "
-              f"set net:max-retries 1; put {payload} -o lftp.bin; get lftp.bin -o {back}; cls -1; bye")  # noqa: E501  # fmt: skip
+    script = (
+        "set ftp:ssl-allow no; set ftp:passive-mode on; set ftp:prefer-epsv no; "
+        f"set net:max-retries 1; put {payload} -o lftp.bin; get lftp.bin -o {back}; cls -1; bye"
+    )
     result = server.run("lftp", "-u", f"{USER},{PASSWORD}", "-e", script, server.public_ip)
     assert result.returncode == 0, result.stderr
     assert "lftp.bin" in result.stdout and sha256(back) == sha256(payload)
@@ -153,8 +181,10 @@ def jail_probe(server: LocalServer) -> dict[str, int]:
     server.machine.write(f"{paths.FTP_ROOT}/outside.txt", "not alice's\n")
     server.client("upload", "--name", "mine.txt", "--size", "10", user=USER, password=PASSWORD)
     names = ("mine.txt", "/outside.txt", "../outside.txt", "/../outside.txt")
-    return {name: server.client_run("download", "--name", name, user=USER, password=PASSWORD).returncode  # noqa: E501
-            for name in names}  # fmt: skip
+    return {
+        name: server.client_run("download", "--name", name, user=USER, password=PASSWORD).returncode
+        for name in names
+    }
 
 
 def test_a_user_is_jailed_to_their_home(server: LocalServer) -> None:
@@ -165,7 +195,9 @@ def test_a_user_is_jailed_to_their_home(server: LocalServer) -> None:
 
 def test_negative_control_without_defaultroot_the_user_escapes(dev: Plan) -> None:
     def unjailed(bundle: dict[str, object]) -> dict[str, object]:
-        return edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^DefaultRoot.*$", "", c, flags=re.M))  # type: ignore[arg-type]  # noqa: E501
+        return edit_file(
+            bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^DefaultRoot.*$", "", c, flags=re.M)
+        )  # type: ignore[arg-type]
 
     with served(dev, edit=unjailed) as loose:
         found = jail_probe(loose)
@@ -181,9 +213,19 @@ def control_keepalive_seconds(server: LocalServer) -> float | None:
     """Hold a logged-in control connection, read the server side's timer back with `ss -o`;
     None when the socket has no keepalive timer."""
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    hold = server.ns.popen(sys.executable, "-m", "ftpstack.local.client", "hold", "--host",
-                           server.public_ip, "--user", USER, env=env, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE)  # fmt: skip
+    hold = server.ns.popen(
+        sys.executable,
+        "-m",
+        "ftpstack.local.client",
+        "hold",
+        "--host",
+        server.public_ip,
+        "--user",
+        USER,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert hold.stdout is not None and hold.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 3
@@ -217,8 +259,11 @@ def test_the_kernel_setting_covers_sockets_that_ask_for_keepalive(server: LocalS
 def test_negative_control_without_either_setting_the_socket_waits_two_hours(dev: Plan) -> None:
     """proftpd turns keepalive on by itself, with the kernel's default timer: 7200 s, far
     beyond Azure's idle timeout."""
+
     def inert(bundle: dict[str, object]) -> dict[str, object]:
-        bundle = edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M))  # type: ignore[arg-type]  # noqa: E501
+        bundle = edit_file(
+            bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M)
+        )  # type: ignore[arg-type]
         return without_file(bundle, paths.SYSCTL_FILE)  # type: ignore[arg-type]
 
     with served(dev, edit=inert) as server:
@@ -231,12 +276,20 @@ def test_negative_control_without_either_setting_the_socket_waits_two_hours(dev:
 
 def ftpcheck(server: LocalServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    return server.run(sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env)  # noqa: E501
+    return server.run(
+        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env
+    )
 
 
 def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address(dev: Plan) -> None:
     def wrong(bundle: dict[str, object]) -> dict[str, object]:
-        return edit_file(bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^MasqueradeAddress.*$", "MasqueradeAddress 198.51.100.77", c, flags=re.M))  # type: ignore[arg-type]  # noqa: E501
+        return edit_file(
+            bundle,
+            paths.PROFTPD_CONF,
+            lambda c: re.sub(
+                r"^MasqueradeAddress.*$", "MasqueradeAddress 198.51.100.77", c, flags=re.M
+            ),
+        )  # type: ignore[arg-type]
 
     with served(dev, edit=wrong) as server:
         result = ftpcheck(server, "--user", USER, "--expect-public-ip", server.public_ip)
@@ -244,7 +297,9 @@ def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address(dev: Plan) -> N
     assert "FAILED: PASV names 198.51.100.77, not the public IP 198.51.100.10" in result.stderr
 
 
-def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(server: LocalServer) -> None:  # noqa: E501
+def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(
+    server: LocalServer,
+) -> None:
     result = ftpcheck(server, "--user", USER, "--expect-passive-range", "40000-40010")
     assert result.returncode == 1 and "outside the passive range 40000-40010" in result.stderr
 
@@ -252,8 +307,18 @@ def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(serv
 def test_smoke_check_stops_at_once_on_a_refused_password(server: LocalServer) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": "wrong-password-1"}
     started = time.monotonic()
-    result = server.run(sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip,
-                        "--user", USER, "--wait", "120", env=env)  # fmt: skip
+    result = server.run(
+        sys.executable,
+        "-m",
+        "ftpstack.ftpcheck",
+        "--host",
+        server.public_ip,
+        "--user",
+        USER,
+        "--wait",
+        "120",
+        env=env,
+    )
     assert result.returncode == 1 and time.monotonic() - started < 30, "never retried into a ban"
     assert f"the server refused {USER}'s password" in result.stderr, result.stderr
 
@@ -269,9 +334,13 @@ def test_smoke_check_without_a_user_waits_for_the_banner(server: LocalServer) ->
 def configtest_without_dns(server: LocalServer, conf: str) -> str:
     server.machine.write("/etc/proftpd/nodns.conf", conf)
     result = server.machine.exec(
-        "unshare", "--uts", "--net", "sh", "-c",
+        "unshare",
+        "--uts",
+        "--net",
+        "sh",
+        "-c",
         "ip link set lo up; hostname ftpstack-no-dns; proftpd --configtest -c /etc/proftpd/nodns.conf",  # noqa: E501
-    )  # fmt: skip
+    )
     return result.stderr + f"\nrc={result.returncode}"
 
 

@@ -23,11 +23,17 @@ EDGE_STACKS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-disk": ("dev", {"dataDiskSizeGb": 0}),
     "idle-100": ("prod", {"idleTimeoutMinutes": 100, "lbTcpReset": True}),
     "widest-lb": ("prod", {"passivePortStart": 40000, "passivePortEnd": 40297, "maxClients": 100}),
-    "existing-net": ("dev", {"useExistingResourceGroup": True, "resourceGroupName": "rg",
-                             "existingSubnetId": "/subscriptions/s/resourceGroups/n/providers/"
-                             "Microsoft.Network/virtualNetworks/v/subnets/s"}),
+    "existing-net": (
+        "dev",
+        {
+            "useExistingResourceGroup": True,
+            "resourceGroupName": "rg",
+            "existingSubnetId": "/subscriptions/s/resourceGroups/n/providers/"
+            "Microsoft.Network/virtualNetworks/v/subnets/s",
+        },
+    ),
     "many-tags": ("dev", {"tags": {f"t{i}": "x" for i in range(47)}}),
-}  # fmt: skip
+}
 
 
 @cache
@@ -53,7 +59,13 @@ def test_prod_declares_at_most_the_five_included_load_balancing_rules() -> None:
 
 def test_every_reference_in_every_plan_is_a_dependency() -> None:
     for name in EDGE_STACKS:
-        assert armcheck.references(d.Declared(edge(name).to_json()), {r.name: r.raw_inputs for r in edge(name).resources}) == []  # noqa: E501
+        assert (
+            armcheck.references(
+                d.Declared(edge(name).to_json()),
+                {r.name: r.raw_inputs for r in edge(name).resources},
+            )
+            == []
+        )
 
 
 # -- negative controls: each table catches a broken plan ----------------------------------------
@@ -70,7 +82,10 @@ def test_a_reference_built_from_strings_is_caught() -> None:
     nic = next(r for r in document["resources"] if r["type"] == d.NIC)
     nic["dependencies"] = [x for x in nic["dependencies"] if x != "ftp-lb"]
     found = findings(document)
-    assert any(f.rule == "references" and f.resource == nic["name"] and "ftp-lb" in f.problem for f in found)  # noqa: E501
+    assert any(
+        f.rule == "references" and f.resource == nic["name"] and "ftp-lb" in f.problem
+        for f in found
+    )
 
 
 def test_an_immutable_property_without_replacement_is_caught() -> None:
@@ -94,16 +109,34 @@ def test_a_location_change_must_replace_everything_located() -> None:
     ("mutate", "fragment"),
     [
         (lambda doc: _first(doc, d.PUBLIC_IP)["inputs"].update(idleTimeoutInMinutes=31), "4-30"),
-        (lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["loadBalancingRules"][0].update(idleTimeoutInMinutes=101), "4-100"),  # noqa: E501
-        (lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["outboundRules"][0].update(idleTimeoutInMinutes=121), "4-120"),  # noqa: E501
-        (lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["probes"][0].update(intervalInSeconds=2), "probe interval"),  # noqa: E501
+        (
+            lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["loadBalancingRules"][0].update(
+                idleTimeoutInMinutes=101
+            ),
+            "4-100",
+        ),
+        (
+            lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["outboundRules"][0].update(
+                idleTimeoutInMinutes=121
+            ),
+            "4-120",
+        ),
+        (
+            lambda doc: _first(doc, d.LOAD_BALANCER)["inputs"]["probes"][0].update(
+                intervalInSeconds=2
+            ),
+            "probe interval",
+        ),
         (lambda doc: _first(doc, d.NAT_RULE)["inputs"].update(idleTimeoutInMinutes=3), "4-100"),
         (lambda doc: _first(doc, d.SECURITY_RULE)["inputs"].update(priority=50), "100-4096"),
         (lambda doc: _first(doc, d.DISK)["inputs"].update(diskSizeGB=40000), "4-32767"),
-        (lambda doc: _first(doc, d.VM)["inputs"].update(tags={f"t{i}": "x" for i in range(51)}), "51 tags"),  # noqa: E501
+        (
+            lambda doc: _first(doc, d.VM)["inputs"].update(tags={f"t{i}": "x" for i in range(51)}),
+            "51 tags",
+        ),
         (lambda doc: _first(doc, d.VM)["inputs"].update(tags={"a?b": "x"}), "tag 'a?b'"),
     ],
-)  # fmt: skip
+)
 def test_a_value_out_of_azures_range_is_caught(mutate: Any, fragment: str) -> None:
     document = broken("prod") if "PUBLIC_IP" not in str(mutate) else broken("dev")
     mutate(document)
@@ -154,7 +187,9 @@ def _first(document: dict[str, Any], type_: str) -> dict[str, Any]:
 def test_the_plan_lists_what_is_billed_and_the_biggest_driver() -> None:
     units, total, biggest = costs.summary(d.Declared(edge("prod").to_json()))
     names = [u.what for u in units]
-    assert "VM Standard_D2s_v5" in names and any(n.startswith("Standard load balancer (2 billed") for n in names)  # noqa: E501
+    assert "VM Standard_D2s_v5" in names and any(
+        n.startswith("Standard load balancer (2 billed") for n in names
+    )
     assert any(n.startswith("inbound NAT rules (free)") for n in names)
     assert biggest is not None and biggest.what == "VM Standard_D2s_v5"
     assert 100 < total < 300

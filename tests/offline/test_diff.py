@@ -35,8 +35,11 @@ def clone(tmp_path: Path) -> Path:
 def diff(repo: Path, *args: str, base: str = "HEAD") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ftpstack.offline.diff", "--base", base, *args],
-        cwd=repo, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -57,7 +60,10 @@ def test_a_limit_change_is_live_and_shows_the_new_directive(clone: Path) -> None
     assert result.returncode == 1, result.stderr
     assert "ftp-vm-configure: the configuration changes in place, no downtime" in result.stdout
     assert "REPLACE" not in result.stdout
-    assert "-MaxClients            20" in result.stdout and "+MaxClients            19" in result.stdout  # noqa: E501
+    assert (
+        "-MaxClients            20" in result.stdout
+        and "+MaxClients            19" in result.stdout
+    )
 
 
 def test_a_password_rotation_shows_as_a_changed_secret(clone: Path) -> None:
@@ -73,7 +79,9 @@ def test_a_password_rotation_shows_as_a_changed_secret(clone: Path) -> None:
 
 
 def test_a_program_change_shows_like_a_config_change(clone: Path) -> None:
-    edit(clone / "ftpstack" / "render.py", "TimeoutIdle           1200", "TimeoutIdle           900")
+    edit(
+        clone / "ftpstack" / "render.py", "TimeoutIdle           1200", "TimeoutIdle           900"
+    )
     result = diff(clone, "--stack", "dev")
     assert result.returncode == 1
     assert "+TimeoutIdle           900" in result.stdout and "REPLACE" not in result.stdout
@@ -84,7 +92,10 @@ def test_an_image_change_replaces_the_vm_and_says_what_survives(clone: Path) -> 
     stack.write_text(stack.read_text() + "  ftpstack:imageVersion: 0.20261101.1\n")
     result = diff(clone, "--stack", "dev")
     assert result.returncode == 1
-    assert "WARNING: VM ftp-vm will be REPLACED (storageProfile.imageReference changed)" in result.stdout  # noqa: E501
+    assert (
+        "WARNING: VM ftp-vm will be REPLACED (storageProfile.imageReference changed)"
+        in result.stdout
+    )
     assert "the data disk and the TLS identity on it are kept" in result.stdout
 
 
@@ -113,8 +124,10 @@ def test_a_base_from_before_the_package_moved_still_plans(clone: Path) -> None:
     """`make diff BASE=<old ref>` runs the base's own planner, wherever it lived then."""
     deleted = subprocess.run(
         ["git", "-C", str(clone), "rev-list", "-1", "HEAD", "--", "ftpstack/plan.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert deleted, "this repository's history has the old planner"
     result = diff(clone, "--stack", "dev", base=f"{deleted}^")
     assert result.returncode == 1, result.stderr
@@ -149,15 +162,23 @@ def test_a_data_disk_deletion_or_shrink_warns_about_customer_files() -> None:
     disk = _resource("azure-native:compute:Disk", "ftp-data", diskSizeGB=64)
     smaller = _resource("azure-native:compute:Disk", "ftp-data", diskSizeGB=32)
     assert any("customers' files" in w for w in compare("d", _plan([disk]), _plan([])).warnings)
-    assert any("SHRINK from 64 to 32 GiB" in w for w in compare("d", _plan([disk]), _plan([smaller])).warnings)  # noqa: E501
+    assert any(
+        "SHRINK from 64 to 32 GiB" in w
+        for w in compare("d", _plan([disk]), _plan([smaller])).warnings
+    )
 
 
 def test_an_ignored_property_is_not_a_replacement() -> None:
     def vm(key: str) -> dict[str, Any]:
-        r = _resource("azure-native:compute:VirtualMachine", "ftp-vm",
-                      osProfile={"linuxConfiguration": {"ssh": {"publicKeys": [key]}}})  # fmt: skip
-        r["options"] = {"replaceOnChanges": ["osProfile"],
-                        "ignoreChanges": ["osProfile.linuxConfiguration.ssh.publicKeys"]}  # fmt: skip
+        r = _resource(
+            "azure-native:compute:VirtualMachine",
+            "ftp-vm",
+            osProfile={"linuxConfiguration": {"ssh": {"publicKeys": [key]}}},
+        )
+        r["options"] = {
+            "replaceOnChanges": ["osProfile"],
+            "ignoreChanges": ["osProfile.linuxConfiguration.ssh.publicKeys"],
+        }
         return r
 
     result = compare("d", _plan([vm("a")]), _plan([vm("b")]))

@@ -19,16 +19,27 @@ from tests.support import PASSWORD, ROOT, plan
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ftpstack.offline.plan", *args],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_plan_json_is_one_document_for_tools() -> None:
     result = run_plan("--json", "--stack", "prod")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) >= {"resources", "outputs", "cloud_init", "live", "arm_check",
-                             "billable", "monthly_usd", "warnings"}  # fmt: skip
+    assert set(document) >= {
+        "resources",
+        "outputs",
+        "cloud_init",
+        "live",
+        "arm_check",
+        "billable",
+        "monthly_usd",
+        "warnings",
+    }
     for r in document["resources"]:
         assert set(r) >= {"type", "name", "parent", "inputs", "options", "dependencies"}
     assert document["cloud_init"].startswith("#cloud-config")
@@ -40,11 +51,18 @@ def test_plan_text_shows_every_part_and_masks_every_secret() -> None:
     result = run_plan("--stack", "prod")
     assert result.returncode == 0, result.stderr
     for expected in (
-        "ftpstack plan for stack 'prod' (Pulumi.prod.yaml;", "ftpstack:azure:FtpServer",
-        "allow-ftp-passive", "balanced: port 21", "NAT: ports 50000-50099 (100 rules)",
-        "Billable units", "ARM check: 0 problem(s)", "ftpEndpoint", "#cloud-config",
-        "Live configuration of instance 0", "--- /etc/proftpd/proftpd.conf",
-    ):  # fmt: skip
+        "ftpstack plan for stack 'prod' (Pulumi.prod.yaml;",
+        "ftpstack:azure:FtpServer",
+        "allow-ftp-passive",
+        "balanced: port 21",
+        "NAT: ports 50000-50099 (100 rules)",
+        "Billable units",
+        "ARM check: 0 problem(s)",
+        "ftpEndpoint",
+        "#cloud-config",
+        "Live configuration of instance 0",
+        "--- /etc/proftpd/proftpd.conf",
+    ):
         assert expected in result.stdout, expected
     assert "$6$" not in result.stdout and MASK in result.stdout
     assert "TCP reset off" in result.stdout and "[False]" not in result.stdout
@@ -72,8 +90,13 @@ def test_a_stack_file_plan_is_labelled_by_its_file(tmp_path: Path) -> None:
 
 def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) -> None:
     stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    stack["config"].update({"ftpstack:passivePortStart": 30000, "ftpstack:passivePortEnd": 30005,
-                            "ftpstack:maxClients": 10})  # fmt: skip
+    stack["config"].update(
+        {
+            "ftpstack:passivePortStart": 30000,
+            "ftpstack:passivePortEnd": 30005,
+            "ftpstack:maxClients": 10,
+        }
+    )
     path = tmp_path / "Pulumi.bad.yaml"
     path.write_text(yaml.safe_dump(stack))
     result = run_plan("--stack-file", str(path))
@@ -89,7 +112,9 @@ def test_committed_secure_values_plan_with_stand_ins_and_say_so() -> None:
 
 
 def test_opting_out_of_the_data_disk_is_warned_about() -> None:
-    assert "files and the self-signed TLS identity live on the OS disk" in render_text(plan(dataDiskSizeGb=0))  # noqa: E501
+    assert "files and the self-signed TLS identity live on the OS disk" in render_text(
+        plan(dataDiskSizeGb=0)
+    )
     assert "live on the OS disk" not in render_text(plan())
 
 

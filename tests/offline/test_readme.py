@@ -23,8 +23,13 @@ def section(title: str) -> str:
 def test_the_refused_config_example_prints_exactly_what_the_readme_shows() -> None:
     block = re.search(r"```\n\$ make plan ARGS=\"(--stack-file [^\"]+)\"\n(error: .+)\n```", README)
     assert block, "README shows a refused config"
-    result = subprocess.run([sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(1))],  # noqa: E501
-                            cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(1))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2 and result.stderr.strip() == block.group(2)
 
 
@@ -47,7 +52,9 @@ def test_the_production_example_is_what_pulumi_prod_yaml_sets() -> None:
 
 
 def test_the_smoke_check_example_parses_and_speaks_tls() -> None:
-    block = re.search(r"FTP_PASSWORD=\.\.\. venv/bin/python -m ftpstack\.ftpcheck (.+?)\n```", README, re.S)  # noqa: E501
+    block = re.search(
+        r"FTP_PASSWORD=\.\.\. venv/bin/python -m ftpstack\.ftpcheck (.+?)\n```", README, re.S
+    )
     assert block
     argv = shlex.split(block.group(1).replace("\\\n", " ").replace("<ip>", "198.51.100.10"))
     args = ftpcheck.arguments().parse_args(argv)

@@ -21,19 +21,31 @@ def values(tmp_path: Path, text: str) -> dict[str, object]:
 
 
 def test_scalars_reach_the_program_as_written(tmp_path: Path) -> None:
-    found = values(tmp_path, "config:\n  ftpstack:tls: off\n  ftpstack:maxClients: 010\n"
-                             "  ftpstack:dnsLabel: null\n  ftpstack:anonymous: yes\n"
-                             "  ftpstack:imageVersion:\n  location: westeurope\n")  # fmt: skip
-    assert found == {"ftpstack:tls": "off", "ftpstack:maxClients": "010", "ftpstack:dnsLabel": "",
-                     "ftpstack:anonymous": "yes", "ftpstack:imageVersion": "",
-                     "ftpstack:location": "westeurope"}  # fmt: skip
+    found = values(
+        tmp_path,
+        "config:\n  ftpstack:tls: off\n  ftpstack:maxClients: 010\n"
+        "  ftpstack:dnsLabel: null\n  ftpstack:anonymous: yes\n"
+        "  ftpstack:imageVersion:\n  location: westeurope\n",
+    )
+    assert found == {
+        "ftpstack:tls": "off",
+        "ftpstack:maxClients": "010",
+        "ftpstack:dnsLabel": "",
+        "ftpstack:anonymous": "yes",
+        "ftpstack:imageVersion": "",
+        "ftpstack:location": "westeurope",
+    }
 
 
 def test_objects_and_lists_are_yaml_1_2_and_secure_values_stay_marked(tmp_path: Path) -> None:
-    found = values(tmp_path, "config:\n  ftpstack:users:\n    - name: a\n      readOnly: on\n"
-                             "      password:\n        secure: v1:abc\n")  # fmt: skip
-    assert found == {"ftpstack:users": [{"name": "a", "readOnly": "on",
-                                         "password": stackfile.Secure("v1:abc")}]}  # fmt: skip
+    found = values(
+        tmp_path,
+        "config:\n  ftpstack:users:\n    - name: a\n      readOnly: on\n"
+        "      password:\n        secure: v1:abc\n",
+    )
+    assert found == {
+        "ftpstack:users": [{"name": "a", "readOnly": "on", "password": stackfile.Secure("v1:abc")}]
+    }
 
 
 def test_tls_off_as_a_user_writes_it_plans(tmp_path: Path) -> None:
@@ -67,28 +79,46 @@ def test_the_cli_gives_one_line_and_exit_2_never_a_traceback(tmp_path: Path) -> 
     path.write_text("config:\n  ftpstack:users: [{name: a, password: {secure: 1}}\n")
     result = subprocess.run(
         [sys.executable, "-m", "ftpstack.offline.plan", "--stack-file", str(path)],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_plaintext_password_in_the_stack_file_is_refused_without_showing_it(tmp_path: Path) -> None:  # noqa: E501
-    path = stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, "users": [
-        {"name": "a", "password": {"secure": "v1:x"}},
-        {"name": "b", "password": "plain-password-77"}]})  # fmt: skip
+def test_a_plaintext_password_in_the_stack_file_is_refused_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    path = stack_file(
+        tmp_path,
+        "t",
+        {
+            "sshPublicKey": SSH_KEY,
+            "users": [
+                {"name": "a", "password": {"secure": "v1:x"}},
+                {"name": "b", "password": "plain-password-77"},
+            ],
+        },
+    )
     with pytest.raises(PlanError) as caught:
         stack_config("t", stack_file=path)
     message = str(caught.value)
-    assert "users[1].password is stored in plaintext" in message and "plain-password-77" not in message  # noqa: E501
+    assert (
+        "users[1].password is stored in plaintext" in message and "plain-password-77" not in message
+    )
 
 
 def test_a_changed_ciphertext_plans_as_a_changed_secret(tmp_path: Path) -> None:
     def users_file(ciphertext: str) -> str:
-        path = stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, "users": [
-            {"name": "a", "password": {"secure": ciphertext}}]})  # fmt: skip
+        path = stack_file(
+            tmp_path,
+            "t",
+            {"sshPublicKey": SSH_KEY, "users": [{"name": "a", "password": {"secure": ciphertext}}]},
+        )
         files = plan_stack("t", stack_file=path).bundles()[0]["files"]
-        return next(f["content"] for f in files if f["path"].endswith("ftpd.passwd"))
+        return str(next(f["content"] for f in files if f["path"].endswith("ftpd.passwd")))
 
     assert users_file("v1:one") == users_file("v1:one")
     assert users_file("v1:one") != users_file("v1:two")
@@ -96,9 +126,16 @@ def test_a_changed_ciphertext_plans_as_a_changed_secret(tmp_path: Path) -> None:
 
 def test_a_stack_with_its_own_certificate_plans_with_a_stand_in_pair(tmp_path: Path) -> None:
     cert, _ = certificate_pair("ftp.example.com")
-    path = stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, "tls": "required",
-                                       "tlsCertificate": cert,
-                                       "tlsPrivateKey": {"secure": "v1:key"}})  # fmt: skip
+    path = stack_file(
+        tmp_path,
+        "t",
+        {
+            "sshPublicKey": SSH_KEY,
+            "tls": "required",
+            "tlsCertificate": cert,
+            "tlsPrivateKey": {"secure": "v1:key"},
+        },
+    )
     first, second = plan_stack("t", stack_file=path), plan_stack("t", stack_file=path)
     assert first.bundles() == second.bundles(), "the stand-in is the same every time"
     assert "tlsPrivateKey" in first.stand_ins
@@ -106,9 +143,16 @@ def test_a_stack_with_its_own_certificate_plans_with_a_stand_in_pair(tmp_path: P
 
 def test_an_expired_certificate_is_refused_offline_even_with_a_secret_key(tmp_path: Path) -> None:
     cert, _ = certificate_pair("ftp.example.com", days=-2)
-    path = stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, "tls": "required",
-                                       "tlsCertificate": cert,
-                                       "tlsPrivateKey": {"secure": "v1:key"}})  # fmt: skip
+    path = stack_file(
+        tmp_path,
+        "t",
+        {
+            "sshPublicKey": SSH_KEY,
+            "tls": "required",
+            "tlsCertificate": cert,
+            "tlsPrivateKey": {"secure": "v1:key"},
+        },
+    )
     with pytest.raises(PlanError, match="ftpstack:tlsCertificate = \\[PEM\\]: expired"):
         stack_config("t", stack_file=path)
 
@@ -116,9 +160,16 @@ def test_an_expired_certificate_is_refused_offline_even_with_a_secret_key(tmp_pa
 def test_a_secrets_file_checks_the_real_key_against_the_certificate(tmp_path: Path) -> None:
     cert, key = certificate_pair("ftp.example.com")
     _, other = certificate_pair("other.example.com")
-    path = stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, "tls": "required",
-                                       "tlsCertificate": cert,
-                                       "tlsPrivateKey": {"secure": "v1:key"}})  # fmt: skip
+    path = stack_file(
+        tmp_path,
+        "t",
+        {
+            "sshPublicKey": SSH_KEY,
+            "tls": "required",
+            "tlsCertificate": cert,
+            "tlsPrivateKey": {"secure": "v1:key"},
+        },
+    )
     good = stack_file(tmp_path, "good.secrets", {"tlsPrivateKey": key})
     bad = stack_file(tmp_path, "bad.secrets", {"tlsPrivateKey": other})
     assert plan_stack("t", stack_file=path, secrets_file=good).stand_ins == []

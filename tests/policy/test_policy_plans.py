@@ -45,10 +45,26 @@ def stack_tags(name: str) -> dict[str, str]:
 # -- the pack's view agrees with the program's ---------------------------------------------------
 
 SOURCES = [
-    "*", " * ", "Internet", "INTERNET", "Any", "0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1",
-    "10.0.0.0/7", "10.0.0.0/8", "203.0.113.0/24", "198.51.100.7/32", "::/1", "2001:db8::/32",
-    "AzureLoadBalancer", "VirtualNetwork", "Storage.WestEurope", "not-an-address",
-]  # fmt: skip
+    "*",
+    " * ",
+    "Internet",
+    "INTERNET",
+    "Any",
+    "0.0.0.0/0",
+    "::/0",
+    "0.0.0.0/1",
+    "128.0.0.0/1",
+    "10.0.0.0/7",
+    "10.0.0.0/8",
+    "203.0.113.0/24",
+    "198.51.100.7/32",
+    "::/1",
+    "2001:db8::/32",
+    "AzureLoadBalancer",
+    "VirtualNetwork",
+    "Storage.WestEurope",
+    "not-an-address",
+]
 
 
 def test_the_pack_and_the_plan_agree_on_the_internet() -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ftpstack import bootstrap, paths
-from tests.support import GOOD_USER, PASSWORD, certificate_pair, settings
+from tests.support import GOOD_USER, OTHER_KEY, PASSWORD, certificate_pair, settings
 
 
 def document(**raw: Any) -> dict[str, Any]:
@@ -31,12 +31,16 @@ def files(**raw: Any) -> dict[str, str]:
         {"users": [GOOD_USER, {"name": "bob", "password": "bob-password-22"}]},
         {"maxClients": 10, "passivePortStart": 40000, "passivePortEnd": 40019},
         {"keepaliveIdleSeconds": 45, "keepaliveIntervalSeconds": 15},
-        {"tls": "required"}, {"tls": "off"}, {"anonymous": True}, {"ban": False},
-        {"passwordHashRounds": 20000}, {"maxClientsPerHost": 3},
-        {"sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbK1D5pf6PXoPXXcEIg4mJv9w0M0WpCh5ZbXn0vZvF0 x"},  # noqa: E501
+        {"tls": "required"},
+        {"tls": "off"},
+        {"anonymous": True},
+        {"ban": False},
+        {"passwordHashRounds": 20000},
+        {"maxClientsPerHost": 3},
+        {"sshPublicKey": OTHER_KEY},
         {"tags": {"owner": "ops"}},
     ],
-)  # fmt: skip
+)
 def test_a_live_setting_never_changes_the_bootstrap(change: dict[str, Any]) -> None:
     """Anything here would replace the VM: no day-two setting may reach it."""
     assert bootstrap.cloud_config(settings(**change)) == bootstrap.cloud_config(settings())
@@ -51,8 +55,12 @@ def test_the_bootstrap_holds_no_secret() -> None:
 
 
 def test_every_package_a_live_change_may_need_is_installed_at_boot() -> None:
-    assert document(tls="off")["packages"] == ["proftpd-core", "proftpd-mod-crypto", "openssl",
-                                                "nftables"]  # fmt: skip
+    assert document(tls="off")["packages"] == [
+        "proftpd-core",
+        "proftpd-mod-crypto",
+        "openssl",
+        "nftables",
+    ]
 
 
 def test_proftpd_serves_only_a_configuration_ftpstack_applied_and_comes_back_when_killed() -> None:
@@ -68,7 +76,10 @@ def test_the_data_disk_is_found_on_scsi_and_nvme_and_formatted_only_when_empty()
     for device in ("/dev/disk/azure/scsi1/lun0", "/dev/disk/azure/data/by-lun/0", "/dev/nvme0n2"):
         assert device in script
     assert "blkid -p" in script and "not formatting it" in script
-    assert f"LABEL=$label {paths.FTP_ROOT} ext4" in script and f"label={paths.DATA_DISK_LABEL}" in script
+    assert (
+        f"LABEL=$label {paths.FTP_ROOT} ext4" in script
+        and f"label={paths.DATA_DISK_LABEL}" in script
+    )
     steps = [" ".join(s) if isinstance(s, list) else s for s in document()["runcmd"]]
     assert paths.DISK_SCRIPT in steps
     assert paths.DISK_SCRIPT not in files(dataDiskSizeGb=0)

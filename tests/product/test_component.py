@@ -8,6 +8,7 @@ unit-test style, where each test returns its Output so that a failing assertion 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from functools import cache
@@ -21,13 +22,15 @@ from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
 from ftpstack.offline import declared as d
 from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
 from ftpstack.offline.plan import MASK, Plan, PlanError, Secret, plan_stack
-from tests.support import PASSWORD, USER, USERS, settings
+from tests.support import OTHER_KEY, PASSWORD, USER, USERS, settings
 
 
 @cache
 def _plan(stack: str, frozen: str) -> Plan:
-    overrides = {k: (Secret(v["secret"]) if isinstance(v, dict) and "secret" in v else v)
-                 for k, v in json.loads(frozen).items()}  # fmt: skip
+    overrides = {
+        k: (Secret(v["secret"]) if isinstance(v, dict) and "secret" in v else v)
+        for k, v in json.loads(frozen).items()
+    }
     return plan_stack(stack, overrides={"users": USERS, **overrides})
 
 
@@ -53,7 +56,7 @@ def directive(text: str, name: str) -> str:
 
 def conf(p: Plan, instance: int = 0) -> str:
     files = {f["path"]: f["content"] for f in p.bundles()[instance]["files"]}
-    return files[paths.PROFTPD_CONF]
+    return str(files[paths.PROFTPD_CONF])
 
 
 # -- what is open --------------------------------------------------------------------------------
@@ -75,17 +78,25 @@ def test_only_ftp_is_open_to_clients(stack: str) -> None:
 
 def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs() -> None:
     assert all(r.ports != (22, 22) for r in view(plan()).security_rules() if r.allows)
-    ssh = [r for r in view(plan(sshSourceCidrs=["203.0.113.9/32"])).security_rules() if r.ports == (22, 22)]  # noqa: E501
+    ssh = [
+        r
+        for r in view(plan(sshSourceCidrs=["203.0.113.9/32"])).security_rules()
+        if r.ports == (22, 22)
+    ]
     assert [r.sources for r in ssh] == [("203.0.113.9/32",)]
 
 
 def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule() -> None:
     v = view(plan("prod", sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True))
-    assert [(n.frontend_port, n.backend_port, n.pool) for n in v.nat_rules() if n.name == "ssh-0"] == [(22, 22, "instance-0")]  # noqa: E501
+    assert [
+        (n.frontend_port, n.backend_port, n.pool) for n in v.nat_rules() if n.name == "ssh-0"
+    ] == [(22, 22, "instance-0")]
     assert not [n for n in view(plan("prod")).nat_rules() if n.name.startswith("ssh")]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"passivePortStart": 40000, "passivePortEnd": 40019, "maxClients": 10}])  # noqa: E501
+@pytest.mark.parametrize(
+    "overrides", [{}, {"passivePortStart": 40000, "passivePortEnd": 40019, "maxClients": 10}]
+)
 def test_nsg_passive_range_equals_proftpd_passive_ports(overrides: dict[str, Any]) -> None:
     p = plan(**overrides)
     nsg = {r.port_text for r in view(p).security_rules() if r.allows} - {"21"}
@@ -109,7 +120,11 @@ def test_behind_a_load_balancer_only_21_is_balanced_and_passive_ports_are_free_n
     assert [n.frontend_port for n in v.nat_rules()] == list(v.passive_range)
     assert all(n.frontend_port == n.backend_port and n.pool == "instance-0" for n in v.nat_rules())
     (probe,) = lb["probes"]
-    assert (probe["port"], probe["intervalInSeconds"], probe["probeThreshold"]) == (paths.HEALTH_PORT, 5, 2)  # noqa: E501
+    assert (probe["port"], probe["intervalInSeconds"], probe["probeThreshold"]) == (
+        paths.HEALTH_PORT,
+        5,
+        2,
+    )
     assert "idleTimeoutInMinutes" not in raw(p, d.PUBLIC_IP), "the rules carry the idle timeout"
     config = raw(p, d.NIC)["ipConfigurations"][0]
     assert "publicIPAddress" not in config, "behind an LB the public IP sits on the LB"
@@ -157,16 +172,27 @@ def test_password_ssh_is_disabled_and_the_first_key_installed() -> None:
     "change",
     [
         {"users": Secret([{"name": USER, "password": "changed-password-9"}])},
-        {"users": Secret([{"name": USER, "password": PASSWORD}, {"name": "bob", "password": "bob-password-22"}])},  # noqa: E501
-        {"maxClients": 19}, {"tls": "required"}, {"keepaliveIdleSeconds": 50},
+        {
+            "users": Secret(
+                [
+                    {"name": USER, "password": PASSWORD},
+                    {"name": "bob", "password": "bob-password-22"},
+                ]
+            )
+        },
+        {"maxClients": 19},
+        {"tls": "required"},
+        {"keepaliveIdleSeconds": 50},
         {"passivePortStart": 40000, "passivePortEnd": 40099},
-        {"sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbK1D5pf6PXoPXXcEIg4mJv9w0M0WpCh5ZbXn0vZvF0 x"},  # noqa: E501
+        {"sshPublicKey": OTHER_KEY},
     ],
-)  # fmt: skip
+)
 def test_a_day_two_change_is_live_not_a_replacement(change: dict[str, Any]) -> None:
     base, after = plan(), plan(**change)
     assert after.user_data == base.user_data, "the bootstrap, and so the VM, stays"
-    assert after.bundles() != base.bundles() or change.get("sshPublicKey"), "the configuration changes"  # noqa: E501
+    assert after.bundles() != base.bundles() or change.get("sshPublicKey"), (
+        "the configuration changes"
+    )
 
 
 def test_the_vm_is_replaced_exactly_for_what_azure_cannot_change() -> None:
@@ -193,7 +219,7 @@ def test_a_deployment_narrows_then_opens_then_configures() -> None:
 def test_sibling_rules_are_chained() -> None:
     p = plan("prod")
     nats = sorted((r for r in p.find(d.NAT_RULE)), key=lambda r: int(r.name.rsplit("-", 1)[1]))
-    for before, after in zip(nats, nats[1:], strict=False):
+    for before, after in itertools.pairwise(nats):
         assert before.name in after.dependencies
 
 
@@ -208,7 +234,10 @@ def test_instances_spread_over_zones_each_with_its_slice_one_after_the_other() -
     assert [b["proftpd"]["passive"] for b in p.bundles()] == ["50000-50049", "50050-50099"]
     second = next(r for r in p.resources if r.name == "ftp-vm-1-configure")
     assert "ftp-vm-configure" in second.dependencies, "rolling: one instance at a time"
-    assert [i["passivePorts"] for i in p.outputs[outputs.INSTANCES]] == ["50000-50049", "50050-50099"]  # noqa: E501
+    assert [i["passivePorts"] for i in p.outputs[outputs.INSTANCES]] == [
+        "50000-50049",
+        "50050-50099",
+    ]
 
 
 # -- checks, disks, naming, outputs ---------------------------------------------------------------
@@ -281,13 +310,19 @@ def test_outputs_are_exported_under_the_constant_names() -> None:
     assert p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{p.outputs[outputs.FQDN]}:21"
     assert p.outputs[outputs.CONTROL_PORT] == 21
     (instance,) = p.outputs[outputs.INSTANCES]
-    assert instance == {"name": "ftp-vm", "privateIp": "10.20.1.4",
-                        "passivePorts": p.outputs[outputs.PASSIVE_PORT_RANGE]}  # fmt: skip
+    assert instance == {
+        "name": "ftp-vm",
+        "privateIp": "10.20.1.4",
+        "passivePorts": p.outputs[outputs.PASSIVE_PORT_RANGE],
+    }
 
 
 def test_endpoint_falls_back_to_the_ip_without_a_dns_label() -> None:
     p = plan(dnsLabel="")
-    assert p.outputs[outputs.FQDN] == "" and p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{MOCK_PUBLIC_IP}:21"  # noqa: E501
+    assert (
+        p.outputs[outputs.FQDN] == ""
+        and p.outputs[outputs.FTP_ENDPOINT] == f"ftp://{MOCK_PUBLIC_IP}:21"
+    )
 
 
 def test_a_refused_config_registers_no_resource() -> None:
@@ -306,7 +341,7 @@ def mocked() -> None:
     pulumi.runtime.set_mocks(Mocks(), project="ftpstack", stack="unit", preview=False)
 
 
-@pulumi.runtime.test
+@pulumi.runtime.test  # type: ignore[untyped-decorator]
 def test_component_outputs_resolve(mocked: None) -> pulumi.Output[None]:
     server = FtpServer("unit", FtpServerArgs(settings(dnsLabel="unit-ftp")))
 
@@ -317,12 +352,15 @@ def test_component_outputs_resolve(mocked: None) -> pulumi.Output[None]:
         assert [i["passivePorts"] for i in instances] == ["50000-50099"]
 
     return pulumi.Output.all(
-        server.ftp_endpoint, server.public_ip, server.control_port, server.passive_port_range,
+        server.ftp_endpoint,
+        server.public_ip,
+        server.control_port,
+        server.passive_port_range,
         server.instances,
-    ).apply(check)  # fmt: skip
+    ).apply(check)
 
 
-@pulumi.runtime.test
+@pulumi.runtime.test  # type: ignore[untyped-decorator]
 def test_two_components_do_not_collide(mocked: None) -> pulumi.Output[None]:
     a = FtpServer("a", FtpServerArgs(settings()))
     b = FtpServer("b", FtpServerArgs(settings()))

@@ -31,8 +31,12 @@ def refused(values: dict[str, str], secret: set[str] = frozenset(), stack: Any =
 
 
 def test_engine_strings_are_decoded_and_other_namespaces_left_alone() -> None:
-    values = config(users=[{"name": USER, "password": PASSWORD}], maxClients="10",
-                    lbTcpReset="true", ftpSourceCidrs=["203.0.113.0/24"])  # fmt: skip
+    values = config(
+        users=[{"name": USER, "password": PASSWORD}],
+        maxClients="10",
+        lbTcpReset="true",
+        ftpSourceCidrs=["203.0.113.0/24"],
+    )
     values["azure-native:location"] = "westeurope"
     s = settings_from_config(values, lambda key: key == "ftpstack:users")
     assert s.users[0].password.get_secret_value() == PASSWORD
@@ -55,8 +59,12 @@ def test_a_plaintext_tls_key_is_refused_without_showing_it() -> None:
 def test_a_plaintext_password_beside_a_secret_one_is_refused_by_the_stack_file() -> None:
     """The engine marks all of `users` secret once one password is; the stack file tells."""
     users = [{"name": "a", "password": SECRET_PASSWORD}, {"name": "b", "password": PASSWORD}]
-    stack = {"ftpstack:users": [{"name": "a", "password": {"secure": "v1:abc"}},
-                                {"name": "b", "password": PASSWORD}]}  # fmt: skip
+    stack = {
+        "ftpstack:users": [
+            {"name": "a", "password": {"secure": "v1:abc"}},
+            {"name": "b", "password": PASSWORD},
+        ]
+    }
     message = refused(config(users=users), {"ftpstack:users"}, stack)
     assert message.startswith("ftpstack:users[1].password is stored in plaintext"), message
     assert PASSWORD not in message and SECRET_PASSWORD not in message
@@ -70,12 +78,17 @@ def test_negative_control_without_the_stack_file_the_engine_cannot_tell() -> Non
 
 def test_plaintext_secrets_are_found_anywhere_in_a_stack_file() -> None:
     _, key = certificate_pair("x.example.com")
-    found = plaintext_secrets({
-        "ftpstack:users": [{"name": "a", "password": {"secure": "v1:x"}}, {"name": "b", "password": 1234}],  # noqa: E501
-        "ftpstack:tlsPrivateKey": {"secure": "v1:y"},
-        "ftpstack:tags": {"note": key},
-        "azure-native:clientSecret": "not ours",
-    })  # fmt: skip
+    found = plaintext_secrets(
+        {
+            "ftpstack:users": [
+                {"name": "a", "password": {"secure": "v1:x"}},
+                {"name": "b", "password": 1234},
+            ],
+            "ftpstack:tlsPrivateKey": {"secure": "v1:y"},
+            "ftpstack:tags": {"note": key},
+            "azure-native:clientSecret": "not ours",
+        }
+    )
     assert found == ["users[1].password", "tags.note"]
 
 
@@ -83,24 +96,44 @@ def test_plaintext_secrets_are_found_anywhere_in_a_stack_file() -> None:
     ("values", "secret", "fragment"),
     [
         # a user entry of the wrong shape (its password sits beside the bad field)
-        (config(users=[{"name": "bob", "password": SECRET_PASSWORD, "readOnly": "maybe"}]),
-         {"ftpstack:users"}, "users[0].readOnly"),
-        (config(users=[{"name": "Bad Name", "password": SECRET_PASSWORD}]), {"ftpstack:users"},
-         "users[0].name"),
+        (
+            config(users=[{"name": "bob", "password": SECRET_PASSWORD, "readOnly": "maybe"}]),
+            {"ftpstack:users"},
+            "users[0].readOnly",
+        ),
+        (
+            config(users=[{"name": "Bad Name", "password": SECRET_PASSWORD}]),
+            {"ftpstack:users"},
+            "users[0].name",
+        ),
         (config(users={"name": "bob", "password": SECRET_PASSWORD}), {"ftpstack:users"}, "users"),
         (config(users=[[SECRET_PASSWORD]]), {"ftpstack:users"}, "users[0]"),
-        (config(tlsPrivateKey=["-----BEGIN PRIVATE KEY-----", SECRET_PASSWORD]),
-         {"ftpstack:tlsPrivateKey"}, "tlsPrivateKey"),
-        (config(tlsPrivateKey={"key": SECRET_PASSWORD}), {"ftpstack:tlsPrivateKey"},
-         "tlsPrivateKey"),
-        ({"ftpstack:sshPublicKey": f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PASSWORD}"},
-         set(), "sshPublicKey"),
-        (config(users=[{"name": "b", "password": f"{SECRET_PASSWORD}\n"}]), {"ftpstack:users"},
-         "users[0].password"),
+        (
+            config(tlsPrivateKey=["-----BEGIN PRIVATE KEY-----", SECRET_PASSWORD]),
+            {"ftpstack:tlsPrivateKey"},
+            "tlsPrivateKey",
+        ),
+        (
+            config(tlsPrivateKey={"key": SECRET_PASSWORD}),
+            {"ftpstack:tlsPrivateKey"},
+            "tlsPrivateKey",
+        ),
+        (
+            {"ftpstack:sshPublicKey": f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PASSWORD}"},
+            set(),
+            "sshPublicKey",
+        ),
+        (
+            config(users=[{"name": "b", "password": f"{SECRET_PASSWORD}\n"}]),
+            {"ftpstack:users"},
+            "users[0].password",
+        ),
         (config(tags={"x": SECRET_PASSWORD * 20}), {"ftpstack:tags"}, "tags.x"),
     ],
-)  # fmt: skip
-def test_a_refused_secret_is_never_echoed(values: dict[str, str], secret: set[str], fragment: str) -> None:  # noqa: E501
+)
+def test_a_refused_secret_is_never_echoed(
+    values: dict[str, str], secret: set[str], fragment: str
+) -> None:
     message = refused(values, secret)
     assert message.startswith(f"ftpstack:{fragment}"), message
     assert SECRET_PASSWORD not in message and "PRIVATE" not in message, message

@@ -109,8 +109,13 @@ def test_sysctl_sets_the_three_keepalive_values() -> None:
 
 def test_the_live_files_are_the_configuration_and_only_secrets_are_private() -> None:
     files = {f.path: f for f in render.live_files(settings(users=[GOOD_USER]), IP, SEED)}
-    assert set(files) == {paths.PROFTPD_CONF, paths.USERS_FILE, paths.GROUPS_FILE,
-                          paths.SYSCTL_FILE, paths.LOGROTATE_FILE}  # fmt: skip
+    assert set(files) == {
+        paths.PROFTPD_CONF,
+        paths.USERS_FILE,
+        paths.GROUPS_FILE,
+        paths.SYSCTL_FILE,
+        paths.LOGROTATE_FILE,
+    }
     assert files[paths.USERS_FILE].mode == "0600" and files[paths.USERS_FILE].secret
     assert not files[paths.PROFTPD_CONF].secret and files[paths.PROFTPD_CONF].mode == "0644"
 
@@ -137,12 +142,17 @@ def test_a_given_certificate_is_served_with_its_chain_and_its_key_kept_private()
     s = settings(tls="required", tlsCertificate=leaf + ca, tlsPrivateKey=key)
     conf = render.proftpd_conf(s, IP)
     files = {f.path: f for f in render.live_files(s, IP, SEED)}
-    cert, chain = directive(conf, "TLSRSACertificateFile"), directive(conf, "TLSCertificateChainFile")  # noqa: E501
+    cert, chain = (
+        directive(conf, "TLSRSACertificateFile"),
+        directive(conf, "TLSCertificateChainFile"),
+    )
     assert files[cert].content.strip() == leaf.strip()
     assert files[chain].content.strip() == ca.strip()
     key_file = files[directive(conf, "TLSRSACertificateKeyFile")]
     assert key_file.mode == "0600" and key_file.secret
-    alone = render.proftpd_conf(settings(tls="required", tlsCertificate=leaf, tlsPrivateKey=key), IP)  # noqa: E501
+    alone = render.proftpd_conf(
+        settings(tls="required", tlsCertificate=leaf, tlsPrivateKey=key), IP
+    )
     assert "TLSCertificateChainFile" not in alone
 
 
@@ -155,8 +165,11 @@ def test_a_new_certificate_is_a_new_file() -> None:
 
 
 def test_read_only_users_and_upload_limits() -> None:
-    users = [GOOD_USER, {"name": "bob", "password": "bob-password-22", "readOnly": True},
-             {"name": "carl", "password": "carl-password-3", "maxUploadMb": 50}]  # fmt: skip
+    users = [
+        GOOD_USER,
+        {"name": "bob", "password": "bob-password-22", "readOnly": True},
+        {"name": "carl", "password": "carl-password-3", "maxUploadMb": 50},
+    ]
     conf = render.proftpd_conf(settings(users=users), IP)
     assert re.search(r"<Limit WRITE>\s+DenyUser bob\s+</Limit>", conf)
     assert "MaxStoreFileSize      50 Mb user carl" in conf
@@ -164,8 +177,12 @@ def test_read_only_users_and_upload_limits() -> None:
 
 
 def test_ban_after_failed_logins_and_connection_floods() -> None:
-    conf = render.proftpd_conf(settings(banMaxFailedLogins=4, banWindowSeconds=300,
-                                        banSeconds=7200, banConnectsPerMinute=30), IP)  # fmt: skip
+    conf = render.proftpd_conf(
+        settings(
+            banMaxFailedLogins=4, banWindowSeconds=300, banSeconds=7200, banConnectsPerMinute=30
+        ),
+        IP,
+    )
     assert directive(conf, "MaxLoginAttempts") == "1"
     events = re.findall(r"BanOnEvent\s+(.+)", conf)
     assert events[0].startswith("MaxLoginAttempts 4/00:05:00 02:00:00 ")

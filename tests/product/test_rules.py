@@ -43,8 +43,13 @@ def test_load_balancer_mode_lets_the_probe_reach_the_health_port_only() -> None:
 
 
 def test_slices_split_the_range_evenly_and_never_overlap() -> None:
-    s = settings(instances=3, exposure="load-balancer", passivePortStart=50000,
-                 passivePortEnd=50100, maxClients=30)  # fmt: skip
+    s = settings(
+        instances=3,
+        exposure="load-balancer",
+        passivePortStart=50000,
+        passivePortEnd=50100,
+        maxClients=30,
+    )
     slices = rules.passive_slices(s)
     assert [str(x) for x in slices] == ["50000-50032", "50033-50065", "50066-50098"]
     ports = [p for x in slices for p in x.ports]
@@ -53,8 +58,14 @@ def test_slices_split_the_range_evenly_and_never_overlap() -> None:
 
 
 def test_only_port_21_is_balanced_and_each_passive_port_goes_to_its_own_instance() -> None:
-    s = settings(instances=2, exposure="load-balancer", passivePortStart=40000,
-                 passivePortEnd=40019, maxClients=8, sshSourceCidrs=["203.0.113.7/32"])  # fmt: skip
+    s = settings(
+        instances=2,
+        exposure="load-balancer",
+        passivePortStart=40000,
+        passivePortEnd=40019,
+        maxClients=8,
+        sshSourceCidrs=["203.0.113.7/32"],
+    )
     assert rules.load_balancer_rule_ports(s) == [21]
     nat = rules.nat_rules(s)
     passive = {r.frontend_port: r.instance for r in nat if r.name.startswith("passive-")}
@@ -66,7 +77,9 @@ def test_only_port_21_is_balanced_and_each_passive_port_goes_to_its_own_instance
 
 def test_a_single_server_keeps_port_22_for_ssh() -> None:
     s = settings(exposure="load-balancer", sshSourceCidrs=["203.0.113.7/32"])
-    assert [(r.frontend_port, r.backend_port) for r in rules.nat_rules(s) if r.name == "ssh-0"] == [(22, 22)]  # noqa: E501
+    assert [(r.frontend_port, r.backend_port) for r in rules.nat_rules(s) if r.name == "ssh-0"] == [
+        (22, 22)
+    ]
 
 
 # -- the component's pure helpers ----------------------------------------------------------------
@@ -89,8 +102,12 @@ def test_the_smoke_check_names_the_first_user_and_the_passive_range() -> None:
 
 def test_vm_tags_tell_the_policy_pack_tls_and_keepalive() -> None:
     tags = checks.vm_tags(settings(tags={"owner": "ops"}, tls="required"))
-    assert tags == {"owner": "ops", checks.TAG_TLS: "required",
-                    checks.TAG_KEEPALIVE_IDLE: "60", checks.TAG_KEEPALIVE_INTERVAL: "30"}  # fmt: skip
+    assert tags == {
+        "owner": "ops",
+        checks.TAG_TLS: "required",
+        checks.TAG_KEEPALIVE_IDLE: "60",
+        checks.TAG_KEEPALIVE_INTERVAL: "30",
+    }
 
 
 def test_every_immutable_vm_property_replaces_it_except_the_ssh_key() -> None:

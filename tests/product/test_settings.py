@@ -28,11 +28,16 @@ def refused(**raw: Any) -> str:
 def rsa_key(bits: int) -> str:
     """An ssh-rsa public key line with a modulus of `bits` bits (not a usable key: the model
     only reads its size)."""
+
     def field(data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + data
 
     modulus = (1 << (bits - 1)) | 1
-    blob = field(b"ssh-rsa") + field(b"\x01\x00\x01") + field(b"\x00" + modulus.to_bytes(bits // 8, "big"))  # noqa: E501
+    blob = (
+        field(b"ssh-rsa")
+        + field(b"\x01\x00\x01")
+        + field(b"\x00" + modulus.to_bytes(bits // 8, "big"))
+    )
     return f"ssh-rsa {base64.b64encode(blob).decode()} test"
 
 
@@ -52,27 +57,45 @@ def test_defaults_are_valid_and_safe() -> None:
         ({"passivePortStart": 50100, "passivePortEnd": 50000}, "passivePortStart", "swap"),
         ({"passivePortStart": 80}, "passivePortStart", "1024-65535"),
         ({"passivePortEnd": 70000}, "passivePortEnd", "1024-65535"),
-        ({"passivePortStart": 30000, "passivePortEnd": 30005, "maxClients": 10},
-         "passivePortStart..passivePortEnd", "at least 20 ports"),
-        ({"exposure": "load-balancer", "passivePortStart": 40000, "passivePortEnd": 40299},
-         "passivePortStart..passivePortEnd", "at most 298 ports"),
+        (
+            {"passivePortStart": 30000, "passivePortEnd": 30005, "maxClients": 10},
+            "passivePortStart..passivePortEnd",
+            "at least 20 ports",
+        ),
+        (
+            {"exposure": "load-balancer", "passivePortStart": 40000, "passivePortEnd": 40299},
+            "passivePortStart..passivePortEnd",
+            "at most 298 ports",
+        ),
         ({"keepaliveIdleSeconds": 200}, "keepaliveIdleSeconds", "at or below 180 s"),
-        ({"keepaliveIdleSeconds": 150, "keepaliveIntervalSeconds": 60}, "keepaliveIdleSeconds",
-         "at or below 180 s"),
+        (
+            {"keepaliveIdleSeconds": 150, "keepaliveIntervalSeconds": 60},
+            "keepaliveIdleSeconds",
+            "at or below 180 s",
+        ),
         ({"idleTimeoutMinutes": 3}, "idleTimeoutMinutes", "between 4 and 30"),
         ({"idleTimeoutMinutes": 31}, "idleTimeoutMinutes", "between 4 and 30"),
-        ({"exposure": "load-balancer", "idleTimeoutMinutes": 101}, "idleTimeoutMinutes",
-         "between 4 and 100"),
+        (
+            {"exposure": "load-balancer", "idleTimeoutMinutes": 101},
+            "idleTimeoutMinutes",
+            "between 4 and 100",
+        ),
         ({"ftpSourceCidrs": ["10.0.0.0/33"]}, "ftpSourceCidrs[0]", "IPv4 CIDR"),
         ({"ftpSourceCidrs": ["not-a-cidr"]}, "ftpSourceCidrs[0]", "IPv4 CIDR"),
         ({"sshSourceCidrs": ["10.1.2.3/16"]}, "sshSourceCidrs[0]", "did you mean 10.1.0.0/16"),
         ({"ftpSourceCidrs": []}, "ftpSourceCidrs", "at least 1"),
         ({"sshPublicKey": "ssh-rsa AAAA"}, "sshPublicKey", "copy the .pub file"),
         ({"sshPublicKey": "hello"}, "sshPublicKey", "ssh-ed25519 or ssh-rsa"),
-        ({"sshPublicKey": SSH_KEY.replace("ssh-ed25519", "ssh-rsa", 1)}, "sshPublicKey",
-         "damaged or truncated"),
-        ({"sshPublicKey": SSH_KEY.split()[0] + " " + SSH_KEY.split()[1][:-8]}, "sshPublicKey",
-         "damaged or truncated"),
+        (
+            {"sshPublicKey": SSH_KEY.replace("ssh-ed25519", "ssh-rsa", 1)},
+            "sshPublicKey",
+            "damaged or truncated",
+        ),
+        (
+            {"sshPublicKey": SSH_KEY.split()[0] + " " + SSH_KEY.split()[1][:-8]},
+            "sshPublicKey",
+            "damaged or truncated",
+        ),
         ({"sshPublicKey": rsa_key(1024)}, "sshPublicKey", "at least 2048"),
         ({"sshPublicKey": "ecdsa-sha2-nistp256 AAAAE2VjZHNh test"}, "sshPublicKey", "ECDSA"),
         ({"colour": "blue"}, "colour", "not a setting"),
@@ -81,18 +104,27 @@ def test_defaults_are_valid_and_safe() -> None:
         ({"users": [{"name": "Alice!", "password": "x" * 12}]}, "users[0].name", "lower-case"),
         ({"users": [{"name": "a" * 33, "password": "x" * 12}]}, "users[0].name", "1-32"),
         ({"users": [{"name": "-dash", "password": "x" * 12}]}, "users[0].name", "starting with"),
-        ({"users": [GOOD_USER, {"name": "ftp", "password": "x" * 12}]}, "users[1].name",
-         "reserved"),
+        (
+            {"users": [GOOD_USER, {"name": "ftp", "password": "x" * 12}]},
+            "users[1].name",
+            "reserved",
+        ),
         ({"users": [{"name": "bob", "password": "short"}]}, "users[0].password", "12"),
         ({"users": [{"name": "bob"}]}, "users[0].password", "not set"),
-        ({"users": [{"name": "bob", "password": "new\nline-password"}]}, "users[0].password",
-         "control character"),
+        (
+            {"users": [{"name": "bob", "password": "new\nline-password"}]},
+            "users[0].password",
+            "control character",
+        ),
         ({"exposure": "nat-gateway"}, "exposure", "public-ip"),
         ({"imagePublisher": "RedHat"}, "imagePublisher", "Debian"),
         ({"subnetPrefix": "10.99.0.0/24"}, "subnetPrefix", "inside the VNet"),
         ({"subnetPrefix": "10.20.1.0/30"}, "subnetPrefix", "/29"),
-        ({"vnetAddressSpace": "169.254.0.0/16", "subnetPrefix": "169.254.1.0/24"},
-         "vnetAddressSpace", "reserves"),
+        (
+            {"vnetAddressSpace": "169.254.0.0/16", "subnetPrefix": "169.254.1.0/24"},
+            "vnetAddressSpace",
+            "reserves",
+        ),
         ({"existingSubnetId": "subnet-1"}, "existingSubnetId", "subnet resource id"),
         ({"useExistingResourceGroup": True}, "resourceGroupName", "name the existing"),
         ({"resourceGroupName": "ends-with-dot."}, "resourceGroupName", "can't end"),
@@ -122,7 +154,7 @@ def test_defaults_are_valid_and_safe() -> None:
         ({"location": "westus", "zones": [1, 2]}, "zones", "no availability zones"),
         ({"adminUsername": "alice", "users": [GOOD_USER]}, "adminUsername", "different"),
     ],
-)  # fmt: skip
+)
 def test_refused_with_one_line_naming_key_and_fix(raw: dict[str, Any], key: str, fix: str) -> None:
     message = refused(**raw)
     assert message.startswith(f"ftpstack:{key}"), message
@@ -164,8 +196,13 @@ def test_several_instances_behind_a_load_balancer_are_accepted() -> None:
 
 def test_each_slice_must_hold_twice_its_share_of_max_clients() -> None:
     # 40 ports over 2 instances: 20 each; maxClients 30 means 15 each, which needs 30 ports.
-    message = refused(instances=2, exposure="load-balancer", passivePortStart=50000,
-                      passivePortEnd=50039, maxClients=30)  # fmt: skip
+    message = refused(
+        instances=2,
+        exposure="load-balancer",
+        passivePortStart=50000,
+        passivePortEnd=50039,
+        maxClients=30,
+    )
     assert "per instance (2 slices of 20)" in message and "at least 60 ports" in message
 
 
@@ -204,8 +241,11 @@ def test_an_expired_certificate_is_refused() -> None:
         ({"tls": "required", "tlsCertificate": "CERT"}, "tlsPrivateKey", "set tlsPrivateKey"),
         ({"tls": "required", "tlsPrivateKey": "KEY"}, "tlsCertificate", "set tlsCertificate"),
         ({"tls": "sometimes"}, "tls", "allowed"),
-        ({"users": [{**GOOD_USER, "readOnly": True, "maxUploadMb": 10}]}, "users[0].maxUploadMb",
-         "drop"),
+        (
+            {"users": [{**GOOD_USER, "readOnly": True, "maxUploadMb": 10}]},
+            "users[0].maxUploadMb",
+            "drop",
+        ),
         ({"users": [{**GOOD_USER, "maxUploadMb": 0}]}, "users[0].maxUploadMb", "greater than"),
         ({"users": [{"name": "ftpanon", "password": "x" * 12}]}, "users[0].name", "reserved"),
         ({"banMaxFailedLogins": 0}, "banMaxFailedLogins", "greater than or equal to 1"),
@@ -218,7 +258,7 @@ def test_an_expired_certificate_is_refused() -> None:
         ({"loginTimeoutSeconds": 1}, "loginTimeoutSeconds", "greater than or equal to 5"),
         ({"maxClientsPerHost": 0}, "maxClientsPerHost", "greater than or equal to 1"),
     ],
-)  # fmt: skip
+)
 def test_production_settings_refused(raw: dict[str, Any], key: str, fix: str) -> None:
     message = refused(**raw)
     assert message.startswith(f"ftpstack:{key}"), message

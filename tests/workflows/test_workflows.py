@@ -247,8 +247,10 @@ def test_the_arm_check_step_fails_the_job_on_problems(tmp_path: Path) -> None:
     clean = run_step({"dev": 0, "prod": 0})
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "prod: ARM check: 0 problem(s)" in (tmp_path / "summary.md").read_text()
-    for exits, expected in (({"dev": 0, "prod": 3}, "title=ARM check::prod"),
-                            ({"dev": 2, "prod": 0}, "title=make plan::dev")):  # fmt: skip
+    for exits, expected in (
+        ({"dev": 0, "prod": 3}, "title=ARM check::prod"),
+        ({"dev": 2, "prod": 0}, "title=make plan::dev"),
+    ):
         failed = run_step(exits)
         assert failed.returncode == 1 and expected in failed.stdout, failed.stdout
 
@@ -321,8 +323,10 @@ def test_the_preview_has_its_own_read_only_identity() -> None:
 def _production_in_preview(d: dict[str, dict[str, Any]]) -> None:
     """The issue as reported: the preview logs in as production."""
     job = d["pull-request"]["jobs"]["preview"]
-    job["env"] |= {"ARM_CLIENT_ID": "${{ vars.AZURE_CLIENT_ID }}",
-                   "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}  # fmt: skip
+    job["env"] |= {
+        "ARM_CLIENT_ID": "${{ vars.AZURE_CLIENT_ID }}",
+        "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+    }
     next(s for s in job["steps"] if "azure/login" in s.get("uses", ""))["with"]["client-id"] = (
         "${{ vars.AZURE_CLIENT_ID }}"
     )
