@@ -1,0 +1,279 @@
+"""`make bench`'s sections about a running server: `maxClients` simultaneous transfers and the next
+client's refusal; live changes (`LocalAzure.apply`) under a steady stream of logins and across
+running downloads; and the place of the `ha` section (to be written).
+
+Also what every section shares: the test user, fresh client source addresses, and running
+`python -m ftpstack.local.client` in the client namespace (in the foreground or in the
+background).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ftpstack.local import network as net
+from ftpstack.local.azure import LocalAzure
+from ftpstack.local.netns import NetnsError, end_process
+from ftpstack.offline.declared import Declared
+from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
+
+USER, PASSWORD = "alice", "alice-password-1"
+CONCURRENT = "concurrent.bin"
+CONCURRENT_BYTES = 16 << 20
+SLOW = "slow.bin"
+SLOW_BYTES = 8 << 20
+# One login every LOOP_INTERVAL / LOOPS seconds in all (every 200 ms), from LOOPS addresses:
+# one address at that rate would be banned by the stack's own flood rule (60 connections a
+# minute), and the point is many customers logging in while the configuration changes.
+LOOPS, LOOP_INTERVAL = 10, 2.0
+LOGIN_DEADLINE = 60  # seconds after an apply within which the new user must log in
+
+
+class Sources:
+    """Fresh source addresses in each model's client network, one per client run (proftpd counts
+    connections per address: MaxConnectionsPerHost, BanOnEvent ClientConnectRate)."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, int] = {}
+
+    def take(self, az: LocalAzure) -> str:
+        ns = az.client
+        if ns.name not in self.used:
+            self.used[ns.name] = 0
+        # The client's own address is net.CLIENT_NET[10]; these start well above it.
+        index = 20 + self.used[ns.name]
+        if index >= net.CLIENT_NET.num_addresses - 1:
+            raise NetnsError("no client source address left")
+        self.used[ns.name] += 1
+        address = str(net.CLIENT_NET[index])
+        ns.ip("addr", "add", f"{address}/32", "dev", _client_device(az))
+        return address
+
+
+def _client_device(az: LocalAzure) -> str:
+    for line in az.client.ip("-o", "-4", "addr", "show").splitlines():
+        if f" {az.client_address()}/" in line:
+            return line.split()[1]
+    raise NetnsError("the client namespace has no client address")
+
+
+def _client_argv(az: LocalAzure, command: str, user: str, args: tuple[str, ...]) -> list[str]:
+    module = "ftpstack.local.client"
+    return [sys.executable, "-m", module, command, "--host", az.public_ip, "--user", user, *args]
+
+
+def _env(password: str) -> dict[str, str]:
+    path = "/usr/bin:/bin:/usr/sbin:/sbin"
+    return {"PATH": path, "PYTHONPATH": str(PROJECT_DIR), "FTP_PASSWORD": password}
+
+
+def client(
+    az: LocalAzure, command: str, *args: str, user: str = USER, password: str = PASSWORD
+) -> dict[str, Any]:
+    """A client command in the client namespace, to its end; its JSON."""
+    return az.client_cmd(command, *args, user=user, password=password)
+
+
+def spawn(
+    az: LocalAzure, command: str, *args: str, user: str = USER, password: str = PASSWORD
+) -> subprocess.Popen[str]:
+    """A client command in the client namespace, in the background (see `result`)."""
+    return az.client.popen(
+        *_client_argv(az, command, user, args),
+        env=_env(password),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise NetnsError(f"client failed ({proc.returncode}): {err.strip()[-2000:]}")
+    parsed: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return parsed
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def data_connections(az: LocalAzure) -> int:
+    """Established connections on the VM's passive ports: transfers in progress."""
+    span = Declared(az.plan.to_json()).passive_range
+    ss = az.vm_netns(0).run(
+        "ss", "-Htn", "state", "established", f"( sport >= :{span[0]} and sport <= :{span[-1]} )"
+    )
+    return len(ss.stdout.splitlines())
+
+
+def wait_transfers(az: LocalAzure, count: int, timeout: float) -> int:
+    """Until `count` transfers run at once (or time is up); the most seen at once."""
+    deadline, most = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        most = max(most, data_connections(az))
+        if most >= count:
+            break
+        time.sleep(0.05)
+    return most
+
+
+def _intact(got: dict[str, Any], sent: dict[str, Any]) -> bool:
+    return bool(
+        str(got.get("reply") or "").startswith("226")
+        and got["bytes"] == sent["bytes"]
+        and got["sha256"] == sent["sha256"]
+    )
+
+
+def concurrency(az: LocalAzure, sources: Sources, seconds: float) -> dict[str, Any]:
+    """`maxClients` downloads paced to last `seconds` (so they surely overlap), each from its
+    own address; once all run at once, one more login from yet another address."""
+    clients = _max_clients(az)
+    upload = f"--size {CONCURRENT_BYTES} --name {CONCURRENT}".split()
+    sent = client(az, "upload", *upload, "--source", sources.take(az))
+    paced = f"--name {CONCURRENT} --seconds {seconds}".split()
+    procs = [
+        spawn(az, "slow-download", *paced, "--source", sources.take(az)) for _ in range(clients)
+    ]
+    try:
+        at_once = wait_transfers(az, clients, timeout=seconds)
+        extra = client(az, "try-login", "--source", sources.take(az))
+        got = [result(p, timeout=seconds * 3 + 60) for p in procs]
+    finally:
+        for proc in procs:
+            end_process(proc, timeout=5)
+    return {
+        "clients": clients,
+        "simultaneous": at_once,
+        "succeeded": sum(_intact(g, sent) for g in got),
+        "next_client_reply": "logged in" if extra["ok"] else extra["reply"],
+        "refused_ms": round(extra["seconds"] * 1000, 1),
+        "errors": [g for g in got if not _intact(g, sent)],
+    }
+
+
+def _max_clients(az: LocalAzure) -> int:
+    """MaxClients of the proftpd.conf this model applied."""
+    conf = next(
+        f["content"]
+        for f in az.edit(az.plan.bundles()[0])["files"]
+        if f["path"].endswith("/proftpd.conf")
+    )
+    line = next(x for x in conf.splitlines() if x.split()[:1] == ["MaxClients"])
+    return int(line.split()[1])
+
+
+def new_user(index: int) -> tuple[str, str]:
+    return f"newuser{index}", f"newuser{index}-password"
+
+
+def change_plans(overrides: dict[str, Any], changes: int) -> list[Plan]:
+    """Plans that each add one more user to `overrides`' users (planned before any timing)."""
+    base = list(overrides["users"].value)
+    plans = []
+    for index in range(1, changes + 1):
+        added = [{"name": n, "password": p} for n, p in map(new_user, range(1, index + 1))]
+        plans.append(plan_stack("dev", overrides={**overrides, "users": Secret(base + added)}))
+    return plans
+
+
+def _first_login(az: LocalAzure, sources: Sources, index: int, started: float) -> float | None:
+    """Seconds from `started` to the new user's first successful login (each try from a fresh
+    address: a refused try counts towards that address's failed-login ban)."""
+    name, password = new_user(index)
+    while time.monotonic() - started < LOGIN_DEADLINE:
+        tried = client(az, "try-login", "--source", sources.take(az), user=name, password=password)
+        if tried["ok"]:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def _one_change(
+    az: LocalAzure, sources: Sources, plan: Plan, index: int, seconds: float, sent: dict[str, Any]
+) -> dict[str, Any]:
+    paced = f"--name {SLOW} --seconds {seconds}".split()
+    slow = spawn(az, "slow-download", *paced, "--source", sources.take(az))
+    try:
+        if wait_transfers(az, 1, timeout=10) < 1:
+            raise NetnsError("the slow download did not start")
+        started = time.monotonic()
+        az.apply(plan)
+        applied = time.monotonic() - started
+        spanning = slow.poll() is None  # still running when the change was live
+        login = _first_login(az, sources, index, started)
+        got = result(slow, timeout=seconds * 3 + 60)
+    finally:
+        end_process(slow, timeout=5)
+    return {
+        "apply_s": round(applied, 3),
+        "login_s": None if login is None else round(login, 3),
+        "spanning": spanning,
+        "intact": _intact(got, sent),
+        "download": got,
+    }
+
+
+def reconfigure(
+    az: LocalAzure, sources: Sources, plans: list[Plan], seconds: float
+) -> dict[str, Any]:
+    """Each plan applied live while logins run every 200 ms and a slow download spans it."""
+    upload = f"--size {SLOW_BYTES} --name {SLOW}".split()
+    sent = client(az, "upload", *upload, "--source", sources.take(az))
+    with tempfile.TemporaryDirectory(prefix="ftpstack-bench-") as tmp:
+        stop = Path(tmp) / "stop"
+        loop = f"--interval {LOOP_INTERVAL} --stop-file {stop}".split()
+        loops: list[subprocess.Popen[str]] = []
+        try:
+            for _ in range(LOOPS):
+                loops.append(spawn(az, "login-loop", *loop, "--source", sources.take(az)))
+                time.sleep(LOOP_INTERVAL / LOOPS)
+            changes = [
+                _one_change(az, sources, plan, i, seconds, sent) for i, plan in enumerate(plans, 1)
+            ]
+            stop.touch()
+            looped = [result(p, timeout=60) for p in loops]
+        finally:
+            stop.touch()
+            for proc in loops:
+                end_process(proc, timeout=5)
+    return _reconfigure_results(changes, looped)
+
+
+def _reconfigure_results(
+    changes: list[dict[str, Any]], looped: list[dict[str, Any]]
+) -> dict[str, Any]:
+    logins = [c["login_s"] for c in changes]
+    done = [s for s in logins if s is not None]
+    return {
+        "changes": len(changes),
+        "apply_to_login_s": round(statistics.median(done), 3) if len(done) == len(logins) else None,
+        "apply_to_login_max_s": max(done, default=None),
+        "apply_to_login_samples": logins,
+        "apply_s_samples": [c["apply_s"] for c in changes],
+        "login_attempts_during_change": sum(r["attempts"] for r in looped),
+        "failed_logins_during_change": sum(len(r["failures"]) for r in looped),
+        "login_failures": [f for r in looped for f in r["failures"]][:20],
+        "transfers_spanning_change": sum(c["spanning"] for c in changes),
+        "transfers_broken": sum(not c["intact"] for c in changes),
+        "broken_transfers": [c["download"] for c in changes if not c["intact"]],
+    }
+
+
+def ha() -> dict[str, Any] | None:
+    """The high-availability section: not measured yet (None in results.json as "ha").
+
+    To be added by its owner: a model with 2 instances behind the load balancer; `failover_s`
+    (one instance stopped until logins succeed again), `failed_logins_rolling` (a login loop
+    across a rolling change of both instances) and the login p50 with 2 instances against 1;
+    then its targets go into `bench.TARGETS` under the section "ha"."""
+    return None
