@@ -11,9 +11,10 @@ What is deployed (`ftpstack/`):
     render      the live files: proftpd.conf, users file, sysctl, logrotate, TLS (pure)
     bootstrap   the secret-free cloud-init user-data a VM boots with (pure)
     live        the live configuration's bundle and the Run Command script that carries it
-    agent       runs on the VM: applies a bundle atomically, reloads, drains, lifts bans
+    agent/      runs on the VM (with paths only): applies a bundle atomically, reloads, drains,
+                lifts bans
     checks      the post-deploy check's command, VM tags, replacement lists (pure)
-    parts, storage, component
+    parts, instance, storage, component
                 the FtpServer component and the builders of its azure-native resources
     outputs     the names other stacks read through StackReference
     ftpcheck    the smoke check, deployed as `python -m ftpstack.ftpcheck`

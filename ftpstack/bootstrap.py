@@ -18,10 +18,6 @@ import yaml
 from ftpstack import paths
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
-HEALTH_TABLE = "ftpstack_health"
-# How long a stopping VM stays out of the probe before proftpd stops: two failed probes at 5 s.
-DRAIN_SECONDS = 12
-
 
 @dataclass(frozen=True)
 class NfsShare:
@@ -69,9 +65,9 @@ def health_nft() -> str:
 # Written by ftpstack: the load balancer's probe on {paths.HEALTH_PORT} reaches proftpd on
 # {FTP_CONTROL_PORT} while this server is in service. Removing the table drains the server: the
 # probe fails, new flows go to the other servers, running sessions continue.
-table inet {HEALTH_TABLE}
-delete table inet {HEALTH_TABLE}
-table inet {HEALTH_TABLE} {{
+table inet {paths.HEALTH_TABLE}
+delete table inet {paths.HEALTH_TABLE}
+table inet {paths.HEALTH_TABLE} {{
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     tcp dport {paths.HEALTH_PORT} redirect to :{FTP_CONTROL_PORT}
@@ -92,8 +88,8 @@ After=proftpd.service nftables.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/nft -f {paths.HEALTH_NFT}
-ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {HEALTH_TABLE}; sleep {DRAIN_SECONDS}; \\
-  {paths.AGENT_COMMAND} settle || true'
+ExecStop=/bin/sh -c '/usr/sbin/nft delete table inet {paths.HEALTH_TABLE}; \\
+  sleep {paths.DRAIN_SECONDS}; {paths.AGENT_COMMAND} settle || true'
 
 [Install]
 WantedBy=multi-user.target

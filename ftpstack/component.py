@@ -27,7 +27,7 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, live, parts, storage
+from ftpstack import bootstrap, checks, instance, live, parts, storage
 from ftpstack.rules import passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -113,10 +113,10 @@ class FtpServer(pulumi.ComponentResource):
         ready: list[pulumi.Resource],
     ) -> Instance:
         s, name = self._settings, self._name
-        nic = parts.nic(name, index, s, where, fw.nsg, ip, lb, self)  # type: ignore[arg-type]
-        disk = parts.data_disk(name, index, s, where, self)
-        vm = parts.virtual_machine(name, index, s, where, nic, custom_data, disk, self, ready)
-        narrow = parts.run_command(
+        nic = instance.nic(name, index, s, where, fw.nsg, ip, lb, self)  # type: ignore[arg-type]
+        disk = instance.data_disk(name, index, s, where, self)
+        vm = instance.virtual_machine(name, index, s, where, nic, custom_data, disk, self, ready)
+        narrow = instance.run_command(
             f"{name}-vm{parts.instance_suffix(index)}",
             vm,
             s,
@@ -154,7 +154,7 @@ class FtpServer(pulumi.ComponentResource):
             bundle = address.apply(lambda a, i=index: live.encode(live.bundle(s, a, seed, i)))  # type: ignore[misc]
             self._bundles.append(bundle)
             done.append(
-                parts.run_command(
+                instance.run_command(
                     f"{name}-vm{parts.instance_suffix(index)}",
                     machine.vm,
                     s,
@@ -202,7 +202,7 @@ class FtpServer(pulumi.ComponentResource):
         digest: pulumi.Output[str] = pulumi.Output.all(*self._bundles).apply(
             lambda v: hashlib.sha256("".join(v).encode()).hexdigest()
         )
-        trigger = parts.secret(digest)
+        trigger = instance.secret(digest)
         environment: dict[str, pulumi.Input[str]] = {}
         if s.users:
             environment["FTP_PASSWORD"] = pulumi.Output.secret(

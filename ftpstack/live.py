@@ -9,7 +9,10 @@ is returned by the API in clear and read by polling; Key Vault would add a vault
 a poller for the same result.
 
 The bundle is JSON, compressed and base64-encoded (one environment variable); the agent
-(`ftpstack.agent`) is shipped inside the script, so changing the agent never replaces a VM either.
+(`ftpstack.agent`, with `ftpstack/paths.py`) is shipped inside the script, so changing the agent
+never replaces a VM either. On the VM each version of it is a release directory named by its
+digest, and /usr/local/lib/ftpstack/agent.py a symlink to the current release's launcher, swapped
+with one rename: a run never sees half of one version and half of another.
 """
 
 from __future__ import annotations
@@ -34,7 +37,21 @@ PASSIVE_PARAMETER = "FTPSTACK_PASSIVE"
 BOOTSTRAP_WAIT_SECONDS = 1800
 # Narrowing the passive range waits this long for transfers started with the wider range.
 NARROW_WAIT_SECONDS = 600
-AGENT_SOURCE = Path(__file__).with_name("agent.py")
+PACKAGE = Path(__file__).parent
+# What the VM needs of this package to run the agent (paths relative to the package).
+AGENT_FILES = (
+    "paths.py",
+    *sorted(f"agent/{p.name}" for p in (PACKAGE / "agent").glob("*.py")),
+)
+# The release's entry point; python resolves the symlink AGENT_PATH and imports from beside it.
+LAUNCHER = """#!/usr/bin/python3
+\"\"\"ftpstack's agent, installed by each configuration run: agent.py <command>.\"\"\"
+import sys
+
+from ftpstack.agent.__main__ import main
+
+sys.exit(main(sys.argv))
+"""
 HEREDOC = "FTPSTACK_AGENT_SOURCE"
 
 
@@ -139,21 +156,39 @@ def decode(text: str) -> dict[str, Any]:
     return document
 
 
+def agent_sources() -> dict[str, str]:
+    """The release's files: the package's agent files and the launcher, by path in the release."""
+    files = {f"ftpstack/{name}": (PACKAGE / name).read_text() for name in AGENT_FILES}
+    root = '"""ftpstack on the VM: the agent and the paths it shares (see ftpstack.agent)."""\n'
+    return {"ftpstack/__init__.py": root, **files, "agent.py": LAUNCHER}
+
+
 def run_command_script() -> str:
-    """The Run Command's script: install the agent (its source inside), run it. Not secret: the
-    API returns it to anyone who may read the VM."""
-    source = AGENT_SOURCE.read_text()
-    if f"\n{HEREDOC}\n" in f"\n{source}\n":
-        raise ValueError(f"the agent's source contains the heredoc marker {HEREDOC}")
+    """The Run Command's script: install the agent's release (its sources inside), switch to it,
+    run it. Not secret: the API returns it to anyone who may read the VM."""
+    sources = agent_sources()
+    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
+    writes = []
+    for name, source in sources.items():
+        if f"\n{HEREDOC}\n" in f"\n{source}\n":
+            raise ValueError(f"the agent's {name} contains the heredoc marker {HEREDOC}")
+        writes.append(f"""cat > "$release/{name}" <<'{HEREDOC}'\n{source}{HEREDOC}""")
+    body = "\n".join(writes)
     return f"""#!/bin/bash
 # ftpstack: apply the configuration ({CONFIG_PARAMETER}, a protected parameter) with the agent
 # below; {PHASE_PARAMETER} is apply (default) or narrow.
 set -euo pipefail
-install -d -m 0755 {paths.AGENT_DIR}
-tmp=$(mktemp {paths.AGENT_DIR}/.agent.XXXXXX)
-cat > "$tmp" <<'{HEREDOC}'
-{source}{HEREDOC}
-chmod 0755 "$tmp"
-mv -f "$tmp" {paths.AGENT_PATH}
+umask 022
+release={paths.AGENT_DIR}/releases/{digest}
+if [ ! -e "$release/complete" ]; then
+rm -rf "$release"
+install -d -m 0755 "$release/ftpstack/agent"
+{body}
+chmod 0755 "$release/agent.py"
+touch "$release/complete"
+fi
+ln -sfn "$release/agent.py" {paths.AGENT_DIR}/.agent.py.new
+mv -T {paths.AGENT_DIR}/.agent.py.new {paths.AGENT_PATH}
+find {paths.AGENT_DIR}/releases -mindepth 1 -maxdepth 1 ! -name {digest} -exec rm -rf {{}} +
 exec /usr/bin/python3 {paths.AGENT_PATH} "${{{PHASE_PARAMETER}:-apply}}"
 """

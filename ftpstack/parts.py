@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulumi
-from pulumi_azure_native import compute, network, resources
+from pulumi_azure_native import network, resources
 
-from ftpstack import checks, paths
+from ftpstack import paths
 from ftpstack import rules as r
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -180,28 +180,47 @@ def public_ip(
     )
 
 
+def lb_id(name: str, where: Placement) -> pulumi.Output[str]:
+    """The load balancer's id, known before it exists: its rules name its own children by it."""
+    return pulumi.Output.concat(
+        "/subscriptions/",
+        _subscription_id(),
+        "/resourceGroups/",
+        where.rg_name,
+        "/providers/Microsoft.Network/loadBalancers/",
+        f"{name}-lb",
+    )
+
+
+def control_rule(s: Settings, lb: pulumi.Output[str]) -> network.LoadBalancingRuleArgsDict:
+    """Port 21 over the instances whose probe passes; outbound traffic goes through the
+    explicit outbound rule instead."""
+    return {
+        "name": LB_RULE,
+        "protocol": "Tcp",
+        "frontend_port": FTP_CONTROL_PORT,
+        "backend_port": FTP_CONTROL_PORT,
+        "frontend_ip_configuration": {"id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)},
+        "backend_address_pool": {"id": child_id(lb, "backendAddressPools", LB_POOL)},
+        "probe": {"id": child_id(lb, "probes", r.PROBE_NAME)},
+        "enable_floating_ip": False,
+        "load_distribution": "Default",
+        "disable_outbound_snat": True,
+        "idle_timeout_in_minutes": s.idle_timeout_minutes,
+        "enable_tcp_reset": s.lb_tcp_reset,
+    }
+
+
 def load_balancer(
     name: str, s: Settings, where: Placement, ip: network.PublicIPAddress, parent: pulumi.Resource
 ) -> network.LoadBalancer:
     """A Standard LB: port 21 balanced over the instances that pass the probe; an outbound rule
     (a VM behind a Standard LB has no outbound access otherwise, and the bootstrap needs the
     Debian archive). Its NAT rules are separate resources (`nat_rules`)."""
-    lb_name = f"{name}-lb"
-    lb_id = pulumi.Output.concat(
-        "/subscriptions/",
-        _subscription_id(),
-        "/resourceGroups/",
-        where.rg_name,
-        "/providers/Microsoft.Network/loadBalancers/",
-        lb_name,
-    )
-    frontend: network.SubResourceArgsDict = {
-        "id": child_id(lb_id, "frontendIPConfigurations", LB_FRONTEND)
-    }
-    pool: network.SubResourceArgsDict = {"id": child_id(lb_id, "backendAddressPools", LB_POOL)}
+    own = lb_id(name, where)
     return network.LoadBalancer(
-        lb_name,
-        load_balancer_name=lb_name,
+        f"{name}-lb",
+        load_balancer_name=f"{name}-lb",
         resource_group_name=where.rg_name,
         location=s.location,
         sku={"name": "Standard", "tier": "Regional"},
@@ -218,29 +237,15 @@ def load_balancer(
                 "probe_threshold": r.PROBE_THRESHOLD,
             }
         ],
-        load_balancing_rules=[
-            {
-                "name": LB_RULE,
-                "protocol": "Tcp",
-                "frontend_port": FTP_CONTROL_PORT,
-                "backend_port": FTP_CONTROL_PORT,
-                "frontend_ip_configuration": frontend,
-                "backend_address_pool": pool,
-                "probe": {"id": child_id(lb_id, "probes", r.PROBE_NAME)},
-                "enable_floating_ip": False,
-                "load_distribution": "Default",
-                # Outbound traffic goes through the explicit outbound rule below.
-                "disable_outbound_snat": True,
-                "idle_timeout_in_minutes": s.idle_timeout_minutes,
-                "enable_tcp_reset": s.lb_tcp_reset,
-            }
-        ],
+        load_balancing_rules=[control_rule(s, own)],
         outbound_rules=[
             {
                 "name": "outbound",
                 "protocol": "All",
-                "frontend_ip_configurations": [frontend],
-                "backend_address_pool": pool,
+                "frontend_ip_configurations": [
+                    {"id": child_id(own, "frontendIPConfigurations", LB_FRONTEND)}
+                ],
+                "backend_address_pool": {"id": child_id(own, "backendAddressPools", LB_POOL)},
                 "idle_timeout_in_minutes": s.idle_timeout_minutes,
                 "enable_tcp_reset": s.lb_tcp_reset,
             }
@@ -287,186 +292,3 @@ def _subscription_id() -> pulumi.Output[str]:
     from pulumi_azure_native import authorization
 
     return authorization.get_client_config_output().subscription_id
-
-
-# -- one instance ---------------------------------------------------------------------------------
-
-
-def nic(
-    name: str,
-    index: int,
-    s: Settings,
-    where: Placement,
-    nsg: network.NetworkSecurityGroup,
-    ip: network.PublicIPAddress,
-    lb: network.LoadBalancer | None,
-    parent: pulumi.Resource,
-) -> network.NetworkInterface:
-    config: network.NetworkInterfaceIPConfigurationArgsDict = {
-        "name": "ipconfig",
-        "subnet": {"id": where.subnet_id},
-        "private_ip_allocation_method": "Dynamic",
-        "primary": True,
-    }
-    if lb is not None:  # the public IP sits on the load balancer; the NIC joins its pools
-        config["load_balancer_backend_address_pools"] = [
-            {"id": child_id(lb.id, "backendAddressPools", pool)}
-            for pool in (LB_POOL, instance_pool(index))
-        ]
-    else:
-        config["public_ip_address"] = {"id": ip.id}
-    return network.NetworkInterface(
-        f"{name}-nic{instance_suffix(index)}",
-        resource_group_name=where.rg_name,
-        location=s.location,
-        ip_configurations=[config],
-        network_security_group={"id": nsg.id},
-        tags=s.tags,
-        opts=located(parent),
-    )
-
-
-def zone_of(s: Settings, index: int) -> str | None:
-    return str(s.zones[index % len(s.zones)]) if s.zones else None
-
-
-def data_disk(
-    name: str, index: int, s: Settings, where: Placement, parent: pulumi.Resource
-) -> compute.Disk | None:
-    """The customers' files and the TLS identity, on a disk of their own: a VM replacement
-    detaches it and the new VM mounts it again."""
-    if not s.data_disk_size_gb or s.shared_storage:
-        return None
-    zone = zone_of(s, index)
-    return compute.Disk(
-        f"{name}-data{instance_suffix(index)}",
-        resource_group_name=where.rg_name,
-        location=s.location,
-        disk_size_gb=s.data_disk_size_gb,
-        sku={"name": s.data_disk_sku},
-        creation_data={"create_option": "Empty"},
-        zones=[zone] if zone else None,
-        tags=s.tags,
-        opts=located(parent, replace=["creationData", "zones"], protect=s.data_disk_protect),
-    )
-
-
-def virtual_machine(
-    name: str,
-    index: int,
-    s: Settings,
-    where: Placement,
-    nic_: network.NetworkInterface,
-    custom_data: pulumi.Input[str],
-    disk: compute.Disk | None,
-    parent: pulumi.Resource,
-    after: Sequence[pulumi.Resource] = (),
-) -> compute.VirtualMachine:
-    zone = zone_of(s, index)
-    disks: list[compute.DataDiskArgsDict] = []
-    if disk is not None:
-        disks.append(
-            {
-                "lun": paths.DATA_DISK_LUN,
-                "create_option": "Attach",
-                "managed_disk": {"id": disk.id},
-                "delete_option": "Detach",
-            }
-        )
-    return compute.VirtualMachine(
-        f"{name}-vm{instance_suffix(index)}",
-        resource_group_name=where.rg_name,
-        location=s.location,
-        hardware_profile={"vm_size": s.vm_size},
-        os_profile={
-            "computer_name": f"{name}-ftp{instance_suffix(index)}",
-            "admin_username": s.admin_username,
-            "custom_data": custom_data,
-            "linux_configuration": {
-                "disable_password_authentication": True,
-                "provision_vm_agent": True,
-                "ssh": {
-                    "public_keys": [
-                        {
-                            "path": f"/home/{s.admin_username}/.ssh/authorized_keys",
-                            "key_data": s.ssh_public_key,
-                        }
-                    ]
-                },
-            },
-        },
-        storage_profile={
-            "image_reference": {
-                "publisher": s.image_publisher,
-                "offer": s.image_offer,
-                "sku": s.image_sku,
-                "version": s.image_version,
-            },
-            "os_disk": {
-                "create_option": "FromImage",
-                "delete_option": "Delete",
-                "managed_disk": {"storage_account_type": "StandardSSD_LRS"},
-            },
-            "data_disks": disks,
-        },
-        network_profile={"network_interfaces": [{"id": nic_.id, "primary": True}]},
-        # A failed bootstrap is then visible in the portal's serial log.
-        diagnostics_profile={"boot_diagnostics": {"enabled": True}},
-        zones=[zone] if zone else None,
-        tags=checks.vm_tags(s),
-        opts=pulumi.ResourceOptions(
-            parent=parent,
-            replace_on_changes=checks.vm_replaced_on(),
-            ignore_changes=list(checks.VM_IGNORED),
-            depends_on=list(after),
-            # The new VM attaches the same NIC and data disk: the old one must let go first.
-            delete_before_replace=True,
-        ),
-    )
-
-
-def secret(value: pulumi.Output[T]) -> pulumi.Output[T]:
-    """`pulumi.Output.secret`, typed: mypy solves its `Input[U]` against an `Output` as Never."""
-    return pulumi.Output.secret(value)  # type: ignore[arg-type]
-
-
-def run_command(
-    name: str,
-    vm: compute.VirtualMachine,
-    s: Settings,
-    where: Placement,
-    *,
-    role: str,
-    script: str,
-    parameters: dict[str, str],
-    protected: pulumi.Input[str] | None,
-    after: Sequence[pulumi.Resource],
-) -> compute.VirtualMachineRunCommandByVirtualMachine:
-    """A managed Run Command: synchronous, and its failure fails the deployment."""
-    from ftpstack.live import CONFIG_PARAMETER
-
-    parameter = compute.RunCommandInputParameterArgs
-    secret_parameters = None
-    if protected is not None:
-        secret_parameters = secret(
-            pulumi.Output.from_input(protected).apply(
-                lambda v: [parameter(name=CONFIG_PARAMETER, value=v)]
-            )
-        )
-    return compute.VirtualMachineRunCommandByVirtualMachine(
-        f"{name}-{role}",
-        resource_group_name=where.rg_name,
-        vm_name=vm.name,
-        location=s.location,
-        run_command_name=f"ftpstack-{role}",
-        source=compute.VirtualMachineRunCommandScriptSourceArgs(script=script),
-        parameters=[parameter(name=k, value=v) for k, v in parameters.items()],
-        protected_parameters=secret_parameters,
-        async_execution=False,
-        treat_failure_as_deployment_failure=True,
-        timeout_in_seconds=3600,
-        tags=s.tags,
-        opts=located(
-            vm, depends_on=[vm, *after], additional_secret_outputs=["protected_parameters"]
-        ),
-    )

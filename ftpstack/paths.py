@@ -58,6 +58,9 @@ PROFTPD_DROPIN = "/etc/systemd/system/proftpd.service.d/ftpstack.conf"
 HEALTH_PORT = 10021
 HEALTH_NFT = f"{AGENT_DIR}/health.nft"
 HEALTH_UNIT = "ftpstack-health.service"
+HEALTH_TABLE = "ftpstack_health"
+# How long a stopping VM stays out of the probe before proftpd stops: two failed probes at 5 s.
+DRAIN_SECONDS = 12
 
 # Azure's udev rules name a data disk by its LUN; the VM attaches the data disk at this LUN.
 DATA_DISK_LUN = 0

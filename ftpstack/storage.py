@@ -77,6 +77,19 @@ def shared_storage(
         tags=s.tags,
         opts=located(parent),
     )
+    nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
+    return SharedStorage(nfs, [share, endpoint, *private_dns(name, s, where, endpoint, parent)])
+
+
+def private_dns(
+    name: str,
+    s: Settings,
+    where: Placement,
+    endpoint: network.PrivateEndpoint,
+    parent: pulumi.Resource,
+) -> list[pulumi.Resource]:
+    """The account's name resolves to the private endpoint inside the VNet: a private zone linked
+    to the VNet, filled by the endpoint's zone group."""
     zone = privatedns.PrivateZone(
         f"{name}-files-dns",
         resource_group_name=where.rg_name,
@@ -104,5 +117,4 @@ def shared_storage(
         private_dns_zone_configs=[{"name": "files", "private_dns_zone_id": zone.id}],
         opts=pulumi.ResourceOptions(parent=endpoint),
     )
-    nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
-    return SharedStorage(nfs, [share, endpoint, link, group])
+    return [link, group]

@@ -57,7 +57,7 @@ MUTATIONS = [
     ),
     (
         "no configtest before the swap",
-        "ftpstack/agent.py",
+        "ftpstack/agent/apply.py",
         "            configtest(Path(f\"{p['conf']}{STAGED}\"))",
         "            pass",
         [f"{PROFTPD}::test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves"],

@@ -8,6 +8,7 @@ injected); it never changes what is declared, only what this run applies.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import threading
@@ -22,6 +23,8 @@ from ftpstack.offline.plan import Plan, Resource
 
 Bundle = dict[str, Any]
 Edit = Callable[[Bundle], Bundle]
+# The agent release a script installs (live.run_command_script).
+RELEASE = re.compile(r"(?<=/releases/)[0-9a-f]{16}\b")
 
 
 class DeployFailed(Exception):
@@ -86,6 +89,15 @@ def parameters(step: Resource, edit: Edit | None = None) -> dict[str, str]:
     return params
 
 
+def new_release(script: str, edited: str) -> str:
+    """An edited agent is a release of its own: the script never rewrites an installed release."""
+    if edited == script:
+        raise ValueError("the script edit changed nothing: the negative control would be inert")
+    match = RELEASE.search(script)
+    assert match is not None, "the script names no release"
+    return edited.replace(match.group(0), hashlib.sha256(edited.encode()).hexdigest()[:16])
+
+
 def run_step(
     vm: VmHost,
     step: Resource,
@@ -94,7 +106,9 @@ def run_step(
 ) -> subprocess.CompletedProcess[str]:
     """One Run Command as Azure runs it; `script_edit` changes the script (negative controls)."""
     script = step.raw_inputs["source"]["script"]
-    result = vm.run_command(script_edit(script) if script_edit else script, parameters(step, edit))
+    if script_edit is not None:
+        script = new_release(script, script_edit(script))
+    result = vm.run_command(script, parameters(step, edit))
     if result.returncode != 0:
         raise DeployFailed(
             f"{step.name} failed ({result.returncode}): {result.stdout}{result.stderr}"

@@ -221,7 +221,8 @@ def test_negative_control_without_the_reload_the_range_change_does_not_take_effe
     )
     with LocalAzure(stack(), time_scale=SCALE) as model:
         model.script_edit = no_reload
-        model.apply(stack(passivePortStart=50000, passivePortEnd=50079))
+        results = model.apply(stack(passivePortStart=50000, passivePortEnd=50079))
+        assert "(no reload)" in results[-1].stdout, "the edited agent ran"
         assert re.search(r"^PassivePorts\s+50000 50079$", conf(model), re.M), "the file changed"
         out = model.client_cmd("pasv", "--count", "20", user=USER, password=PASSWORD)
         # Reloaded, half the announced ports would lie above 50039 (all 20 below: p = 1e-6).

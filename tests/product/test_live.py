@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
-from ftpstack import agent, live, paths
+import pytest
+
+from ftpstack import live, paths
+from ftpstack.agent import apply as agent
+from ftpstack.agent import proftpd
+from ftpstack.agent.base import ApplyFailed
 from tests.support import GOOD_USER, settings
 
 IP = "198.51.100.10"
@@ -49,11 +55,45 @@ def test_the_self_signed_identity_names_the_fqdn_and_the_address() -> None:
 
 def test_the_script_carries_the_agent_and_runs_the_phase_it_is_given() -> None:
     script = live.run_command_script()
-    source = live.AGENT_SOURCE.read_text()
-    assert source in script and f"exec /usr/bin/python3 {paths.AGENT_PATH}" in script
+    assert {"paths.py", "agent/apply.py", "agent/__main__.py"} <= set(live.AGENT_FILES)
+    for name in live.AGENT_FILES:
+        assert (live.PACKAGE / name).read_text() in script, name
+    assert f"exec /usr/bin/python3 {paths.AGENT_PATH}" in script
     assert '"${FTPSTACK_PHASE:-apply}"' in script
     result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+def install(tmp_path: Path) -> str:
+    """Run the script with the agent's directory moved under tmp_path; the agent says which
+    release it runs from."""
+    script = live.run_command_script().replace(paths.AGENT_DIR, str(tmp_path))
+    env = {"PATH": "/usr/bin:/bin", "FTPSTACK_PHASE": "release"}
+    done = subprocess.run(["bash"], input=script, env=env, text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_new_agent_is_switched_to_whole_and_the_old_one_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = install(tmp_path)
+    assert (tmp_path / "agent.py").resolve() == tmp_path / "releases" / first / "agent.py"
+    monkeypatch.setattr(live, "LAUNCHER", live.LAUNCHER + "# the next version\n")
+    second = install(tmp_path)
+    assert second != first
+    assert [p.name for p in (tmp_path / "releases").iterdir()] == [second]
+
+
+def test_a_release_cut_short_is_written_again(tmp_path: Path) -> None:
+    first = install(tmp_path)
+    release = tmp_path / "releases" / first
+    (release / "complete").unlink()
+    (release / "ftpstack" / "agent" / "apply.py").write_text("broken = (\n")
+    assert install(tmp_path) == first
+    assert (release / "ftpstack" / "agent" / "apply.py").read_text() == (
+        live.PACKAGE / "agent" / "apply.py"
+    ).read_text()
 
 
 def test_the_narrowing_step_needs_no_secret() -> None:
@@ -66,16 +106,14 @@ def test_the_agent_refuses_a_bundle_it_does_not_understand() -> None:
     import json
     import zlib
 
-    import pytest
-
     text = base64.b64encode(zlib.compress(json.dumps({"version": 99}).encode())).decode()
-    with pytest.raises(agent.ApplyFailed, match="version 99"):
+    with pytest.raises(ApplyFailed, match="version 99"):
         agent.decode_bundle(text)
 
 
 def test_the_agent_reads_proftpds_session_titles() -> None:
-    match = agent.SESSION_TITLE.match("proftpd: alice - 203.0.113.10: IDLE")
+    match = proftpd.SESSION_TITLE.match("proftpd: alice - 203.0.113.10: IDLE")
     assert match and match.groups() == ("alice", "IDLE")
-    match = agent.SESSION_TITLE.match("proftpd: bob - 203.0.113.11: RETR big.bin")
+    match = proftpd.SESSION_TITLE.match("proftpd: bob - 203.0.113.11: RETR big.bin")
     assert match and match.group(2) == "RETR big.bin"
-    assert agent.SESSION_TITLE.match("proftpd: (accepting connections)") is None
+    assert proftpd.SESSION_TITLE.match("proftpd: (accepting connections)") is None

@@ -1,0 +1,184 @@
+"""The two phases a configuration run performs: apply a bundle, narrow the passive range."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import re
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from ftpstack.agent.base import ApplyFailed, run, say
+from ftpstack.agent.files import (
+    STAGED,
+    changed_files,
+    ensure_dirs,
+    ensure_self_signed,
+    stage,
+    write_atomically,
+)
+from ftpstack.agent.proftpd import (
+    configtest,
+    end_sessions,
+    end_wider_sessions,
+    health,
+    master_pid,
+    reload_proftpd,
+    start_proftpd,
+    uptime,
+)
+
+
+def decode_bundle(text: str) -> dict[str, Any]:
+    bundle: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(text)))
+    if bundle.get("version") != 1:
+        raise ApplyFailed(f"bundle version {bundle.get('version')} is not understood here")
+    return bundle
+
+
+def wait_for_bootstrap(marker: str, timeout: float) -> None:
+    """Azure may run the configuration while cloud-init is still installing proftpd."""
+    deadline, told = time.monotonic() + timeout, False
+    while not Path(marker).exists():
+        status = cloud_init_status()
+        if status in {"error", "degraded done"} or (status == "done" and not Path(marker).exists()):
+            detail = run("cloud-init", "status", "--long", check=False).stdout.strip()[-1500:]
+            raise ApplyFailed(f"the bootstrap (cloud-init) failed: {detail}")
+        if time.monotonic() > deadline:
+            raise ApplyFailed(f"the bootstrap did not finish within {timeout:.0f} s ({status})")
+        if not told:
+            say("waiting for the bootstrap (cloud-init) to finish")
+            told = True
+        time.sleep(2)
+
+
+def cloud_init_status() -> str:
+    if shutil.which("cloud-init") is None:
+        return "absent"
+    out = run("cloud-init", "status", check=False).stdout
+    match = re.search(r"status:\s*(.+)", out)
+    return match.group(1).strip() if match else "unknown"
+
+
+def apply(bundle: dict[str, Any]) -> None:
+    p = bundle["proftpd"]
+    wait_for_bootstrap(bundle["markers"]["bootstrap"], bundle["bootstrap_wait_seconds"])
+    storage = bundle.get("storage")
+    if storage and not os.path.ismount(storage):
+        raise ApplyFailed(
+            f"{storage} is not mounted (the data disk or the shared NFS share): proftpd never "
+            "serves, or takes uploads into, the OS disk's empty tree; see cloud-init's log"
+        )
+    applied_path = Path(bundle["markers"]["applied"])
+    previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
+    ensure_dirs(bundle)
+    ensure_self_signed(bundle.get("self_signed"))
+    changes = changed_files(bundle)
+    conf_changed = any(entry["path"] == p["conf"] for entry in changes)
+    staged = [stage(Path(e["path"]), e["content"], int(e["mode"], 8)) for e in changes]
+    try:
+        for item in staged:  # a file nothing uses yet goes in now: configtest looks for it
+            if item.path != Path(p["conf"]) and not item.path.exists():
+                os.replace(item.new, item.path)
+        if conf_changed or not Path(p["conf"]).exists():
+            configtest(Path(f"{p['conf']}{STAGED}"))
+    except ApplyFailed:
+        for item in staged:
+            Path(item.new).unlink(missing_ok=True)
+        raise
+    for item in staged:
+        if item.new.exists():
+            os.replace(item.new, item.path)
+    if any(entry["path"] == bundle["sysctl"] for entry in changes):
+        run("sysctl", "-q", "-p", bundle["sysctl"])
+    write_admin_key(bundle.get("admin"))
+    removed = set(previous.get("users", [])) - set(bundle["users"])
+    if removed:
+        say(f"ended {end_sessions(p['pid_file'], removed)} session(s) of removed user(s)")
+    if master_pid(p["pid_file"]) is None:
+        start_proftpd(p["conf"], p["pid_file"], p["port"], bundle["markers"]["configured"])
+        say("proftpd started")
+    elif conf_changed:
+        reload_proftpd(p["pid_file"], p["port"], p["log"])
+        say("proftpd reloaded its configuration")
+    health(bundle, on=True)
+    prune(bundle)
+    record = {k: bundle[k] for k in ("generation", "users", "proftpd", "health")}
+    write_atomically(applied_path, json.dumps(record) + "\n", 0o644)
+    say(f"generation {bundle['generation']} applied ({len(changes)} file(s) changed)")
+
+
+def write_admin_key(admin: dict[str, str] | None) -> None:
+    """The admin's SSH key, kept current without replacing the VM (Azure refuses to change the
+    key in the VM model)."""
+    if not admin:
+        return
+    try:
+        account = pwd.getpwnam(admin["user"])
+    except KeyError:
+        say(f"no account {admin['user']} here: its SSH key is not written")
+        return
+    ssh = Path(account.pw_dir) / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    os.chown(ssh, account.pw_uid, account.pw_gid)
+    owner = f"{account.pw_uid}:{account.pw_gid}"
+    write_atomically(ssh / "authorized_keys", admin["authorized_keys"] + "\n", 0o600, owner)
+
+
+def prune(bundle: dict[str, Any]) -> None:
+    """Supplied TLS material no longer named by the configuration."""
+    keep = {entry["path"] for entry in bundle["files"]}
+    tls_dir = Path(bundle["tls_dir"])
+    if tls_dir.is_dir():
+        for old in tls_dir.iterdir():
+            if str(old) not in keep:
+                old.unlink()
+
+
+def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
+    """Announce only the part of the current passive range that stays forwarded."""
+    p = bundle["proftpd"]
+    conf = Path(p["conf"])
+    if master_pid(p["pid_file"]) is None or not conf.exists():
+        say("nothing runs yet: nothing to narrow")
+        return
+    text = conf.read_text()
+    match = re.search(r"^PassivePorts\s+(\d+)\s+(\d+)$", text, re.MULTILINE)
+    if not match:
+        raise ApplyFailed("the running proftpd.conf has no PassivePorts line")
+    first, last = int(match.group(1)), int(match.group(2))
+    new_first, new_last = (int(x) for x in wanted.split("-"))
+    low, high = max(first, new_first), min(last, new_last)
+    if (low, high) == (first, last):
+        say(f"passive range {first}-{last} stays forwarded: nothing to narrow")
+        return
+    if low > high:
+        raise ApplyFailed(
+            f"the new passive range {wanted} does not overlap the current {first}-{last}, so "
+            "every PASV reply would name a closed port during the change; deploy a range that "
+            f"covers both ({min(first, new_first)}-{max(last, new_last)}) first, then narrow it"
+        )
+    clients = (high - low + 1) // 2
+    text = text[: match.start()] + f"PassivePorts          {low} {high}" + text[match.end() :]
+    text = re.sub(
+        r"^(MaxClients\s+)(\d+)",
+        lambda m: m.group(1) + str(min(int(m.group(2)), clients)),
+        text,
+        flags=re.MULTILINE,
+    )
+    staged = stage(conf, text, conf.stat().st_mode & 0o7777)
+    try:
+        configtest(staged.new)
+    except ApplyFailed:
+        staged.new.unlink(missing_ok=True)
+        raise
+    reloaded_at = uptime()
+    os.replace(staged.new, conf)
+    reload_proftpd(p["pid_file"], p["port"], p["log"])
+    say(f"passive range narrowed to {low}-{high} for the change")
+    end_wider_sessions(p["pid_file"], reloaded_at, wait)
