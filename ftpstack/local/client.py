@@ -43,6 +43,22 @@ from ftpstack.ftpcheck import Tls, connect, parse_epsv, parse_pasv
 
 CHUNK = 1 << 20
 FAILURES = (OSError, EOFError, ftplib.Error)
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CLIENT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+def module_argv(module: str, *args: str) -> list[str]:
+    """`python -m <module> args` with this interpreter: a client run inside a namespace."""
+    return [sys.executable, "-m", module, *args]
+
+
+def environment(password: str | None = None) -> dict[str, str]:
+    """A client's environment inside a namespace: this project importable, and the password in
+    FTP_PASSWORD (never on the command line, where `ps` shows it)."""
+    env = {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR)}
+    if password is not None:
+        env["FTP_PASSWORD"] = password
+    return env
 
 
 def _login(args: argparse.Namespace, timeout: float | None = None) -> ftplib.FTP:

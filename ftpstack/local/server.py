@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +16,12 @@ from typing import Any
 
 from ftpstack import outputs, paths
 from ftpstack.local import steps
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.netns import Netns, NetnsError
 from ftpstack.local.vmhost import VmHost
-from ftpstack.offline.plan import PROJECT_DIR, Plan
+from ftpstack.offline.plan import Plan
 
-CLIENT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+CLIENT = "ftpstack.local.client"
 
 
 class LocalServer:
@@ -95,18 +95,9 @@ class LocalServer:
     def client_run(
         self, command: str, *args: str, user: str = "", password: str = "", timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR), "FTP_PASSWORD": password}
         return self.ns.run(
-            sys.executable,
-            "-m",
-            "ftpstack.local.client",
-            command,
-            "--host",
-            self.public_ip,
-            "--user",
-            user,
-            *args,
-            env=env,
+            *module_argv(CLIENT, command, "--host", self.public_ip, "--user", user, *args),
+            env=environment(password),
             timeout=timeout,
         )
 
@@ -114,6 +105,4 @@ class LocalServer:
         self, *argv: str, env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """A host program (curl, lftp, ftpcheck) in the namespace, as a client."""
-        return self.ns.run(
-            *argv, env=env or {"PATH": CLIENT_PATH, "PYTHONPATH": str(PROJECT_DIR)}, timeout=timeout
-        )
+        return self.ns.run(*argv, env=env or environment(), timeout=timeout)

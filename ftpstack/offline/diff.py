@@ -250,6 +250,19 @@ def compare_resources(
     return changes, warnings, notes
 
 
+def _rolling_warnings(changes: list[Change]) -> list[str]:
+    """Several VMs replaced by one `pulumi up` are down together: say how to roll them."""
+    replaced = [c.name for c in changes if c.type == d.VM and c.replaced_by]
+    if len(replaced) < 2:
+        return []
+    return [
+        f"{len(replaced)} VMs will be REPLACED in this one `pulumi up` ({', '.join(replaced)}), "
+        "so no instance serves meanwhile; to keep serving, replace one at a time: `pulumi up "
+        f"--target '<urn of {replaced[0]}>' --target-dependents`, then the next (README: "
+        "Replacing VMs one at a time)"
+    ]
+
+
 def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
     was = {(r.name, r.port_text) for r in old.open_to_internet()}
     return [
@@ -283,7 +296,7 @@ def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
     a, b = d.Declared(old or {}), d.Declared(new or {})
     changes, warnings, notes = compare_resources(a, b)
-    warnings += _exposure_warnings(a, b)
+    warnings += _rolling_warnings(changes) + _exposure_warnings(a, b)
     outputs = [
         (k, a.outputs.get(k), b.outputs.get(k))
         for k in sorted(set(a.outputs) | set(b.outputs))

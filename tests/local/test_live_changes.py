@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +22,10 @@ import pytest
 
 from ftpstack import paths
 from ftpstack.local.azure import LocalAzure
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.steps import DeployFailed, edit_file
 from ftpstack.offline.plan import Plan, Secret
-from tests.support import OTHER_PASSWORD, OTHER_USER, PASSWORD, ROOT, USER, needs_root, plan
+from tests.support import OTHER_PASSWORD, OTHER_USER, PASSWORD, USER, needs_root, plan
 
 pytestmark = pytest.mark.l3
 
@@ -63,14 +63,12 @@ def login(az: LocalAzure, user: str, password: str, *extra: str) -> dict[str, An
 def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
     """A login loop, a download and a passive-port loop running across the change."""
     stop = Path(tempfile.mkdtemp(prefix="ftpstack-live-")) / "stop"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+    env = environment(PASSWORD)
     encrypted = ["--tls"] if tls else []
 
     def start(*args: str) -> subprocess.Popen[str]:
         return az.client.popen(
-            sys.executable,
-            "-m",
-            "ftpstack.local.client",
+            *module_argv("ftpstack.local.client"),
             *args,
             "--host",
             az.public_ip,
@@ -129,11 +127,9 @@ def test_a_rotated_password_works_and_the_old_one_is_refused(az: LocalAzure) -> 
 
 
 def test_a_removed_user_is_refused_and_their_session_ended(az: LocalAzure) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": "rotated-password-9"}
+    env = environment("rotated-password-9")
     held = az.client.popen(
-        sys.executable,
-        "-m",
-        "ftpstack.local.client",
+        *module_argv("ftpstack.local.client"),
         "hold",
         "--host",
         az.public_ip,

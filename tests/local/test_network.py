@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +24,10 @@ import pytest
 from ftpstack import paths
 from ftpstack.local import network as net
 from ftpstack.local.azure import LocalAzure
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.steps import edit_file
 from ftpstack.offline.plan import Plan
-from tests.support import PASSWORD, ROOT, USER, needs_root, plan
+from tests.support import PASSWORD, USER, needs_root, plan
 
 SCALE = 1 / 30
 BIG = 8 * 1024 * 1024
@@ -237,12 +237,10 @@ def test_negative_control_the_226_is_lost(edit: Any) -> None:
 def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
     for az in model(dev_plan(passivePortStart=50000, passivePortEnd=50005, maxClients=3)):
         client(az, "upload", "--name", "big.bin", "--size", str(BIG))
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+        env = environment(PASSWORD)
         holders = [
             az.client.popen(
-                sys.executable,
-                "-m",
-                "ftpstack.local.client",
+                *module_argv("ftpstack.local.client"),
                 "slow-download",
                 "--host",
                 az.public_ip,
@@ -278,11 +276,9 @@ def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
 
 
 def smoke(az: LocalAzure) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+    env = environment(PASSWORD)
     return az.client.run(
-        sys.executable,
-        "-m",
-        "ftpstack.ftpcheck",
+        *module_argv("ftpstack.ftpcheck"),
         "--host",
         az.public_ip,
         "--user",

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,11 @@ from typing import Any
 import pytest
 
 from ftpstack import paths
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.server import LocalServer
 from ftpstack.local.steps import edit_file
 from ftpstack.offline.plan import Plan, Secret
-from tests.support import ROOT, certificate_pair, load_key, needs_root, plan
+from tests.support import certificate_pair, load_key, needs_root, plan
 
 pytestmark = pytest.mark.l2
 
@@ -208,12 +208,10 @@ def test_a_ban_is_lifted_by_the_documented_command(server: LocalServer) -> None:
 
 def test_the_smoke_check_says_it_is_banned_instead_of_retrying(server: LocalServer) -> None:
     fail_logins(server, BAN_AFTER, CUSTOMER_A)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PW["alice"]}
+    env = environment(PW["alice"])
     started = time.monotonic()
     result = server.run(
-        sys.executable,
-        "-m",
-        "ftpstack.ftpcheck",
+        *module_argv("ftpstack.ftpcheck"),
         "--host",
         server.public_ip,
         "--user",
@@ -242,11 +240,9 @@ def test_without_ban_the_same_failures_lock_no_one_out() -> None:
 
 
 def hold(server: LocalServer, count: int, source: str) -> subprocess.Popen[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": ""}
+    env = environment("")
     proc = server.ns.popen(
-        sys.executable,
-        "-m",
-        "ftpstack.local.client",
+        *module_argv("ftpstack.local.client"),
         "hold",
         "--no-login",
         "--count",
@@ -292,12 +288,10 @@ def test_a_connection_flood_bans_its_address(server: LocalServer) -> None:
 
 
 def test_a_removed_user_is_refused_and_their_open_session_ended(server: LocalServer) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env = environment()
     sessions = {
         name: server.ns.popen(
-            sys.executable,
-            "-m",
-            "ftpstack.local.client",
+            *module_argv("ftpstack.local.client"),
             "hold",
             "--tls",
             "--host",
@@ -343,11 +337,9 @@ def rotate_during_a_download(server: LocalServer) -> dict[str, Any]:
         user="alice",
         password=PW["alice"],
     )
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PW["alice"]}
+    env = environment(PW["alice"])
     download = server.ns.popen(
-        sys.executable,
-        "-m",
-        "ftpstack.local.client",
+        *module_argv("ftpstack.local.client"),
         "slow-download",
         "--tls",
         "--cafile",

@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from ftpstack import paths
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.server import LocalServer
 from ftpstack.local.steps import DeployFailed, edit_file, without_file
 from ftpstack.offline.plan import Plan
-from tests.support import PASSWORD, ROOT, USER, needs_root, plan
+from tests.support import PASSWORD, USER, needs_root, plan
 
 pytestmark = pytest.mark.l2
 
@@ -102,11 +102,9 @@ def test_a_configuration_proftpd_refuses_is_not_applied_and_the_old_one_serves(
 
 
 def test_ftplib_smoke_through_the_public_address(server: LocalServer, dev: Plan) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+    env = environment(PASSWORD)
     result = server.run(
-        sys.executable,
-        "-m",
-        "ftpstack.ftpcheck",
+        *module_argv("ftpstack.ftpcheck"),
         "--host",
         server.public_ip,
         "--user",
@@ -212,11 +210,9 @@ _TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec)?,\d+
 def control_keepalive_seconds(server: LocalServer) -> float | None:
     """Hold a logged-in control connection, read the server side's timer back with `ss -o`;
     None when the socket has no keepalive timer."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
+    env = environment(PASSWORD)
     hold = server.ns.popen(
-        sys.executable,
-        "-m",
-        "ftpstack.local.client",
+        *module_argv("ftpstack.local.client"),
         "hold",
         "--host",
         server.public_ip,
@@ -275,10 +271,8 @@ def test_negative_control_without_either_setting_the_socket_waits_two_hours(dev:
 
 
 def ftpcheck(server: LocalServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    return server.run(
-        sys.executable, "-m", "ftpstack.ftpcheck", "--host", server.public_ip, *args, env=env
-    )
+    env = environment(PASSWORD)
+    return server.run(*module_argv("ftpstack.ftpcheck"), "--host", server.public_ip, *args, env=env)
 
 
 def test_smoke_check_fails_clearly_on_a_wrong_masquerade_address(dev: Plan) -> None:
@@ -305,12 +299,10 @@ def test_smoke_check_fails_clearly_on_a_passive_range_the_nsg_does_not_open(
 
 
 def test_smoke_check_stops_at_once_on_a_refused_password(server: LocalServer) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": "wrong-password-1"}
+    env = environment("wrong-password-1")
     started = time.monotonic()
     result = server.run(
-        sys.executable,
-        "-m",
-        "ftpstack.ftpcheck",
+        *module_argv("ftpstack.ftpcheck"),
         "--host",
         server.public_ip,
         "--user",

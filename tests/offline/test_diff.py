@@ -183,3 +183,17 @@ def test_an_ignored_property_is_not_a_replacement() -> None:
 
     result = compare("d", _plan([vm("a")]), _plan([vm("b")]))
     assert result.changes[0].replaced_by == [] and not result.warnings
+
+
+def test_replacing_every_instance_at_once_says_how_to_roll_them() -> None:
+    def vms(image: str, count: int) -> dict[str, Any]:
+        names = ["ftp-vm", *(f"ftp-vm-{i}" for i in range(1, count))]
+        out = [_resource("azure-native:compute:VirtualMachine", n, image=image) for n in names]
+        for r in out:
+            r["options"] = {"replaceOnChanges": ["image"]}
+        return _plan(out)
+
+    two = compare("prod", vms("a", 2), vms("b", 2)).warnings
+    assert any("2 VMs will be REPLACED" in w and "--target '<urn of ftp-vm>'" in w for w in two)
+    one = compare("dev", vms("a", 1), vms("b", 1)).warnings
+    assert one and not any("VMs will be REPLACED" in w for w in one), "one VM: nothing to roll"
