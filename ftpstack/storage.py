@@ -54,7 +54,7 @@ def shared_storage(
         allow_shared_key_access=False,
         network_rule_set={"default_action": storage.DefaultAction.DENY, "bypass": "None"},
         tags=s.tags,
-        opts=located(parent, replace=["kind"]),
+        opts=located(parent, replace=["kind"], protect=s.data_disk_protect),
     )
     share = storage.FileShare(
         f"{name}-share",
@@ -64,7 +64,7 @@ def shared_storage(
         enabled_protocols="NFS",
         root_squash="NoRootSquash",
         share_quota=s.shared_storage_gb,
-        opts=pulumi.ResourceOptions(parent=account),
+        opts=pulumi.ResourceOptions(parent=account, protect=s.data_disk_protect),
     )
     endpoint = network.PrivateEndpoint(
         f"{name}-files-endpoint",

@@ -23,6 +23,8 @@ SSH_KEY: str = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][
     "ftpstack:sshPublicKey"
 ]
 GOOD_USER = {"name": USER, "password": PASSWORD}
+# prod's load balancer in front of a single server (prod itself runs two: see test_ha).
+ONE_SERVER = {"instances": 1, "zones": []}
 # A second admin key, for key rotations.
 OTHER_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbK1D5pf6PXoPXXcEIg4mJv9w0M0WpCh5ZbXn0vZvF0 rotated"

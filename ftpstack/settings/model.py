@@ -187,7 +187,9 @@ class Settings(_Model):
         "StandardSSD_LRS", description="Storage type of the data disk."
     )
     data_disk_protect: bool = Field(
-        False, description="Protect the data disk from deletion by Pulumi."
+        False,
+        description="Protect the files' storage from deletion by Pulumi (the data disk, or "
+        "with instances 2+ the shared storage account and share).",
     )
     shared_storage_gb: int = Field(
         100,

@@ -27,7 +27,7 @@ from ftpstack.local.azure import LocalAzure
 from ftpstack.local.client import environment, module_argv
 from ftpstack.local.steps import edit_file
 from ftpstack.offline.plan import Plan
-from tests.support import PASSWORD, USER, needs_root, plan
+from tests.support import ONE_SERVER, PASSWORD, USER, needs_root, plan
 
 SCALE = 1 / 30
 BIG = 8 * 1024 * 1024
@@ -38,8 +38,9 @@ def dev_plan(**overrides: Any) -> Plan:
 
 
 def prod_plan(**overrides: Any) -> Plan:
-    # prod's own TLS and data disk are covered at L2/L4; here: its load balancer and CIDRs.
-    return plan("prod", **{"tls": "off", **overrides})
+    # prod's own TLS and storage are covered at L2/L4 and in test_ha; here: its load balancer
+    # and CIDRs in front of one server.
+    return plan("prod", **{**ONE_SERVER, "tls": "off", **overrides})
 
 
 def model(p: Plan, **kw: Any) -> Iterator[LocalAzure]:

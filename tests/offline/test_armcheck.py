@@ -13,16 +13,23 @@ from ftpstack import azure_rules
 from ftpstack.offline import armcheck, costs
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
-from tests.support import plan
+from tests.support import ONE_SERVER, plan
 
 EDGE_STACKS: dict[str, tuple[str, dict[str, Any]]] = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
-    "prod-ssh": ("prod", {"sshSourceCidrs": ["203.0.113.7/32"], "cloudInitCheck": True}),
+    "prod-one": ("prod", ONE_SERVER),
+    "prod-ssh": (
+        "prod",
+        {**ONE_SERVER, "sshSourceCidrs": ["203.0.113.7/32"], "cloudInitCheck": True},
+    ),
     "ha": ("prod", {"instances": 2, "zones": [1, 2, 3], "maxClients": 50}),
     "no-disk": ("dev", {"dataDiskSizeGb": 0}),
     "idle-100": ("prod", {"idleTimeoutMinutes": 100, "lbTcpReset": True}),
-    "widest-lb": ("prod", {"passivePortStart": 40000, "passivePortEnd": 40297, "maxClients": 100}),
+    "widest-lb": (
+        "prod",
+        {**ONE_SERVER, "passivePortStart": 40000, "passivePortEnd": 40297, "maxClients": 100},
+    ),
     "existing-net": (
         "dev",
         {
@@ -138,7 +145,7 @@ def test_a_location_change_must_replace_everything_located() -> None:
     ],
 )
 def test_a_value_out_of_azures_range_is_caught(mutate: Any, fragment: str) -> None:
-    document = broken("prod") if "PUBLIC_IP" not in str(mutate) else broken("dev")
+    document = broken("prod-one") if "PUBLIC_IP" not in str(mutate) else broken("dev")
     mutate(document)
     found = [f for f in findings(document) if f.rule == "ranges"]
     assert any(fragment in f.problem for f in found), [str(f) for f in found]

@@ -55,12 +55,14 @@ def test_plan_text_shows_every_part_and_masks_every_secret() -> None:
         "ftpstack:azure:FtpServer",
         "allow-ftp-passive",
         "balanced: port 21",
-        "NAT: ports 50000-50099 (100 rules)",
+        "NAT: ports 50000-50049 (50 rules) -> instance-0",
+        "NAT: ports 50050-50099 (50 rules) -> instance-1",
         "Billable units",
         "ARM check: 0 problem(s)",
         "ftpEndpoint",
         "#cloud-config",
         "Live configuration of instance 0",
+        "Live configuration of instance 1",
         "--- /etc/proftpd/proftpd.conf",
     ):
         assert expected in result.stdout, expected

@@ -22,7 +22,7 @@ from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
 from ftpstack.offline import declared as d
 from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
 from ftpstack.offline.plan import MASK, Plan, PlanError, Secret, plan_stack
-from tests.support import OTHER_KEY, PASSWORD, USER, USERS, settings
+from tests.support import ONE_SERVER, OTHER_KEY, PASSWORD, USER, USERS, settings
 
 
 @cache
@@ -87,7 +87,7 @@ def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs() -> None:
 
 
 def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule() -> None:
-    v = view(plan("prod", sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True))
+    v = view(plan("prod", **ONE_SERVER, sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True))
     assert [
         (n.frontend_port, n.backend_port, n.pool) for n in v.nat_rules() if n.name == "ssh-0"
     ] == [(22, 22, "instance-0")]
@@ -113,7 +113,7 @@ def test_masquerade_address_is_the_declared_public_ip() -> None:
 
 
 def test_behind_a_load_balancer_only_21_is_balanced_and_passive_ports_are_free_nat_rules() -> None:
-    p = plan("prod")
+    p = plan("prod", **ONE_SERVER)
     v = view(p)
     lb = raw(p, d.LOAD_BALANCER)
     assert v.balanced_ports() == [21] and len(lb["outboundRules"]) == 1
@@ -133,8 +133,8 @@ def test_behind_a_load_balancer_only_21_is_balanced_and_passive_ports_are_free_n
 
 
 def test_the_nic_depends_on_the_load_balancer_it_joins() -> None:
-    (nic,) = plan("prod").find(d.NIC)
-    assert "ftp-lb" in nic.dependencies
+    for nic in plan("prod").find(d.NIC):
+        assert "ftp-lb" in nic.dependencies, nic.name
 
 
 def test_public_ip_mode_has_no_load_balancer() -> None:
@@ -205,7 +205,7 @@ def test_the_vm_is_replaced_exactly_for_what_azure_cannot_change() -> None:
 
 
 def test_a_deployment_narrows_then_opens_then_configures() -> None:
-    p = plan("prod")
+    p = plan("prod", **ONE_SERVER)
     names = {r.name: r for r in p.resources}
     passive_rule = names["ftp-nsg-allow-ftp-passive"]
     assert "ftp-vm-narrow" in passive_rule.dependencies
@@ -283,16 +283,27 @@ def test_every_stack_has_a_data_disk_unless_it_opts_out() -> None:
     assert attached["lun"] == paths.DATA_DISK_LUN and attached["createOption"] == "Attach"
     assert attached["deleteOption"] == "Detach", "deleting the VM must leave the disk"
     assert plan(dataDiskSizeGb=0).find(d.DISK) == []
-    assert plan("prod").find(d.DISK)[0].options["protect"] is True
+    assert plan("prod", **ONE_SERVER).find(d.DISK)[0].options["protect"] is True
+    shared = plan("prod")
+    assert shared.find(d.DISK) == [], "two servers keep their files on the shared share"
+    assert all(
+        r.options["protect"] for r in [*shared.find(d.FILE_SHARE), *shared.find(d.STORAGE_ACCOUNT)]
+    )
 
 
 def test_children_are_named_from_the_component_and_parented_to_it() -> None:
     p = plan("prod")
     (component,) = [r for r in p.resources if r.type == TYPE_TOKEN]
+    # A storage account's name is lowercase letters and digits only (Azure's naming rules).
+    (account,) = p.find(d.STORAGE_ACCOUNT)
+    assert account.name == f"{component.name}files"
     for r in p.resources:
-        if r is not component:
+        if r is not component and r is not account:
             assert r.name.startswith(f"{component.name}-"), r.name
-            assert r.parent == component.name or r.parent.startswith(f"{component.name}-"), r.name
+        if r is not component:
+            assert r.parent in {component.name, account.name} or r.parent.startswith(
+                f"{component.name}-"
+            ), r.name
 
 
 def test_existing_resource_group_and_subnet_are_used_not_created() -> None:
