@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
+from ftpstack.agent.apply import BUNDLE_VERSION, decode_bundle
 from ftpstack.render import live_files
 from ftpstack.rules import passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
-BUNDLE_VERSION = 1
 CONFIG_PARAMETER = "FTPSTACK_CONFIG"
 PHASE_PARAMETER = "FTPSTACK_PHASE"
 PASSIVE_PARAMETER = "FTPSTACK_PASSIVE"
@@ -152,8 +152,8 @@ def encode(document: dict[str, Any]) -> str:
 
 
 def decode(text: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(text)))
-    return document
+    """A bundle as the agent reads it (one decoder for both ends)."""
+    return decode_bundle(text)
 
 
 def agent_sources() -> dict[str, str]:

@@ -33,10 +33,13 @@ from ftpstack.agent.proftpd import (
     uptime,
 )
 
+# The bundle's format (ftpstack.live writes it): an agent refuses a version it does not know.
+BUNDLE_VERSION = 1
+
 
 def decode_bundle(text: str) -> dict[str, Any]:
     bundle: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(text)))
-    if bundle.get("version") != 1:
+    if bundle.get("version") != BUNDLE_VERSION:
         raise ApplyFailed(f"bundle version {bundle.get('version')} is not understood here")
     return bundle
 
