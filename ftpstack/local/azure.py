@@ -6,7 +6,9 @@ the load balancer's probe, and one VM per instance (`VmHost`). A deployment runs
 steps in the declared order: the bootstrap (the user-data), each instance's `narrow` step, the
 network's new rules, each instance's `configure` step one after the other — the Run Commands'
 own scripts and parameters, through the Run Command stand-in. `apply(new_plan)` is a later
-`pulumi up` of a live change, and refuses a plan that would replace a VM.
+`pulumi up` of a live change, and refuses a plan that would replace a VM; `replace_instance(i)`
+is one step of a rolling replacement (drain, stop, a new VM from the same bootstrap, configured,
+back in rotation), and `wait_healthy(i, up)` waits for the probe's verdict on an instance.
 
 Times may be scaled by one factor applied to the idle timeout, the keepalive idle and interval
 and the probe interval together, so the ratios that decide an outcome stay the declared ones.
@@ -29,12 +31,20 @@ from typing import Any
 from ftpstack import paths
 from ftpstack.local import network as net
 from ftpstack.local import steps as deployment
-from ftpstack.local.netns import Netns, NetnsError, end_process, run, veth
+from ftpstack.local.netns import Netns, NetnsError, end_process, kill_pid, run, veth
 from ftpstack.local.steps import Bundle, DeployFailed
 from ftpstack.local.vmhost import VmHost
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
 
 __all__ = ["DeployFailed", "LocalAzure"]
+
+# The load balancer's probe as declared (Azure seconds, before any time scale): every 5 s, an
+# instance changes state after 2 consecutive results.
+PROBE_INTERVAL_S = 5.0
+PROBE_THRESHOLD = 2
+# How long a draining VM waits for the load balancer to notice, as the agent's own drain does:
+# the probe's threshold (2 probes at 5 s) and a margin.
+DRAIN_S = 12.0
 
 
 @dataclasses.dataclass
@@ -190,12 +200,19 @@ class LocalAzure:
                 else self._temp / f"disk{index}"
             )
             storage.mkdir(exist_ok=True)
-            vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
-            vm.start()
-            self.vms.append(vm)
+            self.vms.append(self._new_vm(index, storage))
+
+    def _new_vm(self, index: int, storage: Path) -> VmHost:
+        vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
+        vm.start()
+        try:
             if self.silent_resolver:
                 vm.write("/run/resolv.conf.silent", f"nameserver {net.SILENT_RESOLVER}\n")
                 vm.exec("mount", "--bind", "/run/resolv.conf.silent", "/etc/resolv.conf")
+        except BaseException:
+            vm.close()
+            raise
+        return vm
 
     # -- deployments -----------------------------------------------------------------------------
 
@@ -236,7 +253,7 @@ class LocalAzure:
             f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
             for i in range(self.topology.instances)
         )
-        interval = max(0.1, 5 * self.time_scale)
+        interval = max(0.1, PROBE_INTERVAL_S * self.time_scale)
         self.prober = self.namespaces[3].popen(
             sys.executable,
             "-m",
@@ -248,7 +265,7 @@ class LocalAzure:
             "--interval",
             str(interval),
             "--threshold",
-            "2",
+            str(PROBE_THRESHOLD),
             stdout=subprocess.PIPE,
             cwd=PROJECT_DIR,
         )
@@ -271,6 +288,61 @@ class LocalAzure:
                     f"fewer than {count} instances passed the probe within {timeout:.0f} s"
                 )
             time.sleep(0.05)
+
+    def in_rotation(self, index: int) -> bool:
+        """Whether the router's balanced map sends new connections to instance `index`."""
+        # JSON: nft 1.0.6 crashes listing a `typeof jhash` map as text.
+        listed = self.router.run("nft", "-j", "list", "map", "inet", "azure", "balanced")
+        if listed.returncode != 0:
+            raise NetnsError(f"nft could not list the balanced map: {listed.stderr.strip()}")
+        maps = [x["map"] for x in json.loads(listed.stdout)["nftables"] if "map" in x]
+        return any(value == net.vm_address(index) for _, value in maps[0].get("elem", []))
+
+    def wait_healthy(self, index: int, up: bool, timeout: float | None = None) -> float:
+        """Until the probe has put instance `index` in rotation (`up`) or taken it out, and the
+        router's map says so (the prober reports a change just before it rewrites the map); the
+        seconds that took. By default at most 20 s, or twice the probe's scaled window and more
+        when that is longer."""
+        if timeout is None:
+            timeout = max(20.0, 4 * PROBE_THRESHOLD * PROBE_INTERVAL_S * self.time_scale)
+        started = time.monotonic()
+        while self.healthy.get(index) != up or self.in_rotation(index) != up:
+            if time.monotonic() - started > timeout:
+                state = "up" if up else "down"
+                raise NetnsError(f"instance {index} never went {state} within {timeout:.0f} s")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def _agent(self, index: int, *command: str) -> None:
+        """The agent's own command on instance `index`, as an administrator runs it."""
+        done = self.vms[index].exec("/usr/bin/python3", paths.AGENT_PATH, *command)
+        if done.returncode != 0:
+            raise DeployFailed(f"agent {command[0]} on instance {index}: {done.stderr.strip()}")
+
+    def replace_instance(self, index: int, drain: bool = True) -> None:
+        """One VM replaced as a rolling change does it: out of the probe first (the health
+        unit's stop on a real VM), then proftpd stops, then a new VM from the same bootstrap,
+        narrowed and configured, back in rotation once its probes pass. `drain=False`: the old
+        VM is already lost (a host fault), so there is nothing to drain or stop."""
+        old = self.vms[index]
+        if drain:
+            self._agent(index, "drain", str(DRAIN_S * self.time_scale))
+            # Scaled, the drain's margin over the probe is shorter than this machine's own lags:
+            # wait for the load balancer's verdict, then let the logins it still sent finish.
+            self.wait_healthy(index, up=False)
+            self._agent(index, "settle")
+            pid = old.path(paths.PID_FILE).read_text().split()[0]
+            old.exec("kill", "-TERM", pid)
+        storage = old.shared[paths.FTP_ROOT]
+        old.close()
+        for pid_ in self.vm_netns(index).pids():  # the old VM's processes are gone with it
+            kill_pid(pid_)
+        new = self._new_vm(index, storage)
+        self.vms[index] = new
+        new.install_bootstrap(self.plan.user_data)
+        self.run_step(index, self.steps(self.plan, "narrow")[index])
+        self.run_step(index, self.steps(self.plan, "configure")[index])
+        self.wait_healthy(index, up=True)
 
     # -- running clients ----------------------------------------------------------------------
 

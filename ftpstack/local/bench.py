@@ -13,11 +13,15 @@ medians of interleaved rounds (this machine is noisy: ±30-40 % between runs of 
   some 0.4 s after a session ends, a compile-time pause no directive changes;
 - concurrency, reconfigure (`bench_live`): `maxClients` simultaneous transfers and what the next
   client gets; live changes through `LocalAzure.apply` under a steady stream of logins and
-  across running downloads; `ha` is a placeholder for a later section.
+  across running downloads;
+- ha (`bench_ha`): two instances behind the load balancer, unscaled: the failover after a
+  server's sudden death, logins across a rolling replacement of both instances, and the login
+  p50 with two instances against one.
 
 Clients are `python -m ftpstack.local.client` (and curl, iperf3) in the client namespace, each
-run from a fresh source address: the stack bans an address after 60 connections a minute and
-allows 10 at a time per address, and many customers, not one, log in at once.
+run from a fresh source address: the stack bans an address after `banConnectsPerMinute`
+connections a minute (600 by default; once 60) and allows 10 at a time per address, and many
+customers, not one, log in at once.
 
 Writes bench/results.json and prints markdown tables; exit 0 when every target is met, else 1.
 Needs root (namespaces).
@@ -40,9 +44,18 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
+from ftpstack.local import bench_ha
 from ftpstack.local import bench_live as live
 from ftpstack.local.azure import LocalAzure
-from ftpstack.local.bench_live import PASSWORD, USER, Sources, client, percentile
+from ftpstack.local.bench_live import (
+    PASSWORD,
+    SPACING,
+    USER,
+    Sources,
+    client,
+    logins,
+    percentile,
+)
 from ftpstack.local.bench_peers import ONE_BYTE, Peer, start_peer
 from ftpstack.local.netns import NetnsError, end_process
 from ftpstack.local.steps import Bundle, edit_file
@@ -52,7 +65,6 @@ from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 OVERRIDES: dict[str, Any] = {"users": Secret([{"name": USER, "password": PASSWORD}]), "tls": "off"}
 BLOB = "blob.bin"
-SPACING = 0.5  # seconds between spaced logins (see the module docstring)
 SETTLE = 0.5  # seconds of quiet before each throughput sample
 SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha")
 
@@ -177,8 +189,8 @@ def login_latency(
     each = max(1, count // rounds)
     for _ in range(rounds):
         for name, az in contenders.items():
-            samples[name] += _logins(az, sources, each, SPACING)
-        bursts += _logins(contenders["ftpstack"], sources, each, 0)
+            samples[name] += logins(az, sources, each, SPACING)
+        bursts += logins(contenders["ftpstack"], sources, each, 0)
     results: dict[str, Any] = {}
     for name, values in samples.items():
         results[f"{name}_p50"] = round(statistics.median(values), 2)
@@ -186,12 +198,6 @@ def login_latency(
     results["ftpstack_burst_p90"] = round(percentile(bursts, 0.9), 2)
     results["ftpstack_burst_n"] = len(bursts)
     return results
-
-
-def _logins(az: LocalAzure, sources: Sources, count: int, spacing: float) -> list[float]:
-    argv = f"--count {count} --spacing {spacing} --name {ONE_BYTE}".split()
-    got = client(az, "logins", *argv, "--source", sources.take(az))
-    return [float(ms) for ms in got["ms"]]
 
 
 # -- targets and the tables ------------------------------------------------------------------
@@ -215,6 +221,14 @@ TARGETS: list[tuple[str, str, Check]] = [
      lambda r: r["login_attempts_during_change"] > 0 and r["failed_logins_during_change"] == 0),
     ("reconfigure", "no transfer broken by a change",
      lambda r: r["transfers_spanning_change"] == r["changes"] and r["transfers_broken"] == 0),
+    ("ha", "failover within the probe's window (2 x 5 s) + 1 s, every trial",
+     lambda r: r["failover_max_s"] is not None
+     and r["failover_max_s"] <= r["probe_threshold"] * r["probe_interval_s"] + 1),
+    ("ha", "no failed login across a rolling replacement of every instance",
+     lambda r: r["rolling_replaced"] == r["instances"] and r["login_attempts_rolling"] > 0
+     and r["failed_logins_rolling"] == 0),
+    ("ha", "login p50 with 2 instances <= 1.5 x with 1",
+     lambda r: r["login_p50_2_instances_ms"] <= 1.5 * r["login_p50_1_instance_ms"]),
 ]
 # fmt: on
 
@@ -266,8 +280,22 @@ def _reconfigure_rows(rc: dict[str, Any]) -> list[str]:
     ]
 
 
-def _ha_rows(ha: dict[str, Any] | None) -> list[str]:
-    return [f"| high availability | {ha or 'not measured yet'} | | |"]
+def _ha_rows(ha: dict[str, Any]) -> list[str]:
+    probe = f"{ha['probe_threshold']} x {ha['probe_interval_s']:g} s"
+    return [
+        f"| {ha['instances']} instances: one proftpd killed -> logins reliable again, s "
+        f"(unscaled) | {ha['failover_s']} (median of {ha['failovers']}, max "
+        f"{ha['failover_max_s']}) | probe out after "
+        f"{', '.join(map(str, ha['failover_probe_out_samples_s']))} s | "
+        f"probe {probe}; {ha['failed_logins_failover']} of {ha['failover_attempts']} logins "
+        "failed meanwhile (one every 100 ms) |",
+        f"| failed logins across a rolling replacement of both instances | "
+        f"{ha['failed_logins_rolling']} of {ha['login_attempts_rolling']} | | "
+        f"{ha['rolling_s']} s, one login every 200 ms |",
+        f"| login + PASV + 1-byte RETR, p50 ms, 2 instances | {ha['login_p50_2_instances_ms']} "
+        f"| 1 instance {ha['login_p50_1_instance_ms']} | ratio {ha['login_p50_ratio']}, "
+        f"{ha['login_n']} each |",
+    ]
 
 
 ROWS: dict[str, Callable[[Any], list[str]]] = {
@@ -325,7 +353,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dic
         plans = live.change_plans(OVERRIDES, args.changes)
         results["reconfigure"] = live.reconfigure(model, sources, plans, args.slow_seconds)
     if "ha" in sections:
-        results["ha"] = live.ha()
+        print("ha ...", file=sys.stderr)
+        results["ha"] = bench_ha.measure(
+            OVERRIDES, sources, args.logins, args.login_rounds, args.failovers
+        )
     results["load_average_end"] = os.getloadavg()[0]
     return results
 
@@ -362,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-seconds", type=float, default=10, help="concurrency: each transfer")
     parser.add_argument("--changes", type=int, default=5, help="reconfigure: live changes")
     parser.add_argument("--slow-seconds", type=float, default=4, help="reconfigure: each download")
+    parser.add_argument("--failovers", type=int, default=3, help="ha: servers killed in turn")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument(
         "--proftpd-directive",

@@ -1,10 +1,10 @@
 """`make bench`'s sections about a running server: `maxClients` simultaneous transfers and the next
 client's refusal; live changes (`LocalAzure.apply`) under a steady stream of logins and across
-running downloads; and the place of the `ha` section (to be written).
+running downloads. (The `ha` section is `bench_ha`.)
 
-Also what every section shares: the test user, fresh client source addresses, and running
+Also what every section shares: the test user, fresh client source addresses, running
 `python -m ftpstack.local.client` in the client namespace (in the foreground or in the
-background).
+background) and a series of spaced logins.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,20 +19,24 @@ from typing import Any
 
 from ftpstack.local import network as net
 from ftpstack.local.azure import LocalAzure
+from ftpstack.local.bench_peers import ONE_BYTE
+from ftpstack.local.client import environment, module_argv
 from ftpstack.local.netns import NetnsError, end_process
 from ftpstack.offline.declared import Declared
-from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
+from ftpstack.offline.plan import Plan, Secret, plan_stack
 
 USER, PASSWORD = "alice", "alice-password-1"
 CONCURRENT = "concurrent.bin"
 CONCURRENT_BYTES = 16 << 20
 SLOW = "slow.bin"
 SLOW_BYTES = 8 << 20
-# One login every LOOP_INTERVAL / LOOPS seconds in all (every 200 ms), from LOOPS addresses:
-# one address at that rate would be banned by the stack's own flood rule (60 connections a
-# minute), and the point is many customers logging in while the configuration changes.
+# One login every LOOP_INTERVAL / LOOPS seconds in all (every 200 ms), from LOOPS addresses: 30
+# connections a minute each stay far below the stack's flood rule (`banConnectsPerMinute`, 600
+# by default; at its former 60 one address at this rate was banned), and the point is many
+# customers logging in while the configuration changes.
 LOOPS, LOOP_INTERVAL = 10, 2.0
 LOGIN_DEADLINE = 60  # seconds after an apply within which the new user must log in
+SPACING = 0.5  # seconds between spaced logins (see `bench`'s docstring)
 
 
 class Sources:
@@ -64,16 +67,6 @@ def _client_device(az: LocalAzure) -> str:
     raise NetnsError("the client namespace has no client address")
 
 
-def _client_argv(az: LocalAzure, command: str, user: str, args: tuple[str, ...]) -> list[str]:
-    module = "ftpstack.local.client"
-    return [sys.executable, "-m", module, command, "--host", az.public_ip, "--user", user, *args]
-
-
-def _env(password: str) -> dict[str, str]:
-    path = "/usr/bin:/bin:/usr/sbin:/sbin"
-    return {"PATH": path, "PYTHONPATH": str(PROJECT_DIR), "FTP_PASSWORD": password}
-
-
 def client(
     az: LocalAzure, command: str, *args: str, user: str = USER, password: str = PASSWORD
 ) -> dict[str, Any]:
@@ -86,8 +79,10 @@ def spawn(
 ) -> subprocess.Popen[str]:
     """A client command in the client namespace, in the background (see `result`)."""
     return az.client.popen(
-        *_client_argv(az, command, user, args),
-        env=_env(password),
+        *module_argv(
+            "ftpstack.local.client", command, "--host", az.public_ip, "--user", user, *args
+        ),
+        env=environment(password),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -99,6 +94,14 @@ def result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
         raise NetnsError(f"client failed ({proc.returncode}): {err.strip()[-2000:]}")
     parsed: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return parsed
+
+
+def logins(az: LocalAzure, sources: Sources, count: int, spacing: float) -> list[float]:
+    """`count` logins (connect, login, PASV, 1-byte RETR, QUIT) `spacing` s apart from one fresh
+    address; each one's milliseconds."""
+    argv = f"--count {count} --spacing {spacing} --name {ONE_BYTE}".split()
+    got = client(az, "logins", *argv, "--source", sources.take(az))
+    return [float(ms) for ms in got["ms"]]
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -267,13 +270,3 @@ def _reconfigure_results(
         "transfers_broken": sum(not c["intact"] for c in changes),
         "broken_transfers": [c["download"] for c in changes if not c["intact"]],
     }
-
-
-def ha() -> dict[str, Any] | None:
-    """The high-availability section: not measured yet (None in results.json as "ha").
-
-    To be added by its owner: a model with 2 instances behind the load balancer; `failover_s`
-    (one instance stopped until logins succeed again), `failed_logins_rolling` (a login loop
-    across a rolling change of both instances) and the login p50 with 2 instances against 1;
-    then its targets go into `bench.TARGETS` under the section "ha"."""
-    return None

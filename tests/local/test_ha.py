@@ -23,7 +23,6 @@ from ftpstack import paths, rules
 from ftpstack.local import network as net
 from ftpstack.local import steps
 from ftpstack.local.azure import LocalAzure
-from ftpstack.local.vmhost import VmHost
 from ftpstack.offline.plan import Plan, Secret
 from tests.support import PASSWORD, ROOT, USER, needs_root, plan, settings
 
@@ -150,45 +149,12 @@ def test_a_rolling_live_change_fails_no_login(az: LocalAzure) -> None:
     assert az.client_cmd("try-login", user="carl", password="carl-password-33")["ok"]
 
 
-def replace_instance(az: LocalAzure, index: int) -> None:
-    """A VM replacement as a rolling change does it: out of the probe first (the health unit's
-    stop on a real VM), then proftpd stops, then a new VM from the same bootstrap, configured."""
-    old = az.vms[index]
-    # The probe's threshold, scaled: 2 probes at 5 s (and a margin).
-    drained = old.exec("/usr/bin/python3", paths.AGENT_PATH, "drain", str(12 * SCALE))
-    assert drained.returncode == 0, drained.stderr
-    wait_state(az, index, up=False)
-    pid = old.path(paths.PID_FILE).read_text().split()[0]
-    old.exec("kill", "-TERM", pid)
-    storage = old.shared[paths.FTP_ROOT]
-    old.close()
-    for pid_ in az.vm_netns(index).pids():  # the old VM's processes are gone with it
-        subprocess.run(["kill", "-9", str(pid_)], check=False)
-    new = VmHost(az.vm_netns(index), {paths.FTP_ROOT: storage})
-    new.start()
-    az.vms[index] = new
-    new.install_bootstrap(az.plan.user_data)
-    steps.run_step(new, steps.steps(az.plan, "narrow")[index], az.edit)
-    steps.run_step(new, steps.steps(az.plan, "configure")[index], az.edit)
-    wait_state(az, index, up=True)
-
-
-def wait_state(az: LocalAzure, index: int, up: bool, timeout: float = 20) -> float:
-    started = time.monotonic()
-    while az.healthy.get(index) != up:
-        assert time.monotonic() - started < timeout, (
-            f"instance {index} never went {'up' if up else 'down'}"
-        )
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def test_a_rolling_replacement_fails_no_login(az: LocalAzure) -> None:
     stop = Path(tempfile.mkdtemp(prefix="ftpstack-ha-")) / "stop"
     loop = login_loop(az, stop)
     time.sleep(1)
     for index in range(2):
-        replace_instance(az, index)
+        az.replace_instance(index)
     result = finished(loop, stop)
     assert result["failures"] == [] and result["attempts"] >= 5, result
 
@@ -202,7 +168,7 @@ def test_negative_control_stopping_without_draining_fails_logins() -> None:
         az.vms[0].exec("kill", "-TERM", pid)
         out = spread(az, 10)
         assert out["failures"], "logins hashed to the stopped server failed"
-        wait_state(az, 0, up=False)
+        az.wait_healthy(0, up=False)
 
 
 def test_when_one_server_dies_the_other_serves_within_the_probe_threshold(az: LocalAzure) -> None:
@@ -235,7 +201,7 @@ def test_when_one_server_dies_the_other_serves_within_the_probe_threshold(az: Lo
     assert download is not None
     pid = az.vms[0].path(paths.PID_FILE).read_text().split()[0]
     az.vms[0].exec("kill", "-KILL", pid)
-    failover = wait_state(az, 0, up=False)
+    failover = az.wait_healthy(0, up=False)
     assert failover < 2 * 5 * SCALE + 1.5, "out within the probe threshold"
     assert spread(az, 20)["failures"] == [], "every new login lands on the survivor"
     result = json.loads(download.communicate(timeout=120)[0].strip().splitlines()[-1])
