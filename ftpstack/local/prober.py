@@ -6,7 +6,8 @@ applies), and the router's balanced map rewritten when an instance changes state
     python -m ftpstack.local.prober --router NS --targets 192.0.2.2:10021,... \
         --interval 5 --threshold 2
 
-Each state change is printed as one JSON line (time, instance, state).
+Each state change is printed as one JSON line (time, instance, state), once the router's map
+says it.
 """
 
 from __future__ import annotations
@@ -54,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     publish(args.router, [])
     while True:
         started = time.monotonic()
-        changed = False
+        changed = []
         for i, target in enumerate(targets):
             ok = probe(target, timeout=max(0.2, args.interval * 0.8))
             streak[i] = streak[i] + 1 if ok != up[i] else 0
             if streak[i] >= args.threshold:
-                up[i], streak[i], changed = ok, 0, True
-                print(json.dumps({"t": time.time(), "instance": i, "up": ok}), flush=True)
+                up[i], streak[i] = ok, 0
+                changed.append(i)
         if changed:
+            # The map first: whoever reads a change may rely on the router already doing it.
             publish(args.router, [i for i, healthy in enumerate(up) if healthy])
+        for i in changed:
+            print(json.dumps({"t": time.time(), "instance": i, "up": up[i]}), flush=True)
         time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
 
 
