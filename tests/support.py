@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
+from ftpstack.offline.standins import pem_pair
 from ftpstack.settings import Settings, parse_settings
 
 ROOT = PROJECT_DIR
@@ -57,7 +58,7 @@ def certificate_pair(
     """A throw-away certificate and its key, as PEM text; self-signed unless `issuer` is a
     (certificate PEM, key object) pair. Returns (certificate PEM, key PEM)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -84,13 +85,7 @@ def certificate_pair(
         names: list[x509.GeneralName] = [x509.DNSName(common_name)]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(signer, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+    return pem_pair(builder.sign(signer, hashes.SHA256()), key)
 
 
 def load_key(pem: str) -> Any:

@@ -52,7 +52,6 @@ def _message(error: Exception) -> str:
 def stand_in(cert_pem: str, seed: str) -> tuple[str, str]:
     """(certificate, key) PEM: deterministic for one certificate and one key ciphertext."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     real = load_chain(cert_pem)[0]
@@ -71,7 +70,13 @@ def stand_in(cert_pem: str, seed: str) -> tuple[str, str]:
         builder = builder.add_extension(names.value, critical=False)
     except x509.ExtensionNotFound:
         pass
-    cert = builder.sign(key, None)
+    return pem_pair(builder.sign(key, None), key)
+
+
+def pem_pair(cert: Any, key: Any) -> tuple[str, str]:
+    """A certificate and its private key (unencrypted PKCS#8) as PEM text."""
+    from cryptography.hazmat.primitives import serialization
+
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

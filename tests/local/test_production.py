@@ -410,21 +410,18 @@ def chained_stack(tmp_path: Path) -> tuple[Plan, Path]:
     return production(tlsCertificate=leaf + inter, tlsPrivateKey=Secret(key)), ca
 
 
+def list_trusting(server: LocalServer, ca: Path) -> subprocess.CompletedProcess[str]:
+    """alice lists her home over FTPS, trusting only `ca`."""
+    tls = ("--tls", "--cafile", str(ca), "--do", "nlst")
+    return server.client_run("session", *tls, user="alice", password=PW["alice"])
+
+
 def test_a_client_trusting_only_the_root_verifies_the_served_chain(tmp_path: Path) -> None:
     needs_root()
     stack, ca = chained_stack(tmp_path)
     with LocalServer(stack) as server:
-        out = server.client(
-            "session",
-            "--tls",
-            "--cafile",
-            str(ca),
-            "--do",
-            "nlst",
-            user="alice",
-            password=PW["alice"],
-        )
-    assert out["results"][0]["ok"]
+        result = list_trusting(server, ca)
+    assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["results"][0]["ok"]
 
 
 def test_negative_control_without_the_chain_file_verification_fails(tmp_path: Path) -> None:
@@ -439,14 +436,5 @@ def test_negative_control_without_the_chain_file_verification_fails(tmp_path: Pa
         )
 
     with LocalServer(stack, edit=no_chain) as server:
-        result = server.client_run(
-            "session",
-            "--tls",
-            "--cafile",
-            str(ca),
-            "--do",
-            "nlst",
-            user="alice",
-            password=PW["alice"],
-        )
+        result = list_trusting(server, ca)
     assert result.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in result.stderr

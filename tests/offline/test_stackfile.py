@@ -124,18 +124,15 @@ def test_a_changed_ciphertext_plans_as_a_changed_secret(tmp_path: Path) -> None:
     assert users_file("v1:one") != users_file("v1:two")
 
 
+def own_certificate(tmp_path: Path, cert: str) -> Path:
+    """A stack file with its own certificate, its key a `secure:` value only the CLI decrypts."""
+    config = {"tls": "required", "tlsCertificate": cert, "tlsPrivateKey": {"secure": "v1:key"}}
+    return stack_file(tmp_path, "t", {"sshPublicKey": SSH_KEY, **config})
+
+
 def test_a_stack_with_its_own_certificate_plans_with_a_stand_in_pair(tmp_path: Path) -> None:
     cert, _ = certificate_pair("ftp.example.com")
-    path = stack_file(
-        tmp_path,
-        "t",
-        {
-            "sshPublicKey": SSH_KEY,
-            "tls": "required",
-            "tlsCertificate": cert,
-            "tlsPrivateKey": {"secure": "v1:key"},
-        },
-    )
+    path = own_certificate(tmp_path, cert)
     first, second = plan_stack("t", stack_file=path), plan_stack("t", stack_file=path)
     assert first.bundles() == second.bundles(), "the stand-in is the same every time"
     assert "tlsPrivateKey" in first.stand_ins
@@ -143,16 +140,7 @@ def test_a_stack_with_its_own_certificate_plans_with_a_stand_in_pair(tmp_path: P
 
 def test_an_expired_certificate_is_refused_offline_even_with_a_secret_key(tmp_path: Path) -> None:
     cert, _ = certificate_pair("ftp.example.com", days=-2)
-    path = stack_file(
-        tmp_path,
-        "t",
-        {
-            "sshPublicKey": SSH_KEY,
-            "tls": "required",
-            "tlsCertificate": cert,
-            "tlsPrivateKey": {"secure": "v1:key"},
-        },
-    )
+    path = own_certificate(tmp_path, cert)
     with pytest.raises(PlanError, match="ftpstack:tlsCertificate = \\[PEM\\]: expired"):
         stack_config("t", stack_file=path)
 
@@ -160,16 +148,7 @@ def test_an_expired_certificate_is_refused_offline_even_with_a_secret_key(tmp_pa
 def test_a_secrets_file_checks_the_real_key_against_the_certificate(tmp_path: Path) -> None:
     cert, key = certificate_pair("ftp.example.com")
     _, other = certificate_pair("other.example.com")
-    path = stack_file(
-        tmp_path,
-        "t",
-        {
-            "sshPublicKey": SSH_KEY,
-            "tls": "required",
-            "tlsCertificate": cert,
-            "tlsPrivateKey": {"secure": "v1:key"},
-        },
-    )
+    path = own_certificate(tmp_path, cert)
     good = stack_file(tmp_path, "good.secrets", {"tlsPrivateKey": key})
     bad = stack_file(tmp_path, "bad.secrets", {"tlsPrivateKey": other})
     assert plan_stack("t", stack_file=path, secrets_file=good).stand_ins == []
