@@ -3,9 +3,10 @@
 An HTTP proxy serves on a unix socket of the host (so the machine's own firewall and routes are
 untouched) and fetches only from the host's Debian archive hosts (`image.archive_hosts()`); a
 relay (`python -m ftpstack.local.relay`) in the router namespace accepts the guest's connections
-on the router's address of the VM's link, port 3142, which the test image's apt uses as its
-proxy. The router's own input chain drops everything, so one rule lets exactly that port in from
-the VM's link; `allow()` puts it back after the router's ruleset was published anew.
+on the router's address of the first VM's link, port 3142, which the test image's apt uses as
+its proxy (every other instance reaches it through its own gateway, the router). The router's own
+input chain drops everything, so one rule lets exactly that port in from the VMs' links;
+`allow()` puts it back after the router's ruleset was published anew.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 from ftpstack.local.azure import LocalAzure
 from ftpstack.local.image import PROXY_PORT, archive_hosts
-from ftpstack.local.netns import end_process, run
+from ftpstack.local.netns import StandIn, end_process, run
 from ftpstack.local.network import VM_NETS
 from ftpstack.offline.plan import PROJECT_DIR
 
@@ -69,7 +70,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
 
-class AptProxy:
+class AptProxy(StandIn):
     """`with AptProxy(az): ...` while the guest's apt may run."""
 
     def __init__(self, az: LocalAzure) -> None:
@@ -81,17 +82,6 @@ class AptProxy:
     @property
     def socket_path(self) -> Path:
         return self.directory / "proxy.sock"
-
-    def __enter__(self) -> AptProxy:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def start(self) -> None:
         _ProxyHandler.allowed = archive_hosts()
@@ -112,8 +102,9 @@ class AptProxy:
         self.allow()
 
     def allow(self) -> None:
-        """Let the VM's link reach the relay on the router (idempotent)."""
+        """Let the VMs' links reach the relay on the router (idempotent)."""
         router = self.az.router.name
+        links = ", ".join(f"v{i}r" for i in range(self.az.topology.instances))
         chain = run(
             "ip", "netns", "exec", router, "nft", "list", "chain", "inet", "azure", "router"
         )
@@ -131,7 +122,7 @@ class AptProxy:
             "azure",
             "router",
             "iifname",
-            "v0r",
+            f"{{ {links} }}",
             "tcp",
             "dport",
             str(PROXY_PORT),

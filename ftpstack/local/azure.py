@@ -10,6 +10,11 @@ own scripts and parameters, through the Run Command stand-in. `apply(new_plan)` 
 is one step of a rolling replacement (drain, stop, a new VM from the same bootstrap, configured,
 back in rotation), and `wait_healthy(i, up)` waits for the probe's verdict on an instance.
 
+With real VMs (`serve=False`, L4) and a plan whose storage is an Azure Files share behind a
+private endpoint, the model also runs the share and its name inside the VNet
+(`ftpstack.local.files`: nfs-ganesha at the endpoint's address, the VNet's resolver); at L3 one
+directory bound into every VM stand-in is the share.
+
 Times may be scaled by one factor applied to the idle timeout, the keepalive idle and interval
 and the probe interval together, so the ratios that decide an outcome stay the declared ones.
 """
@@ -31,7 +36,8 @@ from typing import Any
 from ftpstack import paths
 from ftpstack.local import network as net
 from ftpstack.local import steps as deployment
-from ftpstack.local.netns import Netns, NetnsError, end_process, kill_pid, run, veth
+from ftpstack.local.files import FilesStandIn, Share
+from ftpstack.local.netns import Netns, NetnsError, StandIn, end_process, kill_pid, run, veth
 from ftpstack.local.steps import Bundle, DeployFailed
 from ftpstack.local.vmhost import VmHost
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
@@ -48,7 +54,7 @@ DRAIN_S = 12.0
 
 
 @dataclasses.dataclass
-class LocalAzure:
+class LocalAzure(StandIn):
     """`with LocalAzure(plan, time_scale=1/30) as az: ...`"""
 
     plan: Plan
@@ -56,13 +62,16 @@ class LocalAzure:
     serve: bool = True  # False: no VM stand-ins (the L4 qemu VM attaches to the namespace)
     bundle_edit: Callable[[Bundle], Bundle] | None = None
     topology_edit: Callable[[net.Topology], net.Topology] | None = None
-    storage: Path | None = None  # the data disk (or shared share) stand-in; default: temporary
+    # The data disk (or shared share) stand-in: at L3 a directory, at L4 the NFS export;
+    # default: temporary.
+    storage: Path | None = None
     silent_resolver: bool = False
     race_bootstrap: float = 0.0  # seconds the bootstrap lags behind the first configuration
     script_edit: Callable[[str], str] | None = None  # the Run Commands' script, changed
     namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
     vms: list[VmHost] = dataclasses.field(init=False, default_factory=list)
     prober: subprocess.Popen[str] | None = dataclasses.field(init=False, default=None)
+    files: FilesStandIn | None = dataclasses.field(init=False, default=None)
     topology: net.Topology = dataclasses.field(init=False)
     _temp: Path | None = dataclasses.field(init=False, default=None)
     healthy: dict[int, bool] = dataclasses.field(init=False, default_factory=dict)
@@ -110,18 +119,10 @@ class LocalAzure:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> LocalAzure:
-        try:
-            self._build()
-            if self.serve:
-                self.deploy()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def start(self) -> None:
+        self._build()
+        if self.serve:
+            self.deploy()
 
     def close(self) -> None:
         if self.prober is not None:
@@ -130,6 +131,9 @@ class LocalAzure:
         for vm in self.vms:
             vm.close()
         self.vms.clear()
+        if self.files is not None:
+            self.files.close()
+            self.files = None
         for ns in reversed(self.namespaces):
             ns.delete()
         self.namespaces.clear()
@@ -167,6 +171,19 @@ class LocalAzure:
         router.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established", int(self.idle_timeout))
         if self.serve:
             self._start_vms()
+        elif self.topology.private_endpoint:
+            self._start_files()
+
+    def _start_files(self) -> None:
+        """The share and the VNet's resolver, for real VMs to mount and resolve."""
+        share = Share.from_plan(self.plan)
+        if share is None:
+            raise NetnsError("the plan declares a private endpoint but no file share")
+        rundir = self.storage.with_name(f"{self.storage.name}-server") if self.storage else None
+        self.files = FilesStandIn(
+            share, self.router, self.topology.instances, self.storage, rundir
+        ).started()
+        self.namespaces += self.files.namespaces
 
     def _link(self, ns: Netns, tag: str, network: Any) -> None:
         veth(self.router, f"{tag}r", ns, f"{tag}p")

@@ -11,6 +11,8 @@ never for the user-data:
 - cloud-init limited to NoCloud (never probes a metadata address);
 - Azure's udev name for the data disk (/dev/disk/azure/scsi1/lun0; the test VM's data disk has
   the serial lun0);
+- resolvconf, so the resolver the NoCloud network config names (`dns_nameservers`) is the one
+  the guest uses, as Azure's DHCP hands every VM the VNet's resolver (never the host's own);
 - apt pointed at the host-side proxy (`ftpstack.local.aptproxy`) and at the host's own archive.
 
     python -m ftpstack.local.image     # build (or find) the image; prints its directory
@@ -38,10 +40,11 @@ from ftpstack.offline.plan import PROJECT_DIR
 CACHE = PROJECT_DIR / ".cache" / "l4"
 PROXY_PORT = 3142
 # Bump to rebuild cached images when the recipe below changes.
-IMAGE_RECIPE = 8
+IMAGE_RECIPE = 9
 BASE_PACKAGES = "systemd-sysv,udev,iproute2,ifupdown,netbase,ca-certificates,sudo,procps,python3"
 # locales: Azure's Debian image has them, and cloud-init's locale module needs them.
 # qemu-guest-agent: the stand-in for Azure's VM agent (Run Command arrives through it).
+# resolvconf: ifupdown hands it the network config's resolver (Azure's DHCP does this there).
 GUEST_PACKAGES = [
     "cloud-init",
     "linux-image-cloud-amd64",
@@ -49,6 +52,7 @@ GUEST_PACKAGES = [
     "e2fsprogs",
     "locales",
     "qemu-guest-agent",
+    "resolvconf",
 ]
 LUN_RULE = (
     "# Azure names data disks by LUN; the test VM's data disk has the serial lun0.\n"
@@ -246,6 +250,13 @@ def _configure_guest(root: Path) -> None:
     apt.write_text(f'Acquire::http::Proxy "http://{VM_NETS[0][1]}:{PROXY_PORT}/";\n')
     (root / "etc/udev/rules.d/66-ftpstack-azure-lun.rules").write_text(LUN_RULE)
     (root / "etc/machine-id").write_text("")  # a fresh one per OS disk
+    # debootstrap copied the host's resolver, which means nothing in the guest: the guest
+    # resolves through what its network config names (resolvconf), like Azure's DHCP lease.
+    (root / "etc/resolvconf/resolv.conf.d/original").unlink(missing_ok=True)
+    resolv = root / "etc/resolv.conf"
+    if not resolv.is_symlink():
+        resolv.unlink(missing_ok=True)
+        resolv.symlink_to("../run/resolvconf/resolv.conf")
     # The serial console is a log for people; nobody logs in there.
     getty = root / "etc/systemd/system/serial-getty@ttyS0.service"
     if not getty.exists():

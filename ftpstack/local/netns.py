@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 class NetnsError(Exception):
@@ -53,6 +53,32 @@ def end_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+class StandIn:
+    """What a stand-in starts it also ends: `with X(...) as x:` (or `x = X(...).started()`) runs
+    `start()`; a failure while starting, or leaving the block, runs `close()`, which must end
+    whatever `start()` made so far and nothing else (it may run more than once)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def started(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __enter__(self) -> Self:
+        return self.started()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Netns:

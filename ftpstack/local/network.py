@@ -10,7 +10,10 @@ timeout. `ruleset()` turns it into the router's nftables, a pure function (teste
 - the NSG's inbound rules in priority order in the forward path (Azure's defaults end in deny);
   the `AzureLoadBalancer` tag is the probe's own address;
 - Azure's idle timeout as conntrack's established timeout with `nf_conntrack_tcp_loose=0`: the
-  packets of a forgotten flow vanish (Azure's default) or get a reset (`enableTcpReset`).
+  packets of a forgotten flow vanish (Azure's default) or get a reset (`enableTcpReset`);
+- inside the VNet, when the plan declares a private endpoint (the Azure Files share): the VMs
+  reach the endpoint's NFS port and the VNet's resolver, as Azure's default rules let the VNet
+  talk to itself; nothing else reaches either address.
 
 Only documentation address ranges are used and there are no default routes.
 """
@@ -30,6 +33,13 @@ PROBE_NET = ipaddress.IPv4Network("192.0.2.248/30")
 VM_NETS = tuple(ipaddress.IPv4Network(f"192.0.2.{4 * i}/30") for i in range(16))
 # A DNS server that never answers: the router drops whatever is sent to it.
 SILENT_RESOLVER = "192.0.2.53"
+# Inside the VNet (L4, `ftpstack.local.files`): the storage account's private endpoint (nfs-ganesha)
+# and the resolver the VNet's DHCP names (Azure's 168.63.129.16, which is no documentation
+# address), each on its own link to the router, outside the prod stack's 192.0.2.0/25 sources.
+ENDPOINT_NET = ipaddress.IPv4Network("192.0.2.160/30")
+RESOLVER_NET = ipaddress.IPv4Network("192.0.2.164/30")
+NFS_PORT = 2049
+DNS_PORT = 53
 LB_BUCKETS = 64
 
 
@@ -39,6 +49,16 @@ def vm_address(index: int) -> str:
 
 def probe_address() -> str:
     return str(PROBE_NET[2])
+
+
+def endpoint_address() -> str:
+    """The storage account's private endpoint in the VNet."""
+    return str(ENDPOINT_NET[2])
+
+
+def resolver_address() -> str:
+    """The VNet's resolver, as the VMs' network configuration names it."""
+    return str(RESOLVER_NET[2])
 
 
 @dataclass(frozen=True)
@@ -53,11 +73,13 @@ class Topology:
     balanced: tuple[int, ...] | None  # None: a public IP on a NIC forwards every port
     nat: tuple[tuple[int, int, int], ...]  # (frontend port, instance, backend port)
     probe_port: int | None
+    private_endpoint: bool = False  # the plan reaches storage through a private endpoint
 
     @classmethod
     def from_plan(cls, document: dict[str, object]) -> Topology:
         view = d.Declared(document)
         instances = len(view.of(d.VM))
+        endpoint = bool(view.of(d.PRIVATE_ENDPOINT))
         lbs = view.of(d.LOAD_BALANCER)
         if not lbs:
             ip = view.one(d.PUBLIC_IP)["inputs"]
@@ -70,6 +92,7 @@ class Topology:
                 None,
                 (),
                 None,
+                endpoint,
             )
         lb = lbs[0]["inputs"]
         rule = lb["loadBalancingRules"][0]
@@ -84,6 +107,7 @@ class Topology:
             tuple(view.balanced_ports()),
             nat,
             int(lb["probes"][0]["port"]),
+            endpoint,
         )
 
 
@@ -136,6 +160,21 @@ def dnat_lines(t: Topology) -> list[str]:
     return lines
 
 
+def vnet_lines(t: Topology) -> list[str]:
+    """Traffic inside the VNet: with a private endpoint declared, the VMs reach its NFS port and
+    the VNet's resolver (Azure's default AllowVnetInBound/OutBound); else, and for anything else,
+    neither address is reachable."""
+    links = ", ".join(f'"v{i}r"' for i in range(t.instances))
+    lines = []
+    if t.private_endpoint:
+        lines += [
+            f"iifname {{ {links} }} ip daddr {endpoint_address()} tcp dport {NFS_PORT} accept",
+            f"iifname {{ {links} }} ip daddr {resolver_address()} "
+            f"meta l4proto {{ tcp, udp }} th dport {DNS_PORT} accept",
+        ]
+    return [*lines, f"ip daddr {{ {endpoint_address()}, {resolver_address()} }} drop"]
+
+
 def balanced_elements(healthy: list[int]) -> str:
     """The balanced map's elements: the healthy instances over every bucket."""
     if not healthy:
@@ -150,6 +189,7 @@ def ruleset(t: Topology, healthy: list[int] | None = None) -> str:
     elements = balanced_elements(list(range(t.instances)) if healthy is None else healthy)
     balanced = f"elements = {{ {elements} }}" if elements else ""
     nsg = "\n".join(f"    {line}" for line in nsg_lines(t.rules))
+    vnet = "\n".join(f"    {line}" for line in vnet_lines(t))
     dnat = "\n".join(f"    {line}" for line in dnat_lines(t))
     return f"""
 table inet azure
@@ -172,6 +212,8 @@ table inet azure {{
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     ip daddr {SILENT_RESOLVER} drop
+    # Inside the VNet: the private endpoint and the resolver, only as declared.
+{vnet}
     iifname {{ {vm_links} }} accept
     oifname != {{ {vm_links} }} drop
     # The NSG's inbound rules in priority order; Azure's defaults end with deny.

@@ -17,14 +17,14 @@ from typing import Any
 from ftpstack import outputs, paths
 from ftpstack.local import steps
 from ftpstack.local.client import environment, module_argv
-from ftpstack.local.netns import Netns, NetnsError
+from ftpstack.local.netns import Netns, NetnsError, StandIn
 from ftpstack.local.vmhost import VmHost
 from ftpstack.offline.plan import Plan
 
 CLIENT = "ftpstack.local.client"
 
 
-class LocalServer:
+class LocalServer(StandIn):
     """`with LocalServer(plan) as server: server.client("upload", ..., user=, password=)`."""
 
     def __init__(
@@ -38,23 +38,15 @@ class LocalServer:
         self.vm: VmHost | None = None
         self.storage: Path | None = None
 
-    def __enter__(self) -> LocalServer:
-        try:
-            self.netns = Netns.create("l2")
-            for address in (self.public_ip, *self.addresses):
-                self.netns.ip("addr", "add", f"{address}/32", "dev", "lo")
-            self.storage = Path(tempfile.mkdtemp(prefix="ftpstack-l2-"))
-            self.storage.chmod(0o755)
-            self.vm = VmHost(self.netns, {paths.FTP_ROOT: self.storage})
-            self.vm.start()
-            steps.deploy([self.vm], self.plan, self.edit)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def start(self) -> None:
+        self.netns = Netns.create("l2")
+        for address in (self.public_ip, *self.addresses):
+            self.netns.ip("addr", "add", f"{address}/32", "dev", "lo")
+        self.storage = Path(tempfile.mkdtemp(prefix="ftpstack-l2-"))
+        self.storage.chmod(0o755)
+        self.vm = VmHost(self.netns, {paths.FTP_ROOT: self.storage})
+        self.vm.start()
+        steps.deploy([self.vm], self.plan, self.edit)
 
     def close(self) -> None:
         if self.vm is not None:

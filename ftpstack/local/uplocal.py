@@ -8,11 +8,14 @@ local Azure model, left running to try by hand.
 
 `up` starts `serve` in its own session and follows its log, saying something at least every
 10 s; once the deployment is done it prints the endpoint and commands that reach it from the
-client namespace (with the VM's certificate, copied to `.cache/l4/up-local/`, for FTPS). `up`
-again only prints them again. The stack's `secure:` passwords stay with the Pulumi CLI: local
+client namespace (with the VM's certificate, copied to `.cache/l4/up-local/`, for FTPS). A stack
+with several instances boots every VM, and its Azure Files share and the VNet's resolver as
+local stand-ins (nfs-ganesha, dnsmasq); the same commands reach the load balancer's address.
+`up` again only prints them again. The stack's `secure:` passwords stay with the Pulumi CLI: local
 ones are made for the run. Times are not scaled: the idle timeout is the declared one. `down`
-ends `serve` by its PID (it powers the VM off and removes what it made); whatever a killed
-`serve` left is removed from what its state file names.
+ends `serve` by its PID (it powers the VMs off, ends the stand-ins and removes what it made);
+whatever a killed `serve` left is removed from what its state file names (every process inside
+its namespaces, by PID).
 """
 
 from __future__ import annotations
@@ -83,12 +86,20 @@ def instructions(state: dict[str, Any]) -> str:
         "  " + shlex.join([*curl, "--upload-file", "/etc/os-release", f"ftp://{ip}/os-release"]),
         "  " + shlex.join([*curl, f"ftp://{ip}/os-release"]),
     ]
+    consoles = state.get("consoles") or [state["console"]]
     if tls:
         lines.append(f"FTPS is on: the VM's certificate is {state['cert']}.")
-    lines += [
-        f"The VM's serial console: {state['console']}",
-        "`make up-local` again prints this; `make down-local` removes the VM and everything else.",
-    ]
+    if len(consoles) > 1:
+        lines += [
+            f"{len(consoles)} VMs behind the load balancer, the files on one NFS share: "
+            + state.get("share", ""),
+            "The VMs' serial consoles: " + ", ".join(consoles),
+        ]
+    else:
+        lines.append(f"The VM's serial console: {consoles[0]}")
+    lines.append(
+        "`make up-local` again prints this; `make down-local` removes the VM and everything else."
+    )
     return "\n".join(lines)
 
 
@@ -147,8 +158,10 @@ def serve(stack: str) -> int:
             }
             write_state(state)
             deployment.deploy()
-            status = deployment.guest.wait_cloud_init()
-            say(f"cloud-init {status.get('status')}; proftpd {deployment.guest.unit('proftpd')[0]}")
+            for index, guest in enumerate(deployment.guests):
+                status = guest.wait_cloud_init()
+                active = guest.unit("proftpd")[0]
+                say(f"vm{index}: cloud-init {status.get('status')}; proftpd {active}")
             cert = HOME / f"{stack}.crt"
             pem = deployment.guest.served_certificate()
             if pem:
@@ -159,7 +172,8 @@ def serve(stack: str) -> int:
                 "client": az.client.name,
                 "users": users,
                 "cert": str(cert) if pem else "",
-                "console": str(deployment.machine.console),
+                "consoles": [str(m.console) for m in deployment.machines],
+                "share": az.files.describe() if az.files is not None else "",
             }
             write_state(state)
             say("ready")
@@ -245,7 +259,7 @@ def _remove(state: dict[str, Any]) -> list[str]:
             time.sleep(0.5)
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
-        removed.append(f"serve (pid {pid}) with the VM (qemu) and the apt proxy")
+        removed.append(f"serve (pid {pid}) with the VMs (qemu), the stand-ins and the apt proxy")
     existing = set(
         subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     )
@@ -257,7 +271,7 @@ def _remove(state: dict[str, Any]) -> list[str]:
     workdir = state.get("workdir")
     if workdir:
         shutil.rmtree(workdir, ignore_errors=True)
-        removed.append(f"{workdir} (the OS overlay, the data disk, the seed)")
+        removed.append(f"{workdir} (the OS overlays, the data disk or share, the seeds)")
     (HOME / f"{state.get('stack')}.crt").unlink(missing_ok=True)
     STATE.unlink(missing_ok=True)
     return removed

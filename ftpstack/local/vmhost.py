@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from ftpstack.local.netns import Netns, NetnsError, end_process
+from ftpstack.local.netns import Netns, NetnsError, StandIn, end_process
 
 # Private in the VM: each gets an empty tmpfs. (Directories that exist on every Debian host, so
 # nothing is created outside the namespace.)
@@ -48,20 +48,13 @@ READY = "ftpstack-vm-ready"
 STANDIN_DIR = "/var/lib/waagent-standin"
 
 
-class VmHost:
+class VmHost(StandIn):
     """One VM: `with VmHost(netns, shared={"/srv/ftp": Path(...)}) as vm: ...`."""
 
     def __init__(self, netns: Netns, shared: Mapping[str, Path] | None = None) -> None:
         self.netns = netns
         self.shared = dict(shared or {})
         self.anchor: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> VmHost:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def pid(self) -> int:

@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,8 +136,8 @@ def finished(proc: subprocess.Popen[str], stop: Path) -> dict[str, Any]:
     return result
 
 
-def test_a_rolling_live_change_fails_no_login(az: LocalAzure) -> None:
-    stop = Path(tempfile.mkdtemp(prefix="ftpstack-ha-")) / "stop"
+def test_a_rolling_live_change_fails_no_login(az: LocalAzure, tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
     loop = login_loop(az, stop)
     time.sleep(1)
     carl = {"name": "carl", "password": "carl-password-33"}
@@ -149,8 +148,8 @@ def test_a_rolling_live_change_fails_no_login(az: LocalAzure) -> None:
     assert az.client_cmd("try-login", user="carl", password="carl-password-33")["ok"]
 
 
-def test_a_rolling_replacement_fails_no_login(az: LocalAzure) -> None:
-    stop = Path(tempfile.mkdtemp(prefix="ftpstack-ha-")) / "stop"
+def test_a_rolling_replacement_fails_no_login(az: LocalAzure, tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
     loop = login_loop(az, stop)
     time.sleep(1)
     for index in range(2):

@@ -62,7 +62,11 @@ def login(az: LocalAzure, user: str, password: str, *extra: str) -> dict[str, An
 @contextmanager
 def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
     """A login loop, a download and a passive-port loop running across the change."""
-    stop = Path(tempfile.mkdtemp(prefix="ftpstack-live-")) / "stop"
+    with tempfile.TemporaryDirectory(prefix="ftpstack-live-") as tmp:
+        yield from _under_load(az, tls, Path(tmp) / "stop")
+
+
+def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any]]:
     env = environment(PASSWORD)
     encrypted = ["--tls"] if tls else []
 

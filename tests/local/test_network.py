@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import re
 import subprocess
@@ -82,6 +83,42 @@ def test_a_load_balancer_forwards_only_its_rules() -> None:
     assert "meta l4proto tcp dnat" not in rules, "no port is forwarded that no rule declares"
     assert f"ip saddr {{ {net.probe_address()} }} tcp dport {paths.HEALTH_PORT} accept" in rules
     assert len(re.findall(r"tcp dport \d+ dnat ip to 192", rules)) == 100
+
+
+def test_the_vnet_reaches_the_private_endpoint_and_its_resolver_only_when_declared() -> None:
+    """With the share's private endpoint declared (prod), the VMs' links reach its NFS port and
+    the VNet's resolver, before the drop that guards both addresses; without one (dev), the drop
+    alone: the VMs' general egress never reaches them."""
+    shared = net.Topology.from_plan(plan("prod").to_json())
+    assert shared.private_endpoint and shared.instances == 2
+    lines = [line.strip() for line in net.ruleset(shared).splitlines()]
+    endpoint, resolver = net.endpoint_address(), net.resolver_address()
+    nfs = f'iifname {{ "v0r", "v1r" }} ip daddr {endpoint} tcp dport 2049 accept'
+    dns = (
+        f'iifname {{ "v0r", "v1r" }} ip daddr {resolver} '
+        "meta l4proto { tcp, udp } th dport 53 accept"
+    )
+    guard = f"ip daddr {{ {endpoint}, {resolver} }} drop"
+    egress = 'iifname { "v0r", "v1r" } accept'
+    assert lines.index(nfs) < lines.index(guard) and lines.index(dns) < lines.index(guard)
+    assert lines.index(guard) < lines.index(egress)
+    alone = net.Topology.from_plan(dev_plan().to_json())
+    assert not alone.private_endpoint
+    rules = net.ruleset(alone)
+    assert guard in rules and endpoint not in rules.replace(guard, "")
+
+
+def test_the_vnet_addresses_are_documentation_addresses_no_other_part_of_the_model_uses() -> None:
+    documentation = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24")]
+    taken = [*net.VM_NETS, net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET]
+    taken.append(ipaddress.IPv4Network(f"{net.SILENT_RESOLVER}/32"))
+    for vnet in (net.ENDPOINT_NET, net.RESOLVER_NET):
+        assert any(vnet.subnet_of(d) for d in documentation), vnet
+        assert not any(vnet.overlaps(other) for other in taken), vnet
+    assert not net.ENDPOINT_NET.overlaps(net.RESOLVER_NET)
+    prod_sources = ipaddress.IPv4Network("192.0.2.0/25")  # an FTP source of the prod stack
+    assert not net.ENDPOINT_NET.overlaps(prod_sources)
+    assert not net.RESOLVER_NET.overlaps(prod_sources)
 
 
 def test_the_balanced_map_holds_only_healthy_instances() -> None:
