@@ -76,9 +76,12 @@ def instructions(state: dict[str, Any]) -> str:
         "--user",
         f"{name}:{password}",
     ]
+    consoles = state.get("consoles") or [state["console"]]
+    several = len(consoles) > 1
+    machines = f"{len(consoles)} Debian 12 VMs" if several else "a Debian 12 VM"
     lines = [
         f"ftpstack stack {stack} is up locally: ftp://{ip}:21, through the local Azure model "
-        f"(its public address, NSG and idle timeout), a Debian 12 VM in qemu behind it.",
+        f"(its public address, NSG and idle timeout), {machines} in qemu behind it.",
         "Users (local passwords, made for this run): "
         + ", ".join(f"{u}:{p}" for u, p in state["users"]),
         f"From this shell, as an FTP client on the Internet would (namespace {ns}):",
@@ -86,19 +89,20 @@ def instructions(state: dict[str, Any]) -> str:
         "  " + shlex.join([*curl, "--upload-file", "/etc/os-release", f"ftp://{ip}/os-release"]),
         "  " + shlex.join([*curl, f"ftp://{ip}/os-release"]),
     ]
-    consoles = state.get("consoles") or [state["console"]]
     if tls:
-        lines.append(f"FTPS is on: the VM's certificate is {state['cert']}.")
-    if len(consoles) > 1:
+        whose = "the VMs' certificate (one TLS identity)" if several else "the VM's certificate"
+        lines.append(f"FTPS is on: {whose} is {state['cert']}.")
+    if several:
         lines += [
-            f"{len(consoles)} VMs behind the load balancer, the files on one NFS share: "
-            + state.get("share", ""),
+            f"The load balancer spreads logins over the {len(consoles)} VMs; they share their "
+            f"files: {state.get('share', '')}",
             "The VMs' serial consoles: " + ", ".join(consoles),
         ]
     else:
         lines.append(f"The VM's serial console: {consoles[0]}")
+    them = "the VMs" if several else "the VM"
     lines.append(
-        "`make up-local` again prints this; `make down-local` removes the VM and everything else."
+        f"`make up-local` again prints this; `make down-local` removes {them} and everything else."
     )
     return "\n".join(lines)
 

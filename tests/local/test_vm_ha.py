@@ -253,7 +253,9 @@ def test_up_local_commands_run_verbatim_for_two_instances(
         "share": dep.az.files.describe() if dep.az.files else "",
     }
     text = uplocal.instructions(state)
-    assert f"2 VMs behind the load balancer, the files on one NFS share: {state['share']}" in text
+    assert "2 Debian 12 VMs in qemu behind it" in text
+    assert f"over the 2 VMs; they share their files: {state['share']}" in text
+    assert "`make down-local` removes the VMs and everything else." in text
     assert "The VMs' serial consoles: " + ", ".join(state["consoles"]) in text
     commands = [line.strip() for line in text.splitlines() if line.startswith("  ip netns exec")]
     assert len(commands) == 3 and all("--ssl-reqd" in c for c in commands), commands
