@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ftpstack.settings.errors import NAMESPACE, SHOWN_SECRET, SettingsError, explain
+from ftpstack.settings.errors import NAMESPACE, SHOWN_SECRET, SettingsError, explain, value_at
 from ftpstack.settings.model import FtpUser, Settings
 from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT
 
@@ -57,13 +57,7 @@ def parse_settings(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset(
             return False
         if loc[0] in hidden or "password" in loc:
             return True
-        value: Any = raw
-        for part in loc:
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return False
-        return is_secret_value(value)
+        return is_secret_value(value_at(raw, loc))
 
     try:
         return Settings.model_validate(raw)
