@@ -3,6 +3,7 @@ committed files, and it links to nothing outside the repository."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -21,16 +22,32 @@ def section(title: str) -> str:
 
 
 def test_the_refused_config_example_prints_exactly_what_the_readme_shows() -> None:
-    block = re.search(r"```\n\$ make plan ARGS=\"(--stack-file [^\"]+)\"\n(error: .+)\n```", README)
+    """The shown command, run as shown (through make, with this venv), prints the shown lines:
+    the planner's one line, then make's own."""
+    block = re.search(
+        r"```\n\$ (make plan ARGS=\"(--stack-file [^\"]+)\")\n(error: .+)\n(make: .+)\n```", README
+    )
     assert block, "README shows a refused config"
-    result = subprocess.run(
-        [sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(1))],
+    # As a user's shell runs it: not as a sub-make of `make test` (which says "make[1]").
+    shell = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
+    make = subprocess.run(
+        [*shlex.split(block.group(1)), f"VENV={sys.prefix}"],
+        cwd=ROOT,
+        env=shell,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert make.returncode == 2
+    assert make.stderr.strip().splitlines() == [block.group(3), block.group(4)]
+    module = subprocess.run(
+        [sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(2))],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 2 and result.stderr.strip() == block.group(2)
+    assert module.returncode == 2 and module.stderr.strip() == block.group(3)
 
 
 def test_every_make_command_the_readme_shows_is_a_target() -> None:
