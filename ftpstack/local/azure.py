@@ -25,7 +25,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any
 from ftpstack import paths
 from ftpstack.local import network as net
 from ftpstack.local import steps as deployment
+from ftpstack.local.client import module_argv, run_client
 from ftpstack.local.files import FilesStandIn, Share
 from ftpstack.local.netns import Netns, NetnsError, StandIn, end_process, kill_pid, run, veth
 from ftpstack.local.steps import Bundle, DeployFailed
@@ -272,9 +272,7 @@ class LocalAzure(StandIn):
         )
         interval = max(0.1, PROBE_INTERVAL_S * self.time_scale)
         self.prober = self.namespaces[3].popen(
-            sys.executable,
-            "-m",
-            "ftpstack.local.prober",
+            *module_argv("ftpstack.local.prober"),
             "--router",
             self.router.name,
             "--targets",
@@ -373,25 +371,12 @@ class LocalAzure(StandIn):
         timeout: float = 600,
     ) -> dict[str, Any]:
         """`python -m ftpstack.local.client <command>` in a client namespace; its JSON."""
-        env = {
-            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
-            "PYTHONPATH": str(PROJECT_DIR),
-            "FTP_PASSWORD": password,
-        }
-        result = (ns or self.client).run(
-            sys.executable,
-            "-m",
-            "ftpstack.local.client",
-            command,
-            "--host",
+        return run_client(
+            ns or self.client,
             self.public_ip,
-            "--user",
-            user,
+            command,
             *args,
-            env=env,
+            user=user,
+            password=password,
             timeout=timeout,
         )
-        if result.returncode != 0:
-            raise NetnsError(f"client {command} failed: {result.stderr.strip()[-2000:]}")
-        parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-        return parsed

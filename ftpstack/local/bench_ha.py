@@ -50,7 +50,7 @@ from ftpstack.ftpcheck import connect
 from ftpstack.local.azure import PROBE_INTERVAL_S, PROBE_THRESHOLD, LocalAzure
 from ftpstack.local.bench_live import PASSWORD, SPACING, USER, Sources, client, logins
 from ftpstack.local.bench_peers import ONE_BYTE
-from ftpstack.local.client import FAILURES, environment, module_argv
+from ftpstack.local.client import FAILURES, environment, last_json, module_argv
 from ftpstack.local.netns import NetnsError, end_process, kill_pid
 from ftpstack.offline.plan import Plan, plan_stack
 
@@ -271,7 +271,7 @@ class Watch:
                 out, err = self._proc.communicate(timeout=60)
                 if self._proc.returncode != 0:
                     raise NetnsError(f"the login watcher failed: {err.strip()[-2000:]}")
-                self.attempts = json.loads(out.strip().splitlines()[-1])["attempts"]
+                self.attempts = last_json(out)["attempts"]
         finally:
             self._close()
 

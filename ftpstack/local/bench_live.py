@@ -9,7 +9,6 @@ background) and a series of spaced logins.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any
 from ftpstack.local import network as net
 from ftpstack.local.azure import LocalAzure
 from ftpstack.local.bench_peers import ONE_BYTE
-from ftpstack.local.client import environment, module_argv
+from ftpstack.local.client import environment, last_json, module_argv
 from ftpstack.local.netns import NetnsError, end_process
 from ftpstack.offline.declared import Declared
 from ftpstack.offline.plan import Plan, Secret, plan_stack
@@ -92,8 +91,7 @@ def result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise NetnsError(f"client failed ({proc.returncode}): {err.strip()[-2000:]}")
-    parsed: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return parsed
+    return last_json(out)
 
 
 def logins(az: LocalAzure, sources: Sources, count: int, spacing: float) -> list[float]:

@@ -33,6 +33,7 @@ import io
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack.ftpcheck import Tls, connect, parse_epsv, parse_pasv
+from ftpstack.local.netns import Netns, NetnsError
 
+MODULE = "ftpstack.local.client"
 CHUNK = 1 << 20
 FAILURES = (OSError, EOFError, ftplib.Error)
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -59,6 +62,48 @@ def environment(password: str | None = None) -> dict[str, str]:
     if password is not None:
         env["FTP_PASSWORD"] = password
     return env
+
+
+def invocation(host: str, command: str, *args: str, user: str = "") -> list[str]:
+    """The argv of this module's `command` against `host` as `user`."""
+    return module_argv(MODULE, command, "--host", host, "--user", user, *args)
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    """A client's result: the JSON document on the last line it printed."""
+    parsed: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def run_client(
+    ns: Netns,
+    host: str,
+    command: str,
+    *args: str,
+    user: str = "",
+    password: str = "",
+    timeout: float = 600,
+) -> dict[str, Any]:
+    """`command` run to its end in namespace `ns`; its JSON, or NetnsError with its stderr."""
+    result = ns.run(
+        *invocation(host, command, *args, user=user), env=environment(password), timeout=timeout
+    )
+    if result.returncode != 0:
+        raise NetnsError(f"client {command} failed: {result.stderr.strip()[-2000:]}")
+    return last_json(result.stdout)
+
+
+def start_client(
+    ns: Netns, host: str, command: str, *args: str, user: str = "", password: str = "", **kw: Any
+) -> subprocess.Popen[str]:
+    """`command` left running in namespace `ns`, its stdout piped (`kw`: more, e.g. stdin);
+    `last_json` of what it printed is its result."""
+    return ns.popen(
+        *invocation(host, command, *args, user=user),
+        env=environment(password),
+        stdout=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _login(args: argparse.Namespace, timeout: float | None = None) -> ftplib.FTP:

@@ -6,7 +6,6 @@ leaves the namespace. No router: what the network does is L3's business.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -16,8 +15,8 @@ from typing import Any
 
 from ftpstack import outputs, paths
 from ftpstack.local import steps
-from ftpstack.local.client import environment, module_argv
-from ftpstack.local.netns import Netns, NetnsError, StandIn
+from ftpstack.local.client import environment, invocation, run_client
+from ftpstack.local.netns import Netns, StandIn
 from ftpstack.local.vmhost import VmHost
 from ftpstack.offline.plan import Plan
 
@@ -78,17 +77,16 @@ class LocalServer(StandIn):
         self, command: str, *args: str, user: str = "", password: str = "", timeout: float = 300
     ) -> dict[str, Any]:
         """`python -m ftpstack.local.client <command>` against the public address; its JSON."""
-        result = self.client_run(command, *args, user=user, password=password, timeout=timeout)
-        if result.returncode != 0:
-            raise NetnsError(f"client {command} failed: {result.stderr.strip()[-2000:]}")
-        parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-        return parsed
+        return run_client(
+            self.ns, self.public_ip, command, *args, user=user, password=password, timeout=timeout
+        )
 
     def client_run(
         self, command: str, *args: str, user: str = "", password: str = "", timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
+        """The same, as it ended (exit code, stdout and stderr), for a client expected to fail."""
         return self.ns.run(
-            *module_argv(CLIENT, command, "--host", self.public_ip, "--user", user, *args),
+            *invocation(self.public_ip, command, *args, user=user),
             env=environment(password),
             timeout=timeout,
         )

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,9 @@ from ftpstack import paths, rules
 from ftpstack.local import network as net
 from ftpstack.local import steps
 from ftpstack.local.azure import LocalAzure
+from ftpstack.local.client import last_json, start_client
 from ftpstack.offline.plan import Plan, Secret
-from tests.support import PASSWORD, ROOT, USER, needs_root, plan, settings
+from tests.support import PASSWORD, USER, needs_root, plan, settings
 
 pytestmark = pytest.mark.l3
 
@@ -110,30 +110,22 @@ def test_both_servers_serve_one_tls_identity_from_the_shared_storage(az: LocalAz
 
 
 def login_loop(az: LocalAzure, stop: Path) -> subprocess.Popen[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
-    return az.client.popen(
-        sys.executable,
-        "-m",
-        "ftpstack.local.client",
-        "login-loop",
-        "--host",
+    return start_client(
+        az.client,
         az.public_ip,
-        "--user",
-        USER,
+        "login-loop",
         "--interval",
         "0.2",
         "--stop-file",
         str(stop),
-        env=env,
-        stdout=subprocess.PIPE,
+        user=USER,
+        password=PASSWORD,
     )
 
 
 def finished(proc: subprocess.Popen[str], stop: Path) -> dict[str, Any]:
     stop.touch()
-    out = proc.communicate(timeout=120)[0]
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return last_json(proc.communicate(timeout=120)[0])
 
 
 def test_a_rolling_live_change_fails_no_login(az: LocalAzure, tmp_path: Path) -> None:
@@ -171,26 +163,17 @@ def test_negative_control_stopping_without_draining_fails_logins() -> None:
 
 
 def test_when_one_server_dies_the_other_serves_within_the_probe_threshold(az: LocalAzure) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FTP_PASSWORD": PASSWORD}
     (stored,) = on_instance(az, 1, f"stor:long.bin:{4 << 20}")
     assert stored["ok"]
     download = None
     for _ in range(40):  # a long download on the survivor (its first line says which server)
-        download = az.client.popen(
-            sys.executable,
-            "-m",
-            "ftpstack.local.client",
-            "slow-download",
-            "--host",
+        download = start_client(
+            az.client,
             az.public_ip,
-            "--user",
-            USER,
-            "--name",
-            "long.bin",
-            "--seconds",
-            "5",
-            env=env,
-            stdout=subprocess.PIPE,
+            "slow-download",
+            *("--name", "long.bin", "--seconds", "5"),
+            user=USER,
+            password=PASSWORD,
         )
         assert download.stdout is not None
         if instance_of(json.loads(download.stdout.readline())["port"]) == 1:
@@ -203,7 +186,7 @@ def test_when_one_server_dies_the_other_serves_within_the_probe_threshold(az: Lo
     failover = az.wait_healthy(0, up=False)
     assert failover < 2 * 5 * SCALE + 1.5, "out within the probe threshold"
     assert spread(az, 20)["failures"] == [], "every new login lands on the survivor"
-    result = json.loads(download.communicate(timeout=120)[0].strip().splitlines()[-1])
+    result = last_json(download.communicate(timeout=120)[0])
     assert (result["reply"] or "").startswith("226"), result
 
 

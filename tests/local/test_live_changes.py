@@ -8,7 +8,6 @@ a data connection to each one at once (none may name a port the network does not
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ import pytest
 
 from ftpstack import paths
 from ftpstack.local.azure import LocalAzure
-from ftpstack.local.client import environment, module_argv
+from ftpstack.local.client import last_json, start_client
 from ftpstack.local.steps import DeployFailed, edit_file
 from ftpstack.offline.plan import Plan, Secret
 from tests.support import OTHER_PASSWORD, OTHER_USER, PASSWORD, USER, needs_root, plan
@@ -67,20 +66,11 @@ def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
 
 
 def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any]]:
-    env = environment(PASSWORD)
     encrypted = ["--tls"] if tls else []
 
-    def start(*args: str) -> subprocess.Popen[str]:
-        return az.client.popen(
-            *module_argv("ftpstack.local.client"),
-            *args,
-            "--host",
-            az.public_ip,
-            "--user",
-            USER,
-            *encrypted,
-            env=env,
-            stdout=subprocess.PIPE,
+    def start(command: str, *args: str) -> subprocess.Popen[str]:
+        return start_client(
+            az.client, az.public_ip, command, *args, *encrypted, user=USER, password=PASSWORD
         )
 
     procs = {
@@ -96,8 +86,7 @@ def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any
         time.sleep(0.8)
         stop.touch()
         for name, proc in procs.items():
-            out = proc.communicate(timeout=120)[0]
-            found[name] = json.loads(out.strip().splitlines()[-1])
+            found[name] = last_json(proc.communicate(timeout=120)[0])
     downloaded = found["download"]
     assert (downloaded["reply"] or "").startswith("226") and downloaded["bytes"] == 4 << 20, (
         downloaded
@@ -131,22 +120,18 @@ def test_a_rotated_password_works_and_the_old_one_is_refused(az: LocalAzure) -> 
 
 
 def test_a_removed_user_is_refused_and_their_session_ended(az: LocalAzure) -> None:
-    env = environment("rotated-password-9")
-    held = az.client.popen(
-        *module_argv("ftpstack.local.client"),
-        "hold",
-        "--host",
+    held = start_client(
+        az.client,
         az.public_ip,
-        "--user",
-        OTHER_USER,
-        env=env,
+        "hold",
+        user=OTHER_USER,
+        password="rotated-password-9",
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
     )
     assert held.stdout is not None and held.stdout.readline().strip() == "ready"
     applied(az, stack(users=Secret([ALICE])))
     out = held.communicate(input="", timeout=60)[0]
-    assert json.loads(out.strip().splitlines()[-1])["session"].startswith("ended"), out
+    assert last_json(out)["session"].startswith("ended"), out
     assert not login(az, OTHER_USER, "rotated-password-9")["ok"]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
-import json
 import re
 import subprocess
 import time
@@ -25,7 +24,7 @@ import pytest
 from ftpstack import paths
 from ftpstack.local import network as net
 from ftpstack.local.azure import LocalAzure
-from ftpstack.local.client import environment, module_argv
+from ftpstack.local.client import environment, last_json, module_argv, start_client
 from ftpstack.local.steps import edit_file
 from ftpstack.offline.plan import Plan
 from tests.support import ONE_SERVER, PASSWORD, USER, needs_root, plan
@@ -275,21 +274,14 @@ def test_negative_control_the_226_is_lost(edit: Any) -> None:
 def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
     for az in model(dev_plan(passivePortStart=50000, passivePortEnd=50005, maxClients=3)):
         client(az, "upload", "--name", "big.bin", "--size", str(BIG))
-        env = environment(PASSWORD)
         holders = [
-            az.client.popen(
-                *module_argv("ftpstack.local.client"),
-                "slow-download",
-                "--host",
+            start_client(
+                az.client,
                 az.public_ip,
-                "--user",
-                USER,
-                "--name",
-                "big.bin",
-                "--seconds",
-                "6",
-                env=env,
-                stdout=subprocess.PIPE,
+                "slow-download",
+                *("--name", "big.bin", "--seconds", "6"),
+                user=USER,
+                password=PASSWORD,
             )
             for _ in range(3)
         ]
@@ -298,9 +290,7 @@ def test_max_clients_transfer_and_the_next_is_refused_fast() -> None:
             extra = client(az, "try-login")
             assert not extra["ok"] and extra["reply"][:3] in {"421", "530"}, extra
             assert extra["seconds"] < 1, "refused at once, not after a timeout"
-            results = [
-                json.loads(h.communicate(timeout=120)[0].strip().splitlines()[-1]) for h in holders
-            ]
+            results = [last_json(h.communicate(timeout=120)[0]) for h in holders]
             assert all(
                 (r["reply"] or "").startswith("226") and r["bytes"] == BIG for r in results
             ), results

@@ -10,7 +10,6 @@ loopback carries the public address and two "customer" addresses to tell clients
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import subprocess
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from ftpstack import paths
-from ftpstack.local.client import environment, module_argv
+from ftpstack.local.client import environment, last_json, module_argv, start_client
 from ftpstack.local.server import LocalServer
 from ftpstack.local.steps import edit_file
 from ftpstack.offline.plan import Plan, Secret
@@ -240,20 +239,12 @@ def test_without_ban_the_same_failures_lock_no_one_out() -> None:
 
 
 def hold(server: LocalServer, count: int, source: str) -> subprocess.Popen[str]:
-    env = environment("")
-    proc = server.ns.popen(
-        *module_argv("ftpstack.local.client"),
-        "hold",
-        "--no-login",
-        "--count",
-        str(count),
-        "--host",
+    proc = start_client(
+        server.ns,
         server.public_ip,
-        "--source",
-        source,
-        env=env,
+        "hold",
+        *("--no-login", "--count", str(count), "--source", source),
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
@@ -274,7 +265,7 @@ def test_one_address_cannot_take_every_slot_and_idle_connections_are_dropped(
         time.sleep(7)  # loginTimeoutSeconds 5: connections that never log in are closed
     finally:
         out, _ = holder.communicate(input="", timeout=60)
-    states = json.loads(out.strip().splitlines()[-1])["session"]
+    states = last_json(out)["session"]
     assert len(states) == PER_HOST and all(s.startswith("ended") for s in states), states
 
 
@@ -288,21 +279,15 @@ def test_a_connection_flood_bans_its_address(server: LocalServer) -> None:
 
 
 def test_a_removed_user_is_refused_and_their_open_session_ended(server: LocalServer) -> None:
-    env = environment()
     sessions = {
-        name: server.ns.popen(
-            *module_argv("ftpstack.local.client"),
-            "hold",
-            "--tls",
-            "--host",
+        name: start_client(
+            server.ns,
             server.public_ip,
-            "--user",
-            name,
-            "--source",
-            CUSTOMER_B,
-            env={**env, "FTP_PASSWORD": PW[name]},
+            "hold",
+            *("--tls", "--source", CUSTOMER_B),
+            user=name,
+            password=PW[name],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
         )
         for name in ("alice", "carl")
     }
@@ -337,23 +322,13 @@ def rotate_during_a_download(server: LocalServer) -> dict[str, Any]:
         user="alice",
         password=PW["alice"],
     )
-    env = environment(PW["alice"])
-    download = server.ns.popen(
-        *module_argv("ftpstack.local.client"),
-        "slow-download",
-        "--tls",
-        "--cafile",
-        cert(server),
-        "--host",
+    download = start_client(
+        server.ns,
         server.public_ip,
-        "--user",
-        "alice",
-        "--name",
-        "rot.bin",
-        "--seconds",
-        "4",
-        env=env,
-        stdout=subprocess.PIPE,
+        "slow-download",
+        *("--tls", "--cafile", cert(server), "--name", "rot.bin", "--seconds", "4"),
+        user="alice",
+        password=PW["alice"],
     )
     time.sleep(1.5)
     result = server.machine.exec(
@@ -361,8 +336,7 @@ def rotate_during_a_download(server: LocalServer) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr
     out, _ = download.communicate(timeout=120)
-    parsed: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return parsed
+    return last_json(out)
 
 
 def test_log_rotation_reopens_the_logs_and_a_running_transfer_ends_with_226(
@@ -421,7 +395,7 @@ def test_a_client_trusting_only_the_root_verifies_the_served_chain(tmp_path: Pat
     stack, ca = chained_stack(tmp_path)
     with LocalServer(stack) as server:
         result = list_trusting(server, ca)
-    assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["results"][0]["ok"]
+    assert result.returncode == 0 and last_json(result.stdout)["results"][0]["ok"]
 
 
 def test_negative_control_without_the_chain_file_verification_fails(tmp_path: Path) -> None:

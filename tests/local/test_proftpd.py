@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ftpstack import paths
-from ftpstack.local.client import environment, module_argv
+from ftpstack.local.client import environment, module_argv, start_client
 from ftpstack.local.server import LocalServer
 from ftpstack.local.steps import DeployFailed, edit_file, without_file
 from ftpstack.offline.plan import Plan
@@ -210,17 +210,8 @@ _TIMER = re.compile(r"timer:\(keepalive,(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec)?,\d+
 def control_keepalive_seconds(server: LocalServer) -> float | None:
     """Hold a logged-in control connection, read the server side's timer back with `ss -o`;
     None when the socket has no keepalive timer."""
-    env = environment(PASSWORD)
-    hold = server.ns.popen(
-        *module_argv("ftpstack.local.client"),
-        "hold",
-        "--host",
-        server.public_ip,
-        "--user",
-        USER,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    hold = start_client(
+        server.ns, server.public_ip, "hold", user=USER, password=PASSWORD, stdin=subprocess.PIPE
     )
     try:
         assert hold.stdout is not None and hold.stdout.readline().strip() == "ready"
