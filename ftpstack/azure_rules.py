@@ -175,6 +175,20 @@ NVME_SIZE = re.compile(
     r"^Standard_([A-Z]+[0-9]+[a-z]*_v([6-9]|[1-9][0-9])|Eb[d]?s?[0-9]+[a-z]*_v5)$"
 )
 
+# -- resource ids that settings name --------------------------------------------------------------
+_GROUP = r"/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/"
+# A data disk may be created from a managed disk or a snapshot ("sourceResourceId", create
+# option Copy).
+DISK_SOURCE_ID = re.compile(_GROUP + r"Microsoft\.Compute/(disks|snapshots)/[^/\s]+", re.IGNORECASE)
+# The zone Azure Files' private endpoints register in ("Azure Private Endpoint private DNS zone
+# values": privatelink.file.core.windows.net).
+PRIVATE_FILES_ZONE = "privatelink.file.core.windows.net"
+PRIVATE_DNS_PAGE = f"{DOCS}/private-link/private-endpoint-dns"
+PRIVATE_FILES_ZONE_ID = re.compile(
+    _GROUP + r"Microsoft\.Network/privateDnsZones/" + re.escape(PRIVATE_FILES_ZONE),
+    re.IGNORECASE,
+)
+
 # -- networks -----------------------------------------------------------------------------------
 # "You cannot add the following address ranges" to a VNet.
 VNET_RESERVED = tuple(
@@ -354,6 +368,10 @@ IMMUTABLE: dict[str, tuple[Immutable, ...]] = {
         Immutable("location", f"{DOCS}/storage/common/storage-account-overview"),
         # "You can't change a storage account to a different type after it's created."
         Immutable("kind", f"{DOCS}/storage/common/storage-account-overview"),
+        # "Converting your storage account to zone-redundancy ... is not supported if ... the
+        # storage account contains Azure Files NFSv4.1 shares"; premium accounts convert only
+        # through a support request.
+        Immutable("sku", f"{DOCS}/storage/common/redundancy-migration"),
     ),
 }
 # What azure-native replaces on its own (provider/pkg/gen/replacement.go forceNewMap).

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -85,9 +85,14 @@ class FtpServer(pulumi.ComponentResource):
         machines = [
             self._instance(i, where, fw, ip, lb, custom_data, ready) for i in range(s.instances)
         ]
-        passive = [parts.passive_rule(name, s, where, fw, [m.narrow for m in machines])]
-        nat = parts.nat_rules(name, s, where, lb) if lb is not None else {}
-        configured = self._configure(where, machines, address, passive, nat)
+        narrowed = [m.narrow for m in machines]
+        # After every instance stopped announcing the ports that close or move, and before any
+        # announces a port that opens: the NSG's passive rule and the load balancer's NAT rules
+        # (both at once: they are independent writes).
+        exposed: list[pulumi.Resource] = [parts.passive_rule(name, s, where, fw, narrowed)]
+        if lb is not None:
+            exposed.append(parts.nat_deployment(name, s, where, lb, ip, narrowed))
+        configured = self._configure(where, machines, address, exposed)
         self._checks(machines, address, configured)
         self._outputs(ip, address, machines, where)
 
@@ -126,7 +131,7 @@ class FtpServer(pulumi.ComponentResource):
             parameters={
                 live.PHASE_PARAMETER: "narrow",
                 live.PASSIVE_PARAMETER: str(passive_slices(s)[index]),
-                live.CONFIG_PARAMETER: live.encode(live.narrow_bundle()),
+                **live.parameters(live.encode(live.narrow_bundle(s))),
             },
             protected=None,
             after=[],
@@ -141,8 +146,7 @@ class FtpServer(pulumi.ComponentResource):
         where: parts.Placement,
         machines: list[Instance],
         address: pulumi.Output[str],
-        passive: Sequence[pulumi.Resource],
-        nat: Mapping[int, Sequence[pulumi.Resource]],
+        exposed: Sequence[pulumi.Resource],
     ) -> list[pulumi.Resource]:
         """One configuration step per instance, one after the other: a change reaches the next
         instance only once the previous one serves it."""
@@ -163,7 +167,7 @@ class FtpServer(pulumi.ComponentResource):
                     script=live.run_command_script(),
                     parameters={},
                     protected=bundle,
-                    after=[*passive, *nat.get(index, [])[-1:], *done[-1:]],
+                    after=[*exposed, *done[-1:]],
                 )
             )
         return done

@@ -75,7 +75,11 @@ def data_disk(
         location=s.location,
         disk_size_gb=s.data_disk_size_gb,
         sku={"name": s.data_disk_sku},
-        creation_data={"create_option": "Empty"},
+        creation_data=(
+            {"create_option": "Copy", "source_resource_id": s.data_disk_source_id}
+            if s.data_disk_source_id
+            else {"create_option": "Empty"}
+        ),
         zones=[zone] if zone else None,
         tags=s.tags,
         opts=located(parent, replace=["creationData", "zones"], protect=s.data_disk_protect),
@@ -182,17 +186,20 @@ def run_command(
     protected: pulumi.Input[str] | None,
     after: Sequence[pulumi.Resource],
 ) -> compute.VirtualMachineRunCommandByVirtualMachine:
-    """A managed Run Command: synchronous, and its failure fails the deployment."""
-    from ftpstack.live import CONFIG_PARAMETER
+    """A managed Run Command: synchronous, and its failure fails the deployment. `protected` is
+    an encoded bundle, passed in parts as protected parameters (never returned by Azure's API,
+    secret in the state)."""
+    from ftpstack import live
 
     parameter = compute.RunCommandInputParameterArgs
     secret_parameters = None
     if protected is not None:
         secret_parameters = secret(
             pulumi.Output.from_input(protected).apply(
-                lambda v: [parameter(name=CONFIG_PARAMETER, value=v)]
+                lambda v: [parameter(name=k, value=x) for k, x in live.parameters(v).items()]
             )
         )
+    public = {**parameters, live.RETRY_PARAMETER: str(s.apply_retry)}
     return compute.VirtualMachineRunCommandByVirtualMachine(
         f"{name}-{role}",
         resource_group_name=where.rg_name,
@@ -200,7 +207,7 @@ def run_command(
         location=s.location,
         run_command_name=f"ftpstack-{role}",
         source=compute.VirtualMachineRunCommandScriptSourceArgs(script=script),
-        parameters=[parameter(name=k, value=v) for k, v in parameters.items()],
+        parameters=[parameter(name=k, value=v) for k, v in public.items()],
         protected_parameters=secret_parameters,
         async_execution=False,
         treat_failure_as_deployment_failure=True,

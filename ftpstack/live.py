@@ -21,18 +21,34 @@ import base64
 import hashlib
 import json
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
-from ftpstack.agent.apply import BUNDLE_VERSION, decode_bundle
+from ftpstack.agent.apply import (
+    BUNDLE_VERSION,
+    CONFIG_PARAMETER,
+    PARTS_PARAMETER,
+    bundle_text,
+    decode_bundle,
+)
 from ftpstack.render import live_files
 from ftpstack.rules import passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
-CONFIG_PARAMETER = "FTPSTACK_CONFIG"
 PHASE_PARAMETER = "FTPSTACK_PHASE"
 PASSIVE_PARAMETER = "FTPSTACK_PASSIVE"
+# Changing it changes the Run Commands, so Azure runs them again (`applyRetry`): Azure never runs
+# an unchanged Run Command again, not even after it failed (Azure/azure-sdk-for-net#47307).
+RETRY_PARAMETER = "FTPSTACK_RETRY"
+# Each part of the bundle stays well under Linux's 131,072-byte limit on one environment string
+# (MAX_ARG_STRLEN, execve(2)), name included.
+PART_SIZE = 100_000
+# All of them under the 2 MiB Linux allows for a program's arguments and environment together
+# (ARG_MAX with the default 8 MiB stack, execve(2)), leaving room for the handler's own
+# environment.
+BUNDLE_LIMIT = 1_500_000
 # The first apply waits this long for cloud-init to install proftpd.
 BOOTSTRAP_WAIT_SECONDS = 1800
 # Narrowing the passive range waits this long for transfers started with the wider range.
@@ -104,11 +120,7 @@ def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> 
             "port": FTP_CONTROL_PORT,
             "passive": str(slice_),
         },
-        "health": (
-            {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
-            if settings.exposure == "load-balancer"
-            else None
-        ),
+        "health": health(settings),
         "markers": {
             "bootstrap": paths.BOOTSTRAP_DONE,
             "configured": paths.CONFIGURED,
@@ -125,8 +137,16 @@ def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> 
     return document
 
 
-def narrow_bundle() -> dict[str, Any]:
-    """What the narrowing step needs: where proftpd's files are, how long to wait. No secret."""
+def health(settings: Settings) -> dict[str, str] | None:
+    """How the agent takes this server in and out of the load balancer's rotation."""
+    if settings.exposure != "load-balancer":
+        return None
+    return {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
+
+
+def narrow_bundle(settings: Settings) -> dict[str, Any]:
+    """What the narrowing step needs: where proftpd's files are, how long to wait, how to leave
+    the load balancer's rotation when no port of the slice stays. No secret."""
     return {
         "version": BUNDLE_VERSION,
         "proftpd": {
@@ -135,8 +155,24 @@ def narrow_bundle() -> dict[str, Any]:
             "log": paths.SYSTEM_LOG,
             "port": FTP_CONTROL_PORT,
         },
+        "health": health(settings),
+        "drain_seconds": paths.DRAIN_SECONDS,
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
     }
+
+
+def parameters(encoded: str) -> dict[str, str]:
+    """The encoded bundle as the Run Command's parameters: its parts and their count."""
+    parts = [encoded[i : i + PART_SIZE] for i in range(0, len(encoded), PART_SIZE)] or [""]
+    return {
+        PARTS_PARAMETER: str(len(parts)),
+        **{f"{CONFIG_PARAMETER}_{i}": part for i, part in enumerate(parts)},
+    }
+
+
+def joined(environment: Mapping[str, str]) -> str:
+    """The encoded bundle from its parameters (as the agent reads them)."""
+    return bundle_text(environment)
 
 
 def generation(document: dict[str, Any]) -> str:
@@ -175,8 +211,8 @@ def run_command_script() -> str:
         writes.append(f"""cat > "$release/{name}" <<'{HEREDOC}'\n{source}{HEREDOC}""")
     body = "\n".join(writes)
     return f"""#!/bin/bash
-# ftpstack: apply the configuration ({CONFIG_PARAMETER}, a protected parameter) with the agent
-# below; {PHASE_PARAMETER} is apply (default) or narrow.
+# ftpstack: apply the configuration ({CONFIG_PARAMETER}_0 ... and {PARTS_PARAMETER}, protected
+# parameters) with the agent below; {PHASE_PARAMETER} is apply (default) or narrow.
 set -euo pipefail
 umask 022
 release={paths.AGENT_DIR}/releases/{digest}

@@ -10,21 +10,28 @@ Azure refuses concurrent writes under one parent (AnotherOperationInProgress).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import pulumi
 from pulumi_azure_native import network, resources
 
 from ftpstack import paths
 from ftpstack import rules as r
-from ftpstack.settings import FTP_CONTROL_PORT, Settings
+from ftpstack.settings import FTP_CONTROL_PORT, MAX_INSTANCES, Settings
 
 T = TypeVar("T")
 LB_FRONTEND = "frontend"
 LB_POOL = "backend"
 LB_RULE = "ftp-control"
+# The load balancer's API version in azure-native 3 (its SDK's `network.LoadBalancer`), so that
+# both writers of the load balancer speak the same shape.
+LB_API_VERSION = "2024-05-01"
+ARM_TEMPLATE_SCHEMA = (
+    "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+)
 
 
 def instance_suffix(index: int) -> str:
@@ -32,7 +39,14 @@ def instance_suffix(index: int) -> str:
     return "" if index == 0 else f"-{index}"
 
 
-def child_id(parent_id: pulumi.Input[str], kind: str, name: str) -> pulumi.Output[str]:
+@overload
+def child_id(parent_id: str, kind: str, name: str) -> str: ...
+@overload
+def child_id(parent_id: pulumi.Output[str], kind: str, name: str) -> pulumi.Output[str]: ...
+def child_id(parent_id: pulumi.Input[str], kind: str, name: str) -> pulumi.Input[str]:
+    """The id of a child (`kind`/`name`) of the resource `parent_id`."""
+    if isinstance(parent_id, str):
+        return f"{parent_id}/{kind}/{name}"
     return pulumi.Output.from_input(parent_id).apply(lambda i: f"{i}/{kind}/{name}")
 
 
@@ -180,7 +194,16 @@ def public_ip(
     )
 
 
-def lb_id(name: str, where: Placement) -> pulumi.Output[str]:
+def lb_name(name: str, s: Settings) -> str:
+    """The load balancer's name in Azure, fixed so that its rules can name its own children
+    before it exists. In a resource group of its own the component's name is unique; in a shared
+    (existing) one the stack's name keeps two stacks' load balancers apart."""
+    if not s.use_existing_resource_group:
+        return f"{name}-lb"
+    return f"{name}-{re.sub('[^A-Za-z0-9-]', '-', pulumi.get_stack())}-lb"[:80]
+
+
+def lb_id(name: str, s: Settings, where: Placement) -> pulumi.Output[str]:
     """The load balancer's id, known before it exists: its rules name its own children by it."""
     return pulumi.Output.concat(
         "/subscriptions/",
@@ -188,104 +211,167 @@ def lb_id(name: str, where: Placement) -> pulumi.Output[str]:
         "/resourceGroups/",
         where.rg_name,
         "/providers/Microsoft.Network/loadBalancers/",
-        f"{name}-lb",
+        lb_name(name, s),
     )
 
 
-def control_rule(s: Settings, lb: pulumi.Output[str]) -> network.LoadBalancingRuleArgsDict:
+def control_rule(s: Settings, lb: pulumi.Input[str]) -> dict[str, Any]:
     """Port 21 over the instances whose probe passes; outbound traffic goes through the
     explicit outbound rule instead."""
     return {
         "name": LB_RULE,
         "protocol": "Tcp",
-        "frontend_port": FTP_CONTROL_PORT,
-        "backend_port": FTP_CONTROL_PORT,
-        "frontend_ip_configuration": {"id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)},
-        "backend_address_pool": {"id": child_id(lb, "backendAddressPools", LB_POOL)},
+        "frontendPort": FTP_CONTROL_PORT,
+        "backendPort": FTP_CONTROL_PORT,
+        "frontendIPConfiguration": {"id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)},
+        "backendAddressPool": {"id": child_id(lb, "backendAddressPools", LB_POOL)},
         "probe": {"id": child_id(lb, "probes", r.PROBE_NAME)},
-        "enable_floating_ip": False,
-        "load_distribution": "Default",
-        "disable_outbound_snat": True,
-        "idle_timeout_in_minutes": s.idle_timeout_minutes,
-        "enable_tcp_reset": s.lb_tcp_reset,
+        "enableFloatingIP": False,
+        "loadDistribution": "Default",
+        "disableOutboundSnat": True,
+        "idleTimeoutInMinutes": s.idle_timeout_minutes,
+        "enableTcpReset": s.lb_tcp_reset,
     }
+
+
+def lb_body(s: Settings, lb: pulumi.Input[str], ip: pulumi.Input[str]) -> dict[str, Any]:
+    """The load balancer's properties in ARM's names, without its NAT rules: one definition that
+    both writers of the load balancer use (`load_balancer` and `nat_deployment`). A Standard LB:
+    port 21 balanced over the instances that pass the probe, and an outbound rule (a VM behind a
+    Standard LB has no outbound access otherwise, and the bootstrap needs the Debian archive)."""
+    frontend = {"id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)}
+    return {
+        "frontendIPConfigurations": [{"name": LB_FRONTEND, "publicIPAddress": {"id": ip}}],
+        # A pool for every instance a stack may have, used or not (pools are free): a pool that
+        # goes away while a NAT rule or a NIC still names it is refused by Azure, and the
+        # removed instance's NIC and NAT rules go only later in the same `pulumi up`.
+        "backendAddressPools": [
+            {"name": pool} for pool in [LB_POOL, *map(instance_pool, range(MAX_INSTANCES))]
+        ],
+        "probes": [
+            {
+                "name": r.PROBE_NAME,
+                "protocol": "Tcp",
+                "port": paths.HEALTH_PORT,
+                "intervalInSeconds": r.PROBE_INTERVAL_SECONDS,
+                "probeThreshold": r.PROBE_THRESHOLD,
+            }
+        ],
+        "loadBalancingRules": [control_rule(s, lb)],
+        "outboundRules": [
+            {
+                "name": "outbound",
+                "protocol": "All",
+                "frontendIPConfigurations": [frontend],
+                "backendAddressPool": {"id": child_id(lb, "backendAddressPools", LB_POOL)},
+                "idleTimeoutInMinutes": s.idle_timeout_minutes,
+                "enableTcpReset": s.lb_tcp_reset,
+            }
+        ],
+    }
+
+
+def nat_rule_bodies(s: Settings, lb: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """One inbound NAT rule per passive port (and SSH), each to its instance's own pool."""
+    return [
+        {
+            "name": rule.name,
+            "protocol": "Tcp",
+            "frontendIPConfiguration": {
+                "id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)
+            },
+            "backendAddressPool": {
+                "id": child_id(lb, "backendAddressPools", instance_pool(rule.instance))
+            },
+            "frontendPortRangeStart": rule.frontend_port,
+            "frontendPortRangeEnd": rule.frontend_port,
+            "backendPort": rule.backend_port,
+            "enableFloatingIP": False,
+            "idleTimeoutInMinutes": s.idle_timeout_minutes,
+            "enableTcpReset": s.lb_tcp_reset,
+        }
+        for rule in r.nat_rules(s)
+    ]
 
 
 def load_balancer(
     name: str, s: Settings, where: Placement, ip: network.PublicIPAddress, parent: pulumi.Resource
 ) -> network.LoadBalancer:
-    """A Standard LB: port 21 balanced over the instances that pass the probe; an outbound rule
-    (a VM behind a Standard LB has no outbound access otherwise, and the bootstrap needs the
-    Debian archive). Its NAT rules are separate resources (`nat_rules`)."""
-    own = lb_id(name, where)
+    """The load balancer as the NICs need it: frontend, pools, probe, the rule for 21, outbound.
+    It declares no NAT rules: azure-native keeps the ones Azure has when an update leaves them
+    unset, and `nat_deployment` writes them all, later in the graph."""
+    body = lb_body(s, lb_id(name, s, where), ip.id)
     return network.LoadBalancer(
         f"{name}-lb",
-        load_balancer_name=f"{name}-lb",
+        load_balancer_name=lb_name(name, s),
         resource_group_name=where.rg_name,
         location=s.location,
         sku={"name": "Standard", "tier": "Regional"},
-        frontend_ip_configurations=[{"name": LB_FRONTEND, "public_ip_address": {"id": ip.id}}],
-        backend_address_pools=[
-            {"name": pool_name} for pool_name in [LB_POOL, *map(instance_pool, range(s.instances))]
-        ],
-        probes=[
-            {
-                "name": r.PROBE_NAME,
-                "protocol": "Tcp",
-                "port": paths.HEALTH_PORT,
-                "interval_in_seconds": r.PROBE_INTERVAL_SECONDS,
-                "probe_threshold": r.PROBE_THRESHOLD,
-            }
-        ],
-        load_balancing_rules=[control_rule(s, own)],
-        outbound_rules=[
-            {
-                "name": "outbound",
-                "protocol": "All",
-                "frontend_ip_configurations": [
-                    {"id": child_id(own, "frontendIPConfigurations", LB_FRONTEND)}
-                ],
-                "backend_address_pool": {"id": child_id(own, "backendAddressPools", LB_POOL)},
-                "idle_timeout_in_minutes": s.idle_timeout_minutes,
-                "enable_tcp_reset": s.lb_tcp_reset,
-            }
-        ],
+        frontend_ip_configurations=body["frontendIPConfigurations"],
+        backend_address_pools=body["backendAddressPools"],
+        probes=body["probes"],
+        load_balancing_rules=body["loadBalancingRules"],
+        outbound_rules=body["outboundRules"],
         tags=s.tags,
         opts=located(parent, replace=["sku"]),
     )
 
 
-def nat_rules(
-    name: str, s: Settings, where: Placement, lb: network.LoadBalancer
-) -> dict[int, list[network.InboundNatRule]]:
-    """One inbound NAT rule per passive port (and SSH), each to its instance's own pool, chained.
-    A rule for a port that leaves the range is deleted at the end of `pulumi up`, after every
-    instance stopped announcing it; a new one exists before any instance announces it."""
-    by_instance: dict[int, list[network.InboundNatRule]] = {i: [] for i in range(s.instances)}
-    previous: pulumi.Resource = lb
-    for rule in r.nat_rules(s):
-        previous = network.InboundNatRule(
-            f"{name}-nat-{rule.name}",
-            resource_group_name=where.rg_name,
-            load_balancer_name=lb.name,
-            inbound_nat_rule_name=rule.name,
-            protocol="Tcp",
-            frontend_ip_configuration={
-                "id": child_id(lb.id, "frontendIPConfigurations", LB_FRONTEND)
-            },
-            backend_address_pool={
-                "id": child_id(lb.id, "backendAddressPools", instance_pool(rule.instance))
-            },
-            frontend_port_range_start=rule.frontend_port,
-            frontend_port_range_end=rule.frontend_port,
-            backend_port=rule.backend_port,
-            enable_floating_ip=False,
-            idle_timeout_in_minutes=s.idle_timeout_minutes,
-            enable_tcp_reset=s.lb_tcp_reset,
-            opts=pulumi.ResourceOptions(parent=lb, depends_on=[previous]),
+def arm_template(s: Settings, lb: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An ARM template whose one resource is the whole load balancer: one PUT of it, its NAT
+    rules inline. ARM's own form nests each child's settings under "properties"."""
+
+    def child(entry: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": entry["name"],
+            "properties": {k: v for k, v in entry.items() if k != "name"},
+        }
+
+    return {
+        "$schema": ARM_TEMPLATE_SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "resources": [
+            {
+                "type": "Microsoft.Network/loadBalancers",
+                "apiVersion": LB_API_VERSION,
+                "name": lb,
+                "location": s.location,
+                "sku": {"name": "Standard", "tier": "Regional"},
+                "tags": s.tags,
+                "properties": {key: [child(e) for e in entries] for key, entries in body.items()},
+            }
+        ],
+    }
+
+
+def nat_deployment(
+    name: str,
+    s: Settings,
+    where: Placement,
+    lb: network.LoadBalancer,
+    ip: network.PublicIPAddress,
+    after: Sequence[pulumi.Resource],
+) -> resources.Deployment:
+    """Every NAT rule in one write of the load balancer (an ARM deployment of its whole body),
+    after every instance's narrowing step (`after`): a port moves to another instance, or stops
+    being forwarded, only once no instance announces it any more; a new port is forwarded before
+    any instance announces it (the configuration steps come after this). One write instead of
+    one per rule: Azure refuses concurrent writes under one load balancer, so separate NAT rules
+    are written one after the other, each an operation the provider polls every 10 s."""
+    own = lb_id(name, s, where)
+    template = pulumi.Output.all(own, ip.id).apply(
+        lambda ids: arm_template(
+            s,
+            lb_name(name, s),
+            {**lb_body(s, ids[0], ids[1]), "inboundNatRules": nat_rule_bodies(s, ids[0])},
         )
-        by_instance[rule.instance].append(previous)  # type: ignore[arg-type]
-    return by_instance
+    )
+    return resources.Deployment(
+        f"{name}-lb-nat",
+        resource_group_name=where.rg_name,
+        properties={"mode": "Incremental", "template": template},
+        opts=pulumi.ResourceOptions(parent=lb, depends_on=[lb, *after]),
+    )
 
 
 def _subscription_id() -> pulumi.Output[str]:

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import network, privatedns, storage
 
+from ftpstack import azure_rules as azure
 from ftpstack.bootstrap import NfsShare
 from ftpstack.parts import Placement, located
 from ftpstack.settings import Settings
 
 SHARE = "ftp"
-DNS_ZONE = "privatelink.file.core.windows.net"
+DNS_ZONE = azure.PRIVATE_FILES_ZONE
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,16 @@ def shared_storage(
         resource_group_name=where.rg_name,
         location=s.location,
         kind="FileStorage",
-        sku={"name": "Premium_ZRS" if s.zones else "Premium_LRS"},
+        sku={"name": share_sku(s)},
         enable_https_traffic_only=False,
         public_network_access="Disabled",
         allow_blob_public_access=False,
         allow_shared_key_access=False,
         network_rule_set={"default_action": storage.DefaultAction.DENY, "bypass": "None"},
         tags=s.tags,
-        opts=located(parent, replace=["kind"], protect=s.data_disk_protect),
+        # Azure converts no premium account holding NFS shares to or from zone-redundancy: a new
+        # SKU is a new account (and a new, empty share); `make diff` refuses such a change.
+        opts=located(parent, replace=["kind", "sku"], protect=s.data_disk_protect),
     )
     share = storage.FileShare(
         f"{name}-share",
@@ -81,6 +84,11 @@ def shared_storage(
     return SharedStorage(nfs, [share, endpoint, *private_dns(name, s, where, endpoint, parent)])
 
 
+def share_sku(s: Settings) -> str:
+    """Premium (NFS needs it), zone-redundant when the instances are spread over zones."""
+    return "Premium_ZRS" if s.zones else "Premium_LRS"
+
+
 def private_dns(
     name: str,
     s: Settings,
@@ -88,8 +96,12 @@ def private_dns(
     endpoint: network.PrivateEndpoint,
     parent: pulumi.Resource,
 ) -> list[pulumi.Resource]:
-    """The account's name resolves to the private endpoint inside the VNet: a private zone linked
-    to the VNet, filled by the endpoint's zone group."""
+    """The account's name resolves to the private endpoint inside the VNet: the endpoint's zone
+    group registers it in a private zone — an existing one (`privateDnsZoneId`: in a
+    hub-and-spoke network the hub's DNS answers for every spoke, and a VNet may be linked to only
+    one zone of a name), or one created here and linked to the VNet."""
+    if s.private_dns_zone_id:
+        return [zone_group(name, where, endpoint, s.private_dns_zone_id)]
     zone = privatedns.PrivateZone(
         f"{name}-files-dns",
         resource_group_name=where.rg_name,
@@ -109,12 +121,17 @@ def private_dns(
         tags=s.tags,
         opts=located(zone),
     )
-    group = network.PrivateDnsZoneGroup(
+    return [link, zone_group(name, where, endpoint, zone.id)]
+
+
+def zone_group(
+    name: str, where: Placement, endpoint: network.PrivateEndpoint, zone: pulumi.Input[str]
+) -> network.PrivateDnsZoneGroup:
+    return network.PrivateDnsZoneGroup(
         f"{name}-files-dns-group",
         resource_group_name=where.rg_name,
         private_endpoint_name=endpoint.name,
         private_dns_zone_group_name="files",
-        private_dns_zone_configs=[{"name": "files", "private_dns_zone_id": zone.id}],
+        private_dns_zone_configs=[{"name": "files", "private_dns_zone_id": zone}],
         opts=pulumi.ResourceOptions(parent=endpoint),
     )
-    return [link, group]

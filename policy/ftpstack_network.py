@@ -14,6 +14,7 @@ from typing import Any
 
 from ftpstack_values import (
     ALL_PORTS,
+    ARM_LOAD_BALANCER,
     LOAD_BALANCER,
     NAT_RULE,
     NIC,
@@ -27,9 +28,11 @@ from ftpstack_values import (
     is_internet,
     is_unknown,
     last_segment,
+    load_balancers,
     parse_ports,
     port_text,
     reveal,
+    template_resources,
 )
 
 FTP_CONTROL_PORT = 21
@@ -184,20 +187,31 @@ def ssh_violations(rules: Rules) -> list[str]:
 
 
 def nat_rules(group: Iterable[Resource]) -> list[tuple[str, Rule]]:
-    """(label, props) of every inbound NAT rule: separate resources and a load balancer's inline
-    rules and pools."""
+    """(label, props) of every inbound NAT rule: separate resources, and a load balancer's inline
+    rules and pools (its own resource's, or as a template deployment writes it)."""
     found: list[tuple[str, Rule]] = []
     for resource in group:
         props = resource.get("props") or {}
         if resource["type"] == NAT_RULE:
             name = dig(props, "inboundNatRuleName") or resource["name"]
             found.append((f"NAT rule {name}", props))
-        if resource["type"] == LOAD_BALANCER:
-            for kind in ("inboundNatRules", "inboundNatPools"):
-                for rule in dig(props, kind) or []:
-                    label = f"LB {resource['name']} {kind[:-1]} {dig(rule, 'name')}"
-                    found.append((label, reveal(rule)))
+    for lb, props in load_balancers(group):
+        for kind in ("inboundNatRules", "inboundNatPools"):
+            for rule in dig(props, kind) or []:
+                found.append((f"{lb} {kind[:-1]} {dig(rule, 'name')}", reveal(rule)))
     return found
+
+
+def template_violations(group: Iterable[Resource]) -> list[str]:
+    """A template deployment may write the stack's load balancer (its NAT rules) and nothing
+    else: anything else in it would be a resource the other checks never see."""
+    return [
+        f"deployment {resource['name']} writes a {item.get('type')} ({item.get('name')}); "
+        "ftpstack's deployments write only its load balancer: declare that resource itself"
+        for resource in group
+        for item in template_resources(resource)
+        if str(item.get("type", "")).lower() != ARM_LOAD_BALANCER
+    ]
 
 
 _FRONTEND_KEYS = ("frontendPortRangeStart", "frontendPortRangeEnd", "frontendPort")
@@ -213,17 +227,15 @@ def _frontend(rule: Rule) -> PortRange | None:
 
 
 def _lb_rule_violations(group: Iterable[Resource]) -> list[str]:
-    violations = []
-    for resource in group:
-        if resource["type"] != LOAD_BALANCER:
-            continue
-        for rule in dig(resource.get("props"), "loadBalancingRules") or []:
+    violations = template_violations(group)
+    for lb, props in load_balancers(group):
+        for rule in dig(props, "loadBalancingRules") or []:
             front, back = dig(rule, "frontendPort"), dig(rule, "backendPort")
             if is_unknown(front) or (front, back) == (FTP_CONTROL_PORT, FTP_CONTROL_PORT):
                 continue
             shown = "every port (HA ports)" if front in (0, None) else f"port {int(front)}"
             violations.append(
-                f"LB {resource['name']} rule {dig(rule, 'name')} balances {shown} to backend "
+                f"{lb} rule {dig(rule, 'name')} balances {shown} to backend "
                 f"port {int(back or 0)}; only FTP control (21 to 21) may be balanced: passive "
                 "ports are NAT rules to one instance each"
             )
@@ -239,7 +251,7 @@ def forwarding_violations(
     as itself to one instance's pool (each pool's ports one contiguous slice, the slices
     disjoint), or forwards to SSH (22), which the NSG's sources gate."""
     nat = nat_rules(group)
-    if not nat and not any(r["type"] == LOAD_BALANCER for r in group):
+    if not nat and not load_balancers(group) and not template_violations(group):
         return []  # no load balancer: the NSG check is the whole story
     passive, problems = passive_range(group_rules(group), configured_passive, max_passive_ports)
     violations = _lb_rule_violations(group)
@@ -320,10 +332,10 @@ def idle_timeouts(group: Sequence[Resource]) -> list[tuple[str, Any]]:
         if resource["type"] == PUBLIC_IP and not behind_lb:
             minutes = dig(props, "idleTimeoutInMinutes") or AZURE_DEFAULT_IDLE_MINUTES
             found.append((f"public IP {resource['name']}", minutes))
-        if resource["type"] == LOAD_BALANCER:
-            for rule in dig(props, "loadBalancingRules") or []:
-                minutes = dig(rule, "idleTimeoutInMinutes") or AZURE_DEFAULT_IDLE_MINUTES
-                found.append((f"LB {resource['name']} rule {dig(rule, 'name')}", minutes))
+    for lb, lb_props in load_balancers(group):
+        for rule in dig(lb_props, "loadBalancingRules") or []:
+            minutes = dig(rule, "idleTimeoutInMinutes") or AZURE_DEFAULT_IDLE_MINUTES
+            found.append((f"{lb} rule {dig(rule, 'name')}", minutes))
     for label, rule in nat_rules(group):
         found.append((label, dig(rule, "idleTimeoutInMinutes") or AZURE_DEFAULT_IDLE_MINUTES))
     return found

@@ -27,6 +27,9 @@ PUBLIC_IP = "azure-native:network:PublicIPAddress"
 NIC = "azure-native:network:NetworkInterface"
 LOAD_BALANCER = "azure-native:network:LoadBalancer"
 NAT_RULE = "azure-native:network:InboundNatRule"
+# An ARM template deployment: ftpstack writes its load balancer's NAT rules through one.
+DEPLOYMENT = "azure-native:resources:Deployment"
+ARM_LOAD_BALANCER = "microsoft.network/loadbalancers"
 VM = "azure-native:compute:VirtualMachine"
 VMSS = "azure-native:compute:VirtualMachineScaleSet"
 RUN_COMMAND = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
@@ -247,3 +250,30 @@ def ftp_servers(resources: Iterable[Resource]) -> dict[str, list[Resource]]:
         if owner is not None:
             groups[owner].append(resource)
     return groups
+
+
+def template_resources(resource: Resource) -> list[Mapping[str, Any]]:
+    """The resources an ARM template deployment writes (none for any other resource)."""
+    if resource.get("type") != DEPLOYMENT:
+        return []
+    found = dig(resource.get("props"), "properties", "template", "resources")
+    return [r for r in found if isinstance(r, Mapping)] if isinstance(found, list) else []
+
+
+def load_balancers(group: Iterable[Resource]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(label, props) of every load balancer a group writes: its own resources, and those that
+    templates write, in the resource's form (a child's settings beside its name)."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for resource in group:
+        if resource["type"] == LOAD_BALANCER:
+            found.append((f"LB {resource['name']}", resource.get("props") or {}))
+        for item in template_resources(resource):
+            if str(item.get("type", "")).lower() != ARM_LOAD_BALANCER:
+                continue
+            props = {
+                key: [{"name": c.get("name"), **(c.get("properties") or {})} for c in children]
+                for key, children in (dig(item, "properties") or {}).items()
+                if isinstance(children, list)
+            }
+            found.append((f"LB {item.get('name')} (written by {resource['name']})", props))
+    return found

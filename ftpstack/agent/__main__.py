@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ftpstack import paths
-from ftpstack.agent.apply import apply, decode_bundle, narrow
+from ftpstack.agent.apply import apply, bundle_text, decode_bundle, narrow
 from ftpstack.agent.base import ApplyFailed, systemd
 from ftpstack.agent.proftpd import health, reload_proftpd, sessions, settle, unban
 
@@ -53,9 +53,9 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "apply"
     try:
         if command == "apply":
-            apply(decode_bundle(os.environ["FTPSTACK_CONFIG"]))
+            apply(decode_bundle(bundle_text(os.environ)))
         elif command == "narrow":
-            bundle = decode_bundle(os.environ["FTPSTACK_CONFIG"])
+            bundle = decode_bundle(bundle_text(os.environ))
             narrow(bundle, os.environ["FTPSTACK_PASSIVE"], bundle["narrow_wait_seconds"])
         elif command == "release":
             print(release())

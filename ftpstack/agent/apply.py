@@ -10,10 +10,11 @@ import re
 import shutil
 import time
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ftpstack.agent.base import ApplyFailed, run, say
+from ftpstack.agent.base import ApplyFailed, run, say, systemd
 from ftpstack.agent.files import (
     STAGED,
     changed_files,
@@ -35,6 +36,19 @@ from ftpstack.agent.proftpd import (
 
 # The bundle's format (ftpstack.live writes it): an agent refuses a version it does not know.
 BUNDLE_VERSION = 1
+# The bundle arrives in parts, each an environment variable of the script (Linux refuses to
+# start a program with any one environment string over 128 KiB: MAX_ARG_STRLEN in execve(2)).
+CONFIG_PARAMETER = "FTPSTACK_CONFIG"
+PARTS_PARAMETER = "FTPSTACK_CONFIG_PARTS"
+
+
+def bundle_text(environment: Mapping[str, str]) -> str:
+    """The encoded bundle from its parts (`FTPSTACK_CONFIG_0` ...), in order."""
+    try:
+        count = int(environment[PARTS_PARAMETER])
+        return "".join(environment[f"{CONFIG_PARAMETER}_{i}"] for i in range(count))
+    except (KeyError, ValueError) as missing:
+        raise ApplyFailed(f"the configuration did not arrive whole ({missing!r} missing)") from None
 
 
 def decode_bundle(text: str) -> dict[str, Any]:
@@ -144,7 +158,9 @@ def prune(bundle: dict[str, Any]) -> None:
 
 
 def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
-    """Announce only the part of the current passive range that stays forwarded."""
+    """Announce only the part of the current passive range that stays forwarded to this server.
+    When none of it stays (its slice moves to other servers), leave the load balancer for the
+    change instead: the others serve, and the configuration step brings this one back."""
     p = bundle["proftpd"]
     conf = Path(p["conf"])
     if master_pid(p["pid_file"]) is None or not conf.exists():
@@ -161,11 +177,8 @@ def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
         say(f"passive range {first}-{last} stays forwarded: nothing to narrow")
         return
     if low > high:
-        raise ApplyFailed(
-            f"the new passive range {wanted} does not overlap the current {first}-{last}, so "
-            "every PASV reply would name a closed port during the change; deploy a range that "
-            f"covers both ({min(first, new_first)}-{max(last, new_last)}) first, then narrow it"
-        )
+        step_aside(bundle, f"{first}-{last}", wanted, wait)
+        return
     clients = (high - low + 1) // 2
     text = text[: match.start()] + f"PassivePorts          {low} {high}" + text[match.end() :]
     text = re.sub(
@@ -185,3 +198,21 @@ def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
     reload_proftpd(p["pid_file"], p["port"], p["log"])
     say(f"passive range narrowed to {low}-{high} for the change")
     end_wider_sessions(p["pid_file"], reloaded_at, wait)
+
+
+def step_aside(bundle: dict[str, Any], current: str, wanted: str, wait: float) -> None:
+    """No port of this server's slice stays with it: out of the load balancer's rotation (the
+    probe fails, new sessions go to the other servers), then every session ends once it is idle
+    (a running transfer first finishes). Without a load balancer nobody else would serve."""
+    p = bundle["proftpd"]
+    if not bundle.get("health"):
+        raise ApplyFailed(
+            f"the new passive range {wanted} does not overlap the current {current}, so "
+            "every PASV reply would name a closed port during the change; deploy a range that "
+            f"covers both first, then narrow it"
+        )
+    say(f"no port of {current} stays with this server ({wanted}): leaving the load balancer")
+    health(bundle, on=False)
+    if not systemd():  # the health unit's own stop waits for the probe on a real VM
+        time.sleep(float(bundle.get("drain_seconds", 0)))
+    end_wider_sessions(p["pid_file"], float("inf"), wait)

@@ -51,16 +51,32 @@ def scale_keepalive(text: str, factor: float) -> str:
     )
 
 
+# A scaled drain still waits this long: scaled, the probe's window is shorter than this
+# machine's own lags in noticing it (the narrowing step's drain must outlast the probe).
+DRAIN_FLOOR_S = 2.0
+
+
 def scaled(factor: float) -> Edit:
+    """Times in a bundle scaled: keepalive in its files, and the narrowing step's drain."""
+
     def edit(bundle: Bundle) -> Bundle:
-        files = [{**f, "content": scale_keepalive(f["content"], factor)} for f in bundle["files"]]
-        return {**bundle, "files": files}
+        out = dict(bundle)
+        if "files" in bundle:
+            out["files"] = [
+                {**f, "content": scale_keepalive(f["content"], factor)} for f in bundle["files"]
+            ]
+        if "drain_seconds" in bundle:
+            out["drain_seconds"] = max(DRAIN_FLOOR_S, bundle["drain_seconds"] * factor)
+        return out
 
     return edit
 
 
 def edit_file(bundle: Bundle, path: str, change: Callable[[str], str]) -> Bundle:
-    """The bundle with one file's content changed (negative controls)."""
+    """The bundle with one file's content changed (negative controls); a bundle without files
+    (the narrowing step's) as it is."""
+    if "files" not in bundle:
+        return bundle
     files = [
         {**f, "content": change(f["content"])} if f["path"] == path else f for f in bundle["files"]
     ]
@@ -68,6 +84,8 @@ def edit_file(bundle: Bundle, path: str, change: Callable[[str], str]) -> Bundle
 
 
 def without_file(bundle: Bundle, path: str) -> Bundle:
+    if "files" not in bundle:
+        return bundle
     return {**bundle, "files": [f for f in bundle["files"] if f["path"] != path]}
 
 
@@ -82,10 +100,10 @@ def parameters(step: Resource, edit: Edit | None = None) -> dict[str, str]:
     params = {p["name"]: p["value"] for p in step.raw_inputs.get("parameters", [])}
     for p in step.raw_inputs.get("protectedParameters") or []:
         params[p["name"]] = p["value"]
-    if edit is not None and step.name.endswith("-configure"):
-        params[live.CONFIG_PARAMETER] = live.encode(
-            edit(live.decode(params[live.CONFIG_PARAMETER]))
-        )
+    if edit is not None:
+        bundle = edit(live.decode(live.joined(params)))
+        params = {k: v for k, v in params.items() if not k.startswith(live.CONFIG_PARAMETER)}
+        params.update(live.parameters(live.encode(bundle)))
     return params
 
 

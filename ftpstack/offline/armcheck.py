@@ -12,7 +12,10 @@ source per rule (`ftpstack.azure_rules`):
 - ranges and limits: idle timeouts, probe settings, NSG priorities and rule counts, rules per
   load balancer and per NIC, tags, disk sizes;
 - writes under one parent: separate children of one parent (NSG rules, NAT rules) are ordered,
-  because ARM refuses concurrent writes under one parent.
+  because ARM refuses concurrent writes under one parent;
+- two writers of one resource: an ARM deployment that writes the whole load balancer (its NAT
+  rules) comes after the load balancer's own resource and declares exactly what it does besides
+  the NAT rules, or each `pulumi up` would undo the other's write.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ NOT_FOUND_PAGE = (
     "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-not-found"
 )
 CONCURRENT_PAGE = "https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/common-deployment-errors"
+LB_REST = "https://learn.microsoft.com/rest/api/load-balancer/load-balancers/create-or-update"
+# The load balancer's children that its own PUT declares (inline).
+LB_CHILDREN = (
+    "frontendIPConfigurations",
+    "backendAddressPools",
+    "probes",
+    "loadBalancingRules",
+    "outboundRules",
+    "inboundNatRules",
+)
 CHILD_TYPES = {
     d.SECURITY_RULE: "networkSecurityGroupName",
     d.NAT_RULE: "loadBalancerName",
@@ -58,6 +71,7 @@ def check(
         *immutables(plan),
         *ranges(plan, inputs),
         *concurrency(plan),
+        *writers(plan, inputs),
     ]
 
 
@@ -206,12 +220,12 @@ def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
                 probe.get("probeThreshold"),
                 azure.PROBE_THRESHOLD,
             )
-    for nat in plan.of(d.NAT_RULE):
+    for writer, nat in plan.nat_rule_inputs():
         _range(
             found,
-            nat["name"],
-            "idleTimeoutInMinutes",
-            nat["inputs"].get("idleTimeoutInMinutes"),
+            writer,
+            f"NAT rule {nat.get('name')} idleTimeoutInMinutes",
+            nat.get("idleTimeoutInMinutes"),
             azure.LB_RULE_IDLE_MINUTES,
         )
     for disk in plan.of(d.DISK):
@@ -264,7 +278,7 @@ def _lb_limits(plan: d.Declared) -> list[Finding]:
         nat_by_pool[nat.pool] += 1
     for lb in plan.of(d.LOAD_BALANCER):
         i = lb["inputs"]
-        rules = len(i.get("loadBalancingRules", [])) + len(plan.of(d.NAT_RULE))
+        rules = len(i.get("loadBalancingRules", [])) + len(plan.nat_rules())
         if rules > azure.RULES_PER_LOAD_BALANCER:
             found.append(
                 Finding(
@@ -345,4 +359,51 @@ def concurrency(plan: d.Declared) -> list[Finding]:
                         )
                     )
                     break
+    return found
+
+
+def _flattened(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A template's children back in azure-native's form: settings beside the name."""
+    return [{"name": c.get("name"), **(c.get("properties") or {})} for c in children]
+
+
+def writers(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
+    closure = _closure(plan)
+    by_name = {
+        str(inputs[lb["name"]].get("loadBalancerName", lb["name"])): lb
+        for lb in plan.of(d.LOAD_BALANCER)
+    }
+    found = []
+    raw = d.Declared({"resources": [{**r, "inputs": inputs[r["name"]]} for r in plan.resources]})
+    for deployment, written in raw.deployed_load_balancers():
+        owner = by_name.get(str(written.get("name")))
+        if owner is None:
+            continue  # a load balancer this plan does not declare itself
+        if owner["name"] not in closure[deployment["name"]]:
+            found.append(
+                Finding(
+                    "writers",
+                    deployment["name"],
+                    f"writes load balancer {written.get('name')} but does not come after "
+                    f"{owner['name']}, so ARM may see both writes at once",
+                    CONCURRENT_PAGE,
+                )
+            )
+        own = inputs[owner["name"]]
+        properties = written.get("properties") or {}
+        keys = sorted(
+            (set(properties) | {k for k in own if k in LB_CHILDREN}) - {"inboundNatRules"}
+        )
+        differ = [k for k in keys if _flattened(properties.get(k) or []) != (own.get(k) or [])]
+        differ += [k for k in ("location", "sku", "tags") if written.get(k) != own.get(k)]
+        if differ:
+            found.append(
+                Finding(
+                    "writers",
+                    deployment["name"],
+                    f"writes load balancer {written.get('name')} with other {', '.join(differ)} "
+                    f"than {owner['name']} declares, so each pulumi up would undo the other",
+                    LB_REST,
+                )
+            )
     return found

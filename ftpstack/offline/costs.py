@@ -118,7 +118,7 @@ def _load_balancer(plan: d.Declared) -> list[Unit]:
                 (LB_BASE_HOURLY + extra * LB_RULE_HOURLY) * HOURS,
             )
         )
-        nat = len(plan.of(d.NAT_RULE))
+        nat = len(plan.nat_rules())
         if nat:
             out.append(Unit("inbound NAT rules (free)", nat, 0.0))
     return out

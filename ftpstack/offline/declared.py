@@ -31,6 +31,9 @@ RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
 FILE_SHARE = "azure-native:storage:FileShare"
 PRIVATE_ENDPOINT = "azure-native:network:PrivateEndpoint"
+DEPLOYMENT = "azure-native:resources:Deployment"
+# An ARM template's resource type for a load balancer (what a deployment writes).
+ARM_LOAD_BALANCER = "Microsoft.Network/loadBalancers"
 SMOKE_CHECK = "command:local:Command"
 REMOTE_CHECK = "command:remote:Command"
 COMPONENT = "ftpstack:azure:FtpServer"
@@ -140,14 +143,46 @@ class Declared:
     def open_to_internet(self) -> list[SecurityRule]:
         return [r for r in self.security_rules() if r.allows and r.from_internet]
 
+    def deployed_load_balancers(self) -> list[tuple[Resource, dict[str, Any]]]:
+        """(deployment, the load balancer its template writes) for every ARM deployment that
+        writes one; the template's form nests each child's settings under "properties"."""
+        found = []
+        for deployment in self.of(DEPLOYMENT):
+            template = (deployment["inputs"].get("properties") or {}).get("template") or {}
+            found += [
+                (deployment, item)
+                for item in template.get("resources", [])
+                if str(item.get("type", "")).lower() == ARM_LOAD_BALANCER.lower()
+            ]
+        return found
+
+    def nat_rule_inputs(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """(the resource that writes it, its settings) of every inbound NAT rule, wherever it is
+        declared: a resource of its own, inline in a load balancer, or in a deployment's
+        template."""
+        found: list[tuple[str, Mapping[str, Any]]] = [
+            (
+                rule["name"],
+                {"name": rule["inputs"].get("inboundNatRuleName", rule["name"]), **rule["inputs"]},
+            )
+            for rule in self.of(NAT_RULE)
+        ]
+        for lb in self.of(LOAD_BALANCER):
+            found += [(lb["name"], x) for x in lb["inputs"].get("inboundNatRules") or []]
+        for deployment, lb_ in self.deployed_load_balancers():
+            for x in (lb_.get("properties") or {}).get("inboundNatRules") or []:
+                found.append(
+                    (deployment["name"], {"name": x.get("name"), **x.get("properties", {})})
+                )
+        return found
+
     def nat_rules(self) -> list[NatRule]:
         out = []
-        for rule in self.of(NAT_RULE):
-            i = rule["inputs"]
+        for _, i in self.nat_rule_inputs():
             pool = str((i.get("backendAddressPool") or {}).get("id", "")).rsplit("/", 1)[-1]
             out.append(
                 NatRule(
-                    str(i.get("inboundNatRuleName", rule["name"])),
+                    str(i.get("name")),
                     int(i.get("frontendPortRangeStart") or i.get("frontendPort")),
                     int(i["backendPort"]),
                     pool,

@@ -100,8 +100,8 @@ class Plan:
         out = []
         for step in self.find(RUN_COMMAND):
             if step.name.endswith("-configure"):
-                (param,) = step.raw_inputs["protectedParameters"]
-                out.append(live.decode(param["value"]))
+                given = {p["name"]: p["value"] for p in step.raw_inputs["protectedParameters"]}
+                out.append(live.decode(live.joined(given)))
         return out
 
     def live_files(self) -> list[list[dict[str, str]]]:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ftpstack.settings.errors import NAMESPACE, SHOWN_SECRET, SettingsError, explain, value_at
-from ftpstack.settings.model import FtpUser, Settings
+from ftpstack.settings.model import MAX_INSTANCES, FtpUser, Settings
 from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "NAMESPACE",
     "SHOWN_SECRET",
     "SSH_PORT",
+    "MAX_INSTANCES",
     "FtpUser",
     "Settings",
     "SettingsError",

@@ -273,6 +273,42 @@ def names_and_tags_fit_azure(s: Settings) -> None:
         )
 
 
+def references_name_what_they_must(s: Settings) -> None:
+    if s.data_disk_source_id:
+        if not azure.DISK_SOURCE_ID.fullmatch(s.data_disk_source_id):
+            raise refuse(
+                "dataDiskSourceId",
+                s.data_disk_source_id,
+                "is not the resource id of a managed disk or snapshot",
+                "copy it from `az snapshot show --query id` (or `az disk show --query id`)",
+            )
+        if s.shared_storage or not s.data_disk_size_gb:
+            raise refuse(
+                "dataDiskSourceId",
+                s.data_disk_source_id,
+                "is set but this stack has no data disk (instances 2+ share an NFS share, "
+                "or dataDiskSizeGb is 0)",
+                "drop dataDiskSourceId",
+            )
+    if s.private_dns_zone_id:
+        if not azure.PRIVATE_FILES_ZONE_ID.fullmatch(s.private_dns_zone_id):
+            raise refuse(
+                "privateDnsZoneId",
+                s.private_dns_zone_id,
+                f"is not the resource id of a private DNS zone named {azure.PRIVATE_FILES_ZONE}",
+                "copy it from `az network private-dns zone show -n "
+                f"{azure.PRIVATE_FILES_ZONE} -g <group> --query id`",
+            )
+        if not s.shared_storage:
+            raise refuse(
+                "privateDnsZoneId",
+                s.private_dns_zone_id,
+                "is set but only a stack with instances 2+ reaches storage through a private "
+                "endpoint",
+                "drop privateDnsZoneId",
+            )
+
+
 RULES: list[Callable[[Settings], None]] = [
     passive_range_holds_max_clients,
     idle_timeout_is_in_azure_range,
@@ -284,4 +320,5 @@ RULES: list[Callable[[Settings], None]] = [
     ssh_paths_exist,
     network_fits_azure,
     names_and_tags_fit_azure,
+    references_name_what_they_must,
 ]

@@ -37,6 +37,8 @@ from ftpstack.settings.types import (
 # SHA-512-crypt rounds: glibc's default, up to what keeps a login under ~100 ms on a small VM
 # (measured: 100,000 rounds take about 60 ms on one core here).
 HASH_ROUNDS = (5000, 100_000)
+# Servers behind one load balancer (each has a backend pool of its own, declared in advance).
+MAX_INSTANCES = 10
 
 
 class _Model(BaseModel):
@@ -69,7 +71,7 @@ class Settings(_Model):
     use_existing_resource_group: bool = Field(
         False, description="Deploy into the existing resource group resourceGroupName."
     )
-    instances: Annotated[int, Field(ge=1, le=10)] = Field(
+    instances: Annotated[int, Field(ge=1, le=MAX_INSTANCES)] = Field(
         1,
         description="FTP servers behind one address (2+: load-balancer exposure, shared storage).",
     )
@@ -195,7 +197,22 @@ class Settings(_Model):
         100,
         description="instances 2+: GiB of the shared Azure Files NFS share (100-102400).",
     )
+    data_disk_source_id: str = Field(
+        "",
+        description="Resource id of a snapshot or disk the data disk is created from (a zone "
+        "move, a restore); set, it replaces the data disk.",
+    )
+    private_dns_zone_id: str = Field(
+        "",
+        description="instances 2+: resource id of an existing privatelink.file.core.windows.net "
+        "zone (hub-and-spoke); empty: one is created and linked to the VNet.",
+    )
     # -- checks and tags --------------------------------------------------------------------------
+    apply_retry: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Change it (any new number) to run the configuration steps again after a "
+        "failed apply: Azure never reruns an unchanged Run Command.",
+    )
     post_deploy_check: bool = Field(
         True,
         description="After each change, run the FTP smoke check from the deploying machine.",

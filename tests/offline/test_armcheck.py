@@ -134,7 +134,7 @@ def test_a_location_change_must_replace_everything_located() -> None:
             ),
             "probe interval",
         ),
-        (lambda doc: _first(doc, d.NAT_RULE)["inputs"].update(idleTimeoutInMinutes=3), "4-100"),
+        (lambda doc: _nat(doc)[0]["properties"].update(idleTimeoutInMinutes=3), "4-100"),
         (lambda doc: _first(doc, d.SECURITY_RULE)["inputs"].update(priority=50), "100-4096"),
         (lambda doc: _first(doc, d.DISK)["inputs"].update(diskSizeGB=40000), "4-32767"),
         (
@@ -166,26 +166,50 @@ def test_two_rules_with_one_priority_are_caught() -> None:
 
 def test_too_many_rules_on_one_nic_are_caught() -> None:
     document = broken("prod")
-    template = _first(document, d.NAT_RULE)
+    rules = _nat(document)
+    assert not any("per NIC" in f.problem for f in findings(document))
     for port in range(300):
-        extra = copy.deepcopy(template)
-        extra["name"] = f"ftp-nat-extra-{port}"
-        extra["dependencies"] = []
-        extra["inputs"]["frontendPortRangeStart"] = 60000 + port
-        document["resources"].append(extra)
+        extra = copy.deepcopy(rules[0])
+        extra["name"] = f"extra-{port}"
+        extra["properties"]["frontendPortRangeStart"] = 60000 + port
+        rules.append(extra)
     assert any("per NIC" in f.problem for f in findings(document))
 
 
 def test_unordered_writes_under_one_parent_are_caught() -> None:
     document = broken("prod")
-    nats = [r for r in document["resources"] if r["type"] == d.NAT_RULE]
-    nats[5]["dependencies"] = ["ftp-lb"]
+    rules = [r for r in document["resources"] if r["type"] == d.SECURITY_RULE]
+    rules[2]["dependencies"] = ["ftp-nsg"]
     found = [f for f in findings(document) if f.rule == "concurrency"]
     assert found and "AnotherOperationInProgress" in found[0].problem
 
 
+def test_the_nat_rules_are_written_after_the_load_balancer_by_one_writer_that_agrees() -> None:
+    """The deployment that writes the NAT rules rewrites the whole load balancer: it must come
+    after the load balancer's own resource and declare the same load balancer besides."""
+    document = broken("prod")
+    assert [f for f in findings(document) if f.rule == "writers"] == []
+    deployment = _first(document, d.DEPLOYMENT)
+    deployment["dependencies"] = ["ftp-ip", "ftp-rg"]  # nothing that comes after ftp-lb
+    found = [f for f in findings(document) if f.rule == "writers"]
+    assert found and "does not come after ftp-lb" in found[0].problem
+    document = broken("prod")
+    lb = d.Declared(document).deployed_load_balancers()[0][1]
+    lb["properties"]["probes"][0]["properties"]["intervalInSeconds"] = 15
+    found = [f for f in findings(document) if f.rule == "writers"]
+    assert found and "other probes" in found[0].problem
+
+
 def _first(document: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(r for r in document["resources"] if r["type"] == type_)
+
+
+def _nat(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The NAT rules as the deployment's template writes them (ARM's form)."""
+    rules: list[dict[str, Any]] = d.Declared(document).deployed_load_balancers()[0][1][
+        "properties"
+    ]["inboundNatRules"]
+    return rules
 
 
 # -- billable units ---------------------------------------------------------------------------

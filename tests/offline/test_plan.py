@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ftpstack.offline import project
-from ftpstack.offline.plan import MASK, plan_stack
+from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
 from tests.support import PASSWORD, ROOT, plan
@@ -70,10 +70,21 @@ def test_plan_text_shows_every_part_and_masks_every_secret() -> None:
     assert "TCP reset off" in result.stdout and "[False]" not in result.stdout
 
 
-def test_a_long_run_of_sibling_resources_is_one_line() -> None:
+def test_the_nat_rules_show_as_one_line_per_instance_and_one_write() -> None:
     text = render_text(plan("prod"))
-    assert "ftp-nat-passive-50000 … ftp-nat-passive-50099 (100 resources, chained)" in text
-    assert text.count("InboundNatRule") == 1
+    assert "NAT: ports 50000-50049 (50 rules) -> instance-0" in text
+    assert "NAT: ports 50050-50099 (50 rules) -> instance-1" in text
+    assert text.count("azure-native:resources:Deployment  ftp-lb-nat") == 1
+
+
+def test_a_long_run_of_sibling_resources_is_one_line() -> None:
+    def rule(n: int) -> Resource:
+        return Resource("azure-native:network:Subnet", f"r-{n}", "vnet", f"/x/{n}", {}, {}, [])
+
+    vnet = Resource("azure-native:network:VirtualNetwork", "vnet", "ftp", "/x", {}, {}, [])
+    text = render_text(Plan("t", "t", [vnet, *map(rule, range(7))], {}))
+    assert "r-0 … r-6 (7 resources, chained)" in text
+    assert text.count("network:Subnet") == 1
 
 
 def test_every_file_reads_as_a_file_never_as_an_escaped_string() -> None:

@@ -157,8 +157,18 @@ def password_login(resources: Resources) -> None:
 
 
 def nat_rule(resources: Resources, index: int) -> dict[str, Any]:
-    props: dict[str, Any] = [r for r in resources if r["type"] == v.NAT_RULE][index]["props"]
+    """The settings of the load balancer's `index`-th NAT rule, in the template that writes
+    them (ARM's form: the settings under "properties")."""
+    (lb,) = v.template_resources(find(resources, v.DEPLOYMENT))
+    props: dict[str, Any] = lb["properties"]["inboundNatRules"][index]["properties"]
     return props
+
+
+def template_writes_an_nsg_rule(resources: Resources) -> None:
+    template = find(resources, v.DEPLOYMENT)["props"]["properties"]["template"]
+    template["resources"].append(
+        {"type": "Microsoft.Network/networkSecurityGroups/securityRules", "name": "nsg/oops"}
+    )
 
 
 def nat_to_rdp(resources: Resources) -> None:
@@ -185,7 +195,7 @@ BREAKS: dict[str, tuple[Break, str]] = {
     "password-login": (password_login, "disablePasswordAuthentication"),
     "hash-in-bootstrap": (lambda r: custom_data(r, f"# {HASH}\n"), "customData carries a pass"),
     "key-in-bootstrap": (lambda r: custom_data(r, KEY), "customData carries a private key"),
-    "bundle-in-parameters": (protected_in_clear, "parameters[FTPSTACK_CONFIG] carries a pass"),
+    "bundle-in-parameters": (protected_in_clear, "parameters[FTPSTACK_CONFIG_0] carries a pass"),
     "protected-not-secret": (protected_not_secret, "not marked secret"),
     "idle-timeout": (slow_keepalive, "not longer than keepalive"),
 }
@@ -193,6 +203,7 @@ LB_BREAKS: dict[str, tuple[Break, str]] = {
     "nat-to-rdp": (nat_to_rdp, "forwards to port 3389"),
     "nat-gap": (nat_gap, "with gaps"),
     "lb-balances-80": (lb_balances_80, "balances port 80"),
+    "template-writes-nsg": (template_writes_an_nsg_rule, "writes a Microsoft.Network/network"),
 }
 CASES = [(s, b) for s in sorted(STACKS) for b in BREAKS] + [
     (s, b) for s in ("prod", "ha") for b in LB_BREAKS

@@ -210,16 +210,39 @@ def test_a_deployment_narrows_then_opens_then_configures() -> None:
     passive_rule = names["ftp-nsg-allow-ftp-passive"]
     assert "ftp-vm-narrow" in passive_rule.dependencies
     configure = names["ftp-vm-configure"]
-    assert "ftp-nsg-allow-ftp-passive" in configure.dependencies
-    assert f"ftp-nat-passive-{view(p).passive_range[-1]}" in configure.dependencies
+    assert {"ftp-nsg-allow-ftp-passive", "ftp-lb-nat"} <= set(configure.dependencies)
     smoke = plan().find(d.SMOKE_CHECK)
     assert smoke and "ftp-vm-configure" in smoke[0].dependencies
 
 
+@pytest.mark.parametrize("instances", [2, 3])
+def test_nat_ports_move_only_after_every_instance_stopped_announcing_them(instances: int) -> None:
+    """A port that moves from one instance to another is re-pointed by the one write of the NAT
+    rules, which comes after every instance's narrowing step and before any configuration."""
+    p = plan("prod", instances=instances, zones=[1, 2], maxClients=30)
+    (nat,) = p.find(d.DEPLOYMENT)
+    narrows = {r.name for r in p.find(d.RUN_COMMAND) if r.name.endswith("-narrow")}
+    assert len(narrows) == instances and narrows <= set(nat.dependencies)
+    for step in (r for r in p.find(d.RUN_COMMAND) if r.name.endswith("-configure")):
+        assert nat.name in step.dependencies
+    rules = view(p).nat_rules()
+    assert len(rules) == len(view(p).passive_range) - len(view(p).passive_range) % instances
+    assert {r.pool for r in rules} == {f"instance-{i}" for i in range(instances)}
+
+
+def test_the_load_balancer_itself_declares_no_nat_rules() -> None:
+    """azure-native keeps the NAT rules Azure has when the load balancer's own update leaves them
+    unset; declaring them there too would write them early, before the narrowing steps."""
+    (lb,) = plan("prod").find(d.LOAD_BALANCER)
+    assert "inboundNatRules" not in lb.inputs
+    assert not plan("prod").find(d.NAT_RULE)
+
+
 def test_sibling_rules_are_chained() -> None:
-    p = plan("prod")
-    nats = sorted((r for r in p.find(d.NAT_RULE)), key=lambda r: int(r.name.rsplit("-", 1)[1]))
-    for before, after in itertools.pairwise(nats):
+    p = plan("prod", sshSourceCidrs=["203.0.113.7/32"])
+    rules = [r for r in p.find(d.SECURITY_RULE) if r.name != "ftp-nsg-allow-ftp-passive"]
+    assert len(rules) >= 4
+    for before, after in itertools.pairwise(rules):
         assert before.name in after.dependencies
 
 

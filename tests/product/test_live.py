@@ -97,8 +97,21 @@ def test_a_release_cut_short_is_written_again(tmp_path: Path) -> None:
 
 
 def test_the_narrowing_step_needs_no_secret() -> None:
-    mini = live.narrow_bundle()
-    assert set(mini) == {"version", "proftpd", "narrow_wait_seconds"}
+    mini = live.narrow_bundle(settings(exposure="load-balancer"))
+    assert set(mini) == {"version", "proftpd", "health", "drain_seconds", "narrow_wait_seconds"}
+    assert mini["health"] == {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
+    assert live.narrow_bundle(settings())["health"] is None, "a public IP has no rotation"
+
+
+def test_a_bundle_travels_in_parts_each_under_linuxs_limit_and_comes_back_whole() -> None:
+    text = "x" * (live.PART_SIZE * 2 + 5)
+    params = live.parameters(text)
+    assert params[live.PARTS_PARAMETER] == "3"
+    assert all(len(k) + 1 + len(v) < 131_072 for k, v in params.items())
+    assert live.joined(params) == text
+    del params[f"{live.CONFIG_PARAMETER}_1"]
+    with pytest.raises(ApplyFailed, match="did not arrive whole"):
+        live.joined(params)
 
 
 def test_the_agent_refuses_a_bundle_it_does_not_understand() -> None:
