@@ -30,9 +30,16 @@ def vm_tags(settings: Settings) -> dict[str, str]:
     }
 
 
+# A new data disk (a restore, a zone move: `dataDiskSourceId`) would otherwise be swapped under
+# the mounted file system; a new VM mounts it at boot.
+VM_REPLACED_WITH_ITS_DISK = "storageProfile.dataDisks"
+
+
 def vm_replaced_on() -> list[str]:
-    """Every VM property ARM refuses to change in place, except those held still on purpose."""
-    return [i.path for i in azure.IMMUTABLE[azure.VM_TYPE] if i.path not in VM_IGNORED]
+    """Every VM property ARM refuses to change in place, except those held still on purpose, and
+    the data disk it attaches."""
+    immutable = [i.path for i in azure.IMMUTABLE[azure.VM_TYPE] if i.path not in VM_IGNORED]
+    return [*immutable, VM_REPLACED_WITH_ITS_DISK]
 
 
 def smoke_argv(settings: Settings, address: str) -> list[str]:

@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
-from ftpstack.agent.apply import (
-    BUNDLE_VERSION,
-    CONFIG_PARAMETER,
-    PARTS_PARAMETER,
-    bundle_text,
-    decode_bundle,
-)
+
+# The agent owns the parameters' names; they are re-exported for the program's side.
+from ftpstack.agent.apply import BUNDLE_VERSION, bundle_text, decode_bundle
+from ftpstack.agent.apply import CONFIG_PARAMETER as CONFIG_PARAMETER
+from ftpstack.agent.apply import PARTS_PARAMETER as PARTS_PARAMETER
 from ftpstack.render import live_files
 from ftpstack.rules import passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings

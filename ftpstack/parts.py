@@ -43,11 +43,13 @@ def instance_suffix(index: int) -> str:
 def child_id(parent_id: str, kind: str, name: str) -> str: ...
 @overload
 def child_id(parent_id: pulumi.Output[str], kind: str, name: str) -> pulumi.Output[str]: ...
+@overload
+def child_id(parent_id: pulumi.Input[str], kind: str, name: str) -> pulumi.Input[str]: ...
 def child_id(parent_id: pulumi.Input[str], kind: str, name: str) -> pulumi.Input[str]:
     """The id of a child (`kind`/`name`) of the resource `parent_id`."""
     if isinstance(parent_id, str):
         return f"{parent_id}/{kind}/{name}"
-    return pulumi.Output.from_input(parent_id).apply(lambda i: f"{i}/{kind}/{name}")
+    return pulumi.Output.from_input(parent_id).apply(lambda i: f"{i}/{kind}/{name}")  # type: ignore[arg-type]
 
 
 def instance_pool(index: int) -> str:
@@ -366,10 +368,11 @@ def nat_deployment(
             {**lb_body(s, ids[0], ids[1]), "inboundNatRules": nat_rule_bodies(s, ids[0])},
         )
     )
+    properties: Any = {"mode": "Incremental", "template": template}  # the SDK types it as Any
     return resources.Deployment(
         f"{name}-lb-nat",
         resource_group_name=where.rg_name,
-        properties={"mode": "Incremental", "template": template},
+        properties=properties,
         opts=pulumi.ResourceOptions(parent=lb, depends_on=[lb, *after]),
     )
 

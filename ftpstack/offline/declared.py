@@ -183,7 +183,7 @@ class Declared:
             out.append(
                 NatRule(
                     str(i.get("name")),
-                    int(i.get("frontendPortRangeStart") or i.get("frontendPort")),
+                    int(i.get("frontendPortRangeStart") or i["frontendPort"]),
                     int(i["backendPort"]),
                     pool,
                 )

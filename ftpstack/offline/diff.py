@@ -10,7 +10,10 @@ changed: both sides fingerprint with one key per run), what changes live on the 
 ("in place, no downtime") and loud warnings for what costs users something: a VM replaced, the
 public IP changing, the data disk replaced, shrunk or deleted, a port opened to the Internet.
 
-Exit code: 0 no changes, 1 changes, 2 errors. It complements `pulumi preview`, which knows the
+Exit code: 0 no changes, 1 changes, 2 errors, among them a change that cannot be made in one
+`pulumi up` without losing files or breaking transfers (a zone move of a data disk, a storage
+account Azure cannot convert, a passive range no server keeps a port of, fewer instances), which
+it refuses with the steps that can. It complements `pulumi preview`, which knows the
 real state; this needs no cloud account, so every pull request gets it.
 """
 
@@ -31,6 +34,8 @@ from typing import Any
 
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
+from ftpstack.offline import edges, graph
+from ftpstack.offline.edges import VM_SIZE, Change
 from ftpstack.offline.mocks import ARM_PATHS, RESOURCE_GROUP_NAME
 from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 
@@ -49,15 +54,6 @@ class DiffError(Exception):
 
 
 @dataclass
-class Change:
-    type: str
-    name: str
-    kind: str  # "add", "remove", "change"
-    properties: list[tuple[str, Any, Any]] = field(default_factory=list)
-    replaced_by: list[str] = field(default_factory=list)
-
-
-@dataclass
 class StackDiff:
     stack: str
     changes: list[Change]
@@ -66,6 +62,8 @@ class StackDiff:
     cloud_init: list[str]
     live: list[str]
     outputs: list[tuple[str, Any, Any]]
+    refusals: list[str] = field(default_factory=list)  # what cannot be done in one step
+    path: graph.Path = field(default_factory=lambda: graph.Path(()))
 
     @property
     def changed(self) -> bool:
@@ -188,8 +186,14 @@ def _change_warnings(change: Change, before: dict[str, Any], after: dict[str, An
         )
         out.append(
             f"VM {change.name} will be REPLACED ({reason}): it is deleted and created "
-            "anew; FTP on it is down meanwhile and its OS disk is lost (the data disk "
-            "and the TLS identity on it are kept)"
+            "anew; FTP on it is down meanwhile and its OS disk is lost (the files on the data "
+            "disk or the share are kept)"
+        )
+    size = [(a, b) for p, a, b in change.properties if p == VM_SIZE]
+    if change.type == d.VM and size and not change.replaced_by:
+        out.append(
+            f"VM {change.name} will RESTART (vmSize {size[0][0]} => {size[0][1]}): Azure resizes "
+            "a running VM by restarting it; FTP on it is down for a few minutes"
         )
     if change.replaced_by and change.type == d.PUBLIC_IP:
         out.append(
@@ -250,19 +254,6 @@ def compare_resources(
     return changes, warnings, notes
 
 
-def _rolling_warnings(changes: list[Change]) -> list[str]:
-    """Several VMs replaced by one `pulumi up` are down together: say how to roll them."""
-    replaced = [c.name for c in changes if c.type == d.VM and c.replaced_by]
-    if len(replaced) < 2:
-        return []
-    return [
-        f"{len(replaced)} VMs will be REPLACED in this one `pulumi up` ({', '.join(replaced)}), "
-        "so no instance serves meanwhile; to keep serving, replace one at a time: `pulumi up "
-        f"--target '<urn of {replaced[0]}>' --target-dependents`, then the next (README: "
-        "Replacing VMs one at a time)"
-    ]
-
-
 def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
     was = {(r.name, r.port_text) for r in old.open_to_internet()}
     return [
@@ -296,7 +287,14 @@ def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
     a, b = d.Declared(old or {}), d.Declared(new or {})
     changes, warnings, notes = compare_resources(a, b)
-    warnings += _rolling_warnings(changes) + _exposure_warnings(a, b)
+    warnings += edges.rolling_warnings(changes) + _exposure_warnings(a, b)
+    notes += edges.slice_notes(a, b)
+    path = graph.change(
+        old or {},
+        new or {},
+        {c.name for c in changes if c.kind != "remove"},
+        {c.name for c in changes if c.replaced_by},
+    )
     outputs = [
         (k, a.outputs.get(k), b.outputs.get(k))
         for k in sorted(set(a.outputs) | set(b.outputs))
@@ -306,7 +304,15 @@ def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) 
         (old or {}).get("cloud_init", ""), (new or {}).get("cloud_init", ""), "cloud-init"
     )
     return StackDiff(
-        stack, changes, warnings, notes, cloud_init, _live_diff(old or {}, new or {}), outputs
+        stack,
+        changes,
+        warnings,
+        notes,
+        cloud_init,
+        _live_diff(old or {}, new or {}),
+        outputs,
+        edges.refusals(changes, a, b) if old and new else [],
+        path,
     )
 
 
@@ -322,6 +328,9 @@ def render(diff: StackDiff, base: str) -> str:
     out = [f"## ftpstack offline diff: stack `{diff.stack}` ({base} -> working tree)", ""]
     if not diff.changed:
         return "\n".join([*out, "No changes.", ""])
+    if diff.refusals:
+        out += ["**Refused: not in one step**", "", *[f"- ERROR: {r}" for r in diff.refusals], ""]
+    out += [f"Critical path of this change: {diff.path}", ""]
     if diff.warnings:
         out += ["**Warnings**", "", *[f"- WARNING: {w}" for w in diff.warnings], ""]
     if diff.notes:
@@ -374,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for diff in diffs:
         print(render(diff, args.base))
+    refused = [f"{diff.stack}: {r}" for diff in diffs for r in diff.refusals]
+    for line in refused:
+        print(f"error: {line}", file=sys.stderr)
+    if refused:
+        return 2
     return 1 if any(d.changed for d in diffs) else 0
 
 

@@ -14,7 +14,7 @@ which Pulumi runs after everything else, in reverse order of their dependencies.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ def is_write(resource: Mapping[str, Any]) -> bool:
 
 
 def longest(
-    resources: list[Mapping[str, Any]], weight: Mapping[str, int], reverse: bool = False
+    resources: Sequence[Mapping[str, Any]], weight: Mapping[str, int], reverse: bool = False
 ) -> tuple[str, ...]:
     """The heaviest chain along dependencies (or against them, `reverse`), as names in order;
     a resource of weight 2 (a replacement) appears twice."""

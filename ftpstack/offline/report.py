@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ftpstack.offline import armcheck, costs
+from ftpstack.offline import armcheck, costs, graph
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
 
@@ -40,7 +40,9 @@ def warnings(plan: Plan) -> list[str]:
 def extras(plan: Plan) -> dict[str, Any]:
     view = d.Declared(plan.to_json())
     found, total, biggest = costs.summary(view)
+    path = graph.first_deploy(plan.to_json())
     return {
+        "critical_path": {"writes": path.writes, "steps": list(path.steps)},
         "arm_check": [str(f) for f in arm_findings(plan)],
         "warnings": warnings(plan),
         "billable": [{"what": u.what, "count": u.count, "monthly_usd": u.monthly} for u in found],
@@ -145,6 +147,7 @@ def render_text(plan: Plan) -> str:
     out += [f"Billable units (list prices {costs.PRICES_AS_OF}; approximate):"]
     out += [f"  {u}" for u in found]
     out += [f"  total ~${total:,.0f}/month; biggest: {biggest.what if biggest else '-'}", ""]
+    out += [f"Critical path of a first deploy: {graph.first_deploy(plan.to_json())}", ""]
     findings = arm_findings(plan)
     out += [f"ARM check: {len(findings)} problem(s)", *[f"  {f}" for f in findings], ""]
     for warning in warnings(plan):

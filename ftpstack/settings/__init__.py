@@ -17,10 +17,10 @@ from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT
 
 __all__ = [
     "FTP_CONTROL_PORT",
+    "MAX_INSTANCES",
     "NAMESPACE",
     "SHOWN_SECRET",
     "SSH_PORT",
-    "MAX_INSTANCES",
     "FtpUser",
     "Settings",
     "SettingsError",

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from ftpstack.offline.diff import compare
-from tests.support import ROOT
+from ftpstack.offline.diff import StackDiff, compare
+from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
+from tests.support import ONE_SERVER, ROOT, plan
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_an_image_change_replaces_the_vm_and_says_what_survives(clone: Path) -> 
         "WARNING: VM ftp-vm will be REPLACED (storageProfile.imageReference changed)"
         in result.stdout
     )
-    assert "the data disk and the TLS identity on it are kept" in result.stdout
+    assert "the files on the data disk or the share are kept" in result.stdout
 
 
 def test_opening_ftp_to_the_internet_is_loud(clone: Path) -> None:
@@ -197,3 +198,93 @@ def test_replacing_every_instance_at_once_says_how_to_roll_them() -> None:
     assert any("2 VMs will be REPLACED" in w and "--target '<urn of ftp-vm>'" in w for w in two)
     one = compare("dev", vms("a", 1), vms("b", 1)).warnings
     assert one and not any("VMs will be REPLACED" in w for w in one), "one VM: nothing to roll"
+
+
+# -- the edges: what one `pulumi up` cannot do, and what it costs ----------------------------
+
+
+def changed(stack: str, before: dict[str, Any], after: dict[str, Any]) -> StackDiff:
+    """compare() of two plans as `make diff` makes them: secrets fingerprinted with one key."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(FINGERPRINT_KEY_ENV, "one key for both sides")
+        return compare(stack, plan(stack, **before).to_json(), plan(stack, **after).to_json())
+
+
+def test_widening_prods_range_is_one_step_and_short() -> None:
+    """50000-50099 -> 50000-50199: instance 1's slice moves entirely (50050-50099 ->
+    50100-50199), so it steps aside during the change while instance 0 keeps serving."""
+    result = changed("prod", {}, {"passivePortEnd": 50199})
+    assert result.refusals == []
+    assert any("instance 1 keeps no port of its slice 50050-50099" in n for n in result.notes)
+    assert result.path.writes <= 10, str(result.path)
+    assert result.path.steps[-2:] == ("ftp-vm-configure", "ftp-vm-1-configure")
+
+
+def test_a_range_no_server_keeps_a_port_of_is_refused_with_the_two_steps() -> None:
+    result = changed("dev", {}, {"passivePortStart": 51000, "passivePortEnd": 51039})
+    (refusal,) = result.refusals
+    assert "from 50000-50039 to 51000-51039" in refusal and "e.g. 50000-51039" in refusal
+    negative = changed("dev", {}, {"passivePortStart": 50020, "passivePortEnd": 50059})
+    assert negative.refusals == [], "an overlapping move is one step"
+
+
+def test_fewer_instances_are_refused_with_the_two_steps() -> None:
+    result = changed("prod", {"instances": 3, "maxClients": 48}, {"maxClients": 48})
+    (refusal,) = result.refusals
+    assert "instances 3 -> 2" in refusal and "--target '<urn of ftp-vm-2>'" in refusal
+    more = changed("prod", {"maxClients": 48}, {"instances": 3, "maxClients": 48})
+    assert more.refusals == [], "adding an instance is one step"
+    assert "ftp-vm-2" in {c.name for c in more.changes if c.kind == "add"}
+
+
+def test_a_zone_move_of_a_data_disk_is_refused_unless_it_starts_from_a_snapshot() -> None:
+    snapshot = (
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/snapshots/ftp-data-move"
+    )
+    one = {**ONE_SERVER, "zones": [1]}
+    result = changed("prod", one, {**one, "zones": [2]})
+    assert any("data disk ftp-data would be REPLACED" in r for r in result.refusals)
+    assert any("dataDiskSourceId" in r for r in result.refusals)
+    moved = changed("prod", one, {**one, "zones": [2], "dataDiskSourceId": snapshot})
+    assert moved.refusals == []
+    assert any("VM ftp-vm will be REPLACED" in w for w in moved.warnings)
+
+
+def test_zones_that_change_the_shares_storage_sku_are_refused() -> None:
+    result = changed("prod", {}, {"zones": []})
+    assert any(
+        "storage account ftpfiles would be REPLACED" in r and "sku" in r for r in result.refusals
+    )
+
+
+def test_a_resize_restarts_each_vm_and_says_how_to_roll() -> None:
+    result = changed("prod", {}, {"vmSize": "Standard_D4s_v5"})
+    assert (
+        sum(
+            "will RESTART (vmSize Standard_D2s_v5 => Standard_D4s_v5)" in w for w in result.warnings
+        )
+        == 2
+    )
+    assert any(
+        "2 VMs will RESTART" in w and "--target '<urn of ftp-vm>'" in w for w in result.warnings
+    )
+    assert not any(c.replaced_by for c in result.changes if c.name.startswith("ftp-vm"))
+    one = changed("dev", {}, {"vmSize": "Standard_B2ms"})
+    assert not any("VMs will RESTART" in w for w in one.warnings), "one VM: nothing to roll"
+
+
+def test_a_refused_change_exits_2_and_says_why_on_stderr(clone: Path) -> None:
+    edit(
+        clone / "Pulumi.dev.yaml",
+        "ftpstack:passivePortStart: 50000",
+        "ftpstack:passivePortStart: 51000",
+    )
+    edit(
+        clone / "Pulumi.dev.yaml",
+        "ftpstack:passivePortEnd: 50039",
+        "ftpstack:passivePortEnd: 51039",
+    )
+    result = diff(clone, "--stack", "dev")
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: dev: the passive range changes from 50000-50039")
+    assert "Refused: not in one step" in result.stdout

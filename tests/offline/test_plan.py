@@ -171,3 +171,13 @@ def test_readme_documents_every_key_and_output() -> None:
         assert f"| `{field.alias}` |" in readme, field.alias
     for name in outputs.ALL:
         assert f"| `{name}` |" in readme, name
+
+
+def test_the_plan_prints_the_critical_path_of_a_first_deploy() -> None:
+    """Prod's first `pulumi up` writes to Azure in series along its longest chain of
+    dependencies; the NAT rules are one write of the load balancer, not a chain of 100."""
+    text = render_text(plan("prod"))
+    line = next(x for x in text.splitlines() if x.startswith("Critical path of a first deploy"))
+    writes = int(line.split(": ")[1].split(" ")[0])
+    assert writes <= 25, line
+    assert "-narrow -> " in line and line.endswith("ftp-vm-configure -> ftp-vm-1-configure")

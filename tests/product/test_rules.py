@@ -113,5 +113,6 @@ def test_vm_tags_tell_the_policy_pack_tls_and_keepalive() -> None:
 def test_every_immutable_vm_property_replaces_it_except_the_ssh_key() -> None:
     replaced = set(checks.vm_replaced_on())
     immutable = {i.path for i in azure_rules.IMMUTABLE[azure_rules.VM_TYPE]}
-    assert replaced == immutable - set(checks.VM_IGNORED)
+    assert replaced == (immutable - set(checks.VM_IGNORED)) | {checks.VM_REPLACED_WITH_ITS_DISK}
     assert checks.VM_IGNORED == ("osProfile.linuxConfiguration.ssh.publicKeys",)
+    assert checks.VM_REPLACED_WITH_ITS_DISK == "storageProfile.dataDisks"
