@@ -26,9 +26,10 @@ RESERVED_USER_NAMES = {"ftp", "anonymous", "root", "ftpvirtual", "ftpanon", "pub
 # Tags the component adds to every VM (what the policy pack reads).
 COMPONENT_TAGS = 3
 
+# Used with fullmatch; a segment holds no "/" and no white space (a pasted id's newline).
 SUBNET_ID = re.compile(
-    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-    r"virtualNetworks/[^/]+/subnets/[^/]+"
+    r"/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Network/"
+    r"virtualNetworks/[^/\s]+/subnets/[^/\s]+"
 )
 
 

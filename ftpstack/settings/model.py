@@ -235,7 +235,7 @@ class Settings(_Model):
 
     @property
     def nvme(self) -> bool:
-        return bool(azure.NVME_SIZE.match(self.vm_size))
+        return bool(azure.NVME_SIZE.fullmatch(self.vm_size))
 
     @model_validator(mode="after")
     def coherent(self) -> Settings:

@@ -28,7 +28,16 @@ def _problem(text: str, **context: str) -> PydanticCustomError:
     return PydanticCustomError("ftpstack_value", text, context or None)
 
 
+def _trimmed(value: str) -> str:
+    """A name or address as written, refused when a newline or spaces cling to an end (a value
+    pasted with its line end): Azure and proftpd would get them too."""
+    if value != value.strip():
+        raise _problem("has a newline or spaces at an end; write the value without them")
+    return value
+
+
 def _cidr(value: str) -> str:
+    _trimmed(value)
     try:
         net = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
@@ -136,7 +145,8 @@ Region = Annotated[str, AfterValidator(_region)]
 
 
 def _vm_size(value: str) -> str:
-    if not azure.VM_SIZE.match(value):
+    _trimmed(value)
+    if not azure.VM_SIZE.fullmatch(value):
         raise _problem(
             "is not an Azure VM size; write it like Standard_B2s or Standard_D2s_v5 "
             "(`az vm list-sizes -l <region>` lists them)"
@@ -147,9 +157,12 @@ def _vm_size(value: str) -> str:
 VmSize = Annotated[str, AfterValidator(_vm_size)]
 
 
-def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+def _pattern(regex: re.Pattern[str], what: str, empty_ok: bool = False) -> AfterValidator:
+    """A value that is all of `regex` (fullmatch: no trailing newline slips through)."""
+
     def check(value: str) -> str:
-        if not regex.match(value):
+        _trimmed(value)
+        if not (empty_ok and value == "") and not regex.fullmatch(value):
             raise _problem(what)
         return value
 
@@ -159,30 +172,33 @@ def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
 ResourceGroupName = Annotated[
     str,
     _pattern(
-        re.compile(r"^$|" + azure.RESOURCE_GROUP_NAME.pattern),
+        azure.RESOURCE_GROUP_NAME,
         "Azure resource group names are 1-90 letters, digits, _ - . ( ) and can't end with a "
         "period",
+        empty_ok=True,
     ),
 ]
 DnsLabel = Annotated[
     str,
     _pattern(
-        re.compile(r"^$|" + azure.DNS_LABEL.pattern),
+        azure.DNS_LABEL,
         "a DNS label is 3-63 lower-case letters, digits and hyphens, starting with a letter "
         "and ending with a letter or digit (or empty for none)",
+        empty_ok=True,
     ),
 ]
 UserName = Annotated[
     str,
     _pattern(
-        re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+        re.compile(r"[a-z_][a-z0-9_-]{0,31}"),
         "user names are 1-32 lower-case letters, digits, _ and -, starting with a letter or _",
     ),
 ]
 
 
 def _admin_username(value: str) -> str:
-    if not azure.ADMIN_USERNAME.match(value):
+    _trimmed(value)
+    if not azure.ADMIN_USERNAME.fullmatch(value):
         raise _problem(
             "admin user names are 1-32 lower-case letters, digits, _ and -, starting with a "
             "letter or _"

@@ -288,3 +288,67 @@ def test_the_model_is_frozen() -> None:
     with pytest.raises(Exception):  # noqa: B017 (pydantic's frozen error)
         s.max_clients = 3  # type: ignore[misc]
     assert isinstance(s, Settings)
+
+
+# -- a value with its line end ----------------------------------------------------------------
+
+SUBNET_ID = (
+    "/subscriptions/0000/resourceGroups/net-rg/providers/Microsoft.Network/"
+    "virtualNetworks/vnet/subnets/ftp"
+)
+
+
+def at_key(key: str, value: str) -> dict[str, Any]:
+    """The raw settings that put `value` at `key` (and nothing else odd)."""
+    if key.startswith("users[0]."):
+        return {"users": [{**GOOD_USER, key.removeprefix("users[0]."): value}]}
+    if key == "tags":
+        return {"tags": {value: "x"}}
+    if key == "ftpSourceCidrs[0]":
+        return {"ftpSourceCidrs": [value]}
+    return {key: value}
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("users[0].name", "alice"),
+        ("users[0].password", PASSWORD),
+        ("adminUsername", "ftpadmin"),
+        ("dnsLabel", "acme-ftp-dev"),
+        ("resourceGroupName", "rg-ftp"),
+        ("vmSize", "Standard_B2s"),
+        ("existingSubnetId", SUBNET_ID),
+        ("ftpSourceCidrs[0]", "203.0.113.0/24"),
+        ("tags", "environment"),
+    ],
+)
+def test_a_value_with_a_trailing_newline_is_refused_and_without_it_passes(
+    key: str, valid: str
+) -> None:
+    message = refused(**at_key(key, valid + "\n"))
+    assert message.startswith(f"ftpstack:{key}"), message
+    if "password" in key:
+        assert valid not in message and "control character" in message, message
+    else:
+        assert repr(valid + "\n") in message, "the line shows the value, newline and all"
+    assert settings(**at_key(key, valid)), "negative control: the value itself passes"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "valid"),
+    [
+        ("RESOURCE_GROUP_NAME", "rg-ftp"),
+        ("DNS_LABEL", "acme-ftp-dev"),
+        ("ADMIN_USERNAME", "ftpadmin"),
+        ("VM_SIZE", "Standard_B2s"),
+        ("NVME_SIZE", "Standard_D2s_v6"),
+    ],
+)
+def test_azure_name_patterns_end_at_the_end_not_before_a_newline(pattern: str, valid: str) -> None:
+    """`$` matches before a final newline; the patterns must hold even under re.match."""
+    from ftpstack import azure_rules
+
+    regex = getattr(azure_rules, pattern)
+    assert regex.match(valid), "negative control: the valid name matches"
+    assert not regex.match(valid + "\n")
