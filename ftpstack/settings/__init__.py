@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ftpstack.settings.errors import NAMESPACE, SHOWN_SECRET, SettingsError, explain, value_at
 from ftpstack.settings.model import FtpUser, Settings
-from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT
+from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT, is_private_key
 
 __all__ = [
     "FTP_CONTROL_PORT",
@@ -23,6 +23,7 @@ __all__ = [
     "FtpUser",
     "Settings",
     "SettingsError",
+    "is_private_key",
     "is_secret_value",
     "parse_settings",
 ]
@@ -33,12 +34,12 @@ SECRET_KEYS = frozenset({"tlsPrivateKey"})
 
 def is_secret_value(value: Any) -> bool:
     """True for a value that is, or holds, something secret by its content: a password field,
-    or a PEM private key anywhere inside."""
+    or a private key anywhere inside."""
     if isinstance(value, dict):
         return "password" in value or any(is_secret_value(v) for v in value.values())
     if isinstance(value, list):
         return any(is_secret_value(v) for v in value)
-    return isinstance(value, str) and "PRIVATE KEY" in value
+    return isinstance(value, str) and is_private_key(value)
 
 
 def known_keys() -> list[str]:

@@ -79,22 +79,55 @@ def _passive_port(value: int) -> int:
 PassivePort = Annotated[int, AfterValidator(_passive_port)]
 
 
+# What a private key looks like where a public one belongs: any PEM private key block (OpenSSH,
+# PKCS#1, PKCS#8, EC), a PuTTY key file, or an OpenSSH key's body without its armour (base64 of
+# "openssh-key-v1").
+PRIVATE_KEY_MARKS = ("PRIVATE KEY", "PuTTY-User-Key-File", "b3BlbnNzaC1rZXktdjE")
+ED25519_KEY_BYTES = 32
+
+
+def is_private_key(text: str) -> bool:
+    """True for text that is, or holds, a private key: a secret by its content."""
+    return any(mark in text for mark in PRIVATE_KEY_MARKS)
+
+
 def _ssh_public_key(value: str) -> str:
-    value = value.strip()
-    if "PRIVATE KEY" in value:
+    if is_private_key(value):
         raise _problem(
-            "this is a private key, which must never leave your machine; give the .pub file's "
-            "one line (ssh-ed25519 AAAA…)"
+            "this is a private key, which must never leave your machine; paste the .pub file "
+            "(e.g. ~/.ssh/id_ed25519.pub) instead"
+        )
+    value = value.strip()
+    lines = value.splitlines()
+    if len(lines) > 1:
+        raise _problem(
+            "holds {count} lines; give one key, on one line: the .pub file's line",
+            count=str(len(lines)),
         )
     parts = value.split()
-    if len(parts) < 2 or parts[0] not in azure.SSH_KEY_TYPES:
+    if not parts or parts[0] not in azure.SSH_KEY_TYPES:
         raise _problem(
             "not an OpenSSH public key Azure accepts; give one line starting with ssh-ed25519 "
             "or ssh-rsa (Azure refuses ECDSA keys)"
         )
+    # Every key's base64 starts with AAAA: the length of its type name, a small number.
+    if len(parts) < 2 or not parts[1].startswith("AAAA"):
+        raise _problem(
+            "has no key after {kind}; copy the whole line of the .pub file ({kind} AAAA… comment)",
+            kind=parts[0],
+        )
     fields = _ssh_key_fields(parts[1])
     if fields is None or fields[0] != parts[0].encode():
         raise _problem("the key is damaged or truncated; copy the .pub file again")
+    if parts[0] == "ssh-ed25519":
+        if len(fields) != 2:
+            raise _problem("the key is damaged or truncated; copy the .pub file again")
+        if len(fields[1]) != ED25519_KEY_BYTES:
+            raise _problem(
+                "the key is damaged: an ed25519 key is 32 bytes, this one has {size}; copy the "
+                ".pub file again",
+                size=str(len(fields[1])),
+            )
     if parts[0] == "ssh-rsa":
         bits = int.from_bytes(fields[2], "big").bit_length() if len(fields) > 2 else 0
         if bits < azure.SSH_RSA_MIN_BITS:

@@ -142,3 +142,34 @@ def test_a_refused_secret_is_never_echoed(
 def test_negative_control_a_non_secret_value_is_shown() -> None:
     message = refused(config(maxClients="many"))
     assert "'many'" in message
+
+
+def test_a_private_key_as_the_ssh_key_is_told_to_paste_the_pub_file_not_to_encrypt_it() -> None:
+    """A private key has no business in sshPublicKey, encrypted or not: the line says what
+    belongs there, and shows nothing of the key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    body = private.splitlines()[1]
+    values = {"ftpstack:sshPublicKey": private}
+    stack = {"ftpstack:sshPublicKey": private}
+    assert plaintext_secrets(stack) == []
+    for message in (refused(values), refused(values, stack=stack)):
+        assert message.startswith("ftpstack:sshPublicKey = [secret]: this is a private key")
+        assert "id_ed25519.pub" in message and "plaintext" not in message, message
+        assert body not in message and "PRIVATE" not in message, message
+    # Negative control: the same key anywhere else is a secret stored in plaintext.
+    elsewhere = {**config(), "ftpstack:tags": json.dumps({"note": private})}
+    assert plaintext_secrets({"ftpstack:tags": {"note": private}}) == ["tags.note"]
+    message = refused(elsewhere)
+    assert message.startswith("ftpstack:tags.note is stored in plaintext"), message
+    assert body not in message

@@ -5,6 +5,7 @@ source in `ftpstack.azure_rules`."""
 from __future__ import annotations
 
 import base64
+import functools
 import struct
 from typing import Any
 
@@ -175,6 +176,96 @@ def test_an_error_names_the_users_index_not_a_value_it_shows() -> None:
 def test_rsa_keys_of_2048_bits_and_ed25519_keys_are_accepted() -> None:
     assert settings(sshPublicKey=rsa_key(2048)).ssh_public_key.startswith("ssh-rsa")
     assert settings().ssh_public_key.startswith("ssh-ed25519")
+
+
+# -- the SSH key: one public key, on one line ---------------------------------------------------
+
+
+def ed25519_key(size: int) -> str:
+    """An ssh-ed25519 line whose key field holds `size` bytes (32 is a well-formed key)."""
+    blob = b"".join(struct.pack(">I", len(f)) + f for f in (b"ssh-ed25519", bytes(range(size))))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} test"
+
+
+def new_key_pair() -> tuple[str, str]:
+    """(the .pub line, the OpenSSH private key file) of a fresh ed25519 key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    return public.decode() + " admin@laptop", private.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        (f"{SSH_KEY}\n{SSH_KEY}", "one key, on one line: the .pub file's line"),
+        (f"{SSH_KEY}\nssh-ed25519 AAAAC3Nza", "one key, on one line"),
+        (f"{SSH_KEY}\r\n{rsa_key(2048)}", "holds 2 lines"),
+        ("ssh-ed25519", "has no key after ssh-ed25519; copy the whole line"),
+        ("ssh-ed25519 admin@laptop", "has no key after ssh-ed25519"),
+        (ed25519_key(31), "an ed25519 key is 32 bytes, this one has 31"),
+        (ed25519_key(33), "an ed25519 key is 32 bytes, this one has 33"),
+        (ed25519_key(0), "this one has 0"),
+    ],
+)
+def test_an_ssh_key_that_is_not_one_whole_public_key_is_refused(value: str, fix: str) -> None:
+    message = refused(sshPublicKey=value)
+    assert message.startswith("ftpstack:sshPublicKey = "), message
+    assert fix in message, message
+
+
+def test_negative_control_one_whole_key_passes_with_or_without_its_line_end() -> None:
+    public, _ = new_key_pair()
+    assert settings(sshPublicKey=ed25519_key(32)).ssh_public_key == ed25519_key(32)
+    assert settings(sshPublicKey=public + "\n").ssh_public_key == public
+    assert settings(sshPublicKey=f"{SSH_KEY}\r\n").ssh_public_key == SSH_KEY
+
+
+@functools.cache
+def private_keys() -> list[str]:
+    """Private keys as people paste them: OpenSSH, PKCS#8, PKCS#1 RSA, PuTTY, a bare body."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _, openssh = new_key_pair()
+    _, pkcs8 = certificate_pair("x.example.com")
+    pkcs1 = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    body = "".join(openssh.splitlines()[1:-1])
+    putty = (
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: admin\n"
+        "Public-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIPCeVSa2TooV0N8hzSmBcp+qFRo4mijl3wRorZpdT9eF\n"
+        "Private-Lines: 1\nAAAAIHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4\n"
+    )
+    return [openssh, pkcs8, pkcs1, putty, body]
+
+
+@pytest.mark.parametrize("kind", ["openssh", "pkcs8", "pkcs1", "putty", "bare body"])
+def test_a_private_key_pasted_as_the_public_key_is_refused_and_never_shown(kind: str) -> None:
+    index = ["openssh", "pkcs8", "pkcs1", "putty", "bare body"].index(kind)
+    private = private_keys()[index]
+    message = refused(sshPublicKey=private)
+    assert message.startswith("ftpstack:sshPublicKey = [secret]: this is a private key"), message
+    assert "paste the .pub file (e.g. ~/.ssh/id_ed25519.pub)" in message, message
+    for line in private.splitlines():
+        if len(line) > 8:
+            assert line not in message, "no line of the private key is echoed"
 
 
 def test_regions_are_normalised_as_azure_names_them() -> None:
