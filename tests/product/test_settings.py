@@ -294,7 +294,38 @@ def test_each_slice_must_hold_twice_its_share_of_max_clients() -> None:
         passivePortEnd=50039,
         maxClients=30,
     )
-    assert "per instance (2 slices of 20)" in message and "at least 60 ports" in message
+    assert "each instance's slice of 20 ports (40 over 2 instances)" in message, message
+    assert "2 x its share of maxClients (15 of 30)" in message, message
+    assert "at least 60 ports" in message, message
+
+
+@pytest.mark.parametrize(("end", "passes"), [(50049, False), (50100, False), (50101, True)])
+def test_the_slice_message_says_what_each_number_is(end: int, passes: bool) -> None:
+    """maxClients 50 over 3 instances is 17 each, so each slice needs 34 ports: 102 in all."""
+    raw = {
+        "instances": 3,
+        "exposure": "load-balancer",
+        "passivePortStart": 50000,
+        "passivePortEnd": end,
+        "maxClients": 50,
+    }
+    if passes:  # negative control: the range the message asks for is accepted
+        assert settings(**raw).passive_port_end == end
+        return
+    message = refused(**raw)
+    ports = end - 50000 + 1
+    assert message.startswith(
+        f"ftpstack:passivePortStart..passivePortEnd = '50000-{end}': each instance's slice of "
+        f"{ports // 3} ports ({ports} over 3 instances) is fewer than 2 x its share of "
+        "maxClients (17 of 50);"
+    ), message
+    assert message.endswith("widen the range to at least 102 ports or lower maxClients"), message
+
+
+def test_one_instance_names_the_range_and_max_clients() -> None:
+    message = refused(passivePortStart=30000, passivePortEnd=30005, maxClients=10)
+    assert "'30000-30005': holds 6 ports, fewer than 2 x maxClients (10);" in message, message
+    assert settings(passivePortStart=30000, passivePortEnd=30019, maxClients=10)
 
 
 def test_shared_storage_size_fits_premium_files() -> None:
