@@ -42,10 +42,6 @@ def is_secret_value(value: Any) -> bool:
     return isinstance(value, str) and is_private_key(value)
 
 
-def known_keys() -> list[str]:
-    return [field.alias for field in Settings.model_fields.values() if field.alias]
-
-
 def parse_settings(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Settings:
     """Validate the stack config (keys without namespace); raise SettingsError with one line.
 
@@ -63,4 +59,4 @@ def parse_settings(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset(
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise SettingsError(explain(error, raw, known_keys(), is_secret)) from None
+        raise SettingsError(explain(error, raw, Settings, is_secret)) from None

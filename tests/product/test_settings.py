@@ -474,3 +474,77 @@ def test_azure_name_patterns_end_at_the_end_not_before_a_newline(pattern: str, v
     regex = getattr(azure_rules, pattern)
     assert regex.match(valid), "negative control: the valid name matches"
     assert not regex.match(valid + "\n")
+
+
+# -- "did you mean" ------------------------------------------------------------------------------
+
+
+def with_key(key: str, value: Any) -> dict[str, Any]:
+    """Raw settings with `value` under `key`; users[0].<k> is a key of the first user."""
+    if key.startswith("users[0]."):
+        return {"users": [{**GOOD_USER, key.removeprefix("users[0]."): value}]}
+    return {key: value}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "meant"),
+    [
+        ("TLS", "required", "tls"),
+        ("Tls", "required", "tls"),
+        ("passiveportstart", 50000, "passivePortStart"),
+        ("PassivePortEnd", 50099, "passivePortEnd"),
+        ("maxClient", 5, "maxClients"),
+        ("users[0].redOnly", True, "readOnly"),
+        ("users[0].ReadOnly", True, "readOnly"),
+        ("users[0].maxUploadMB", 10, "maxUploadMb"),
+    ],
+)
+def test_an_unknown_key_is_refused_with_the_key_it_most_likely_meant(
+    key: str, value: Any, meant: str
+) -> None:
+    message = refused(**with_key(key, value))
+    assert message.startswith(f"ftpstack:{key} is not "), message
+    assert message.endswith(f"did you mean {meant}?"), message
+    fixed = key.rsplit(".", 1)[0] + "." + meant if "." in key else meant
+    assert settings(**with_key(fixed, value)), "negative control: the key it meant passes"
+
+
+def test_an_unknown_user_key_without_a_near_one_lists_the_user_keys() -> None:
+    message = refused(users=[{**GOOD_USER, "colour": "blue"}])
+    assert message == (
+        "ftpstack:users[0].colour is not a key of users[0]; the keys are name, password, "
+        "readOnly, maxUploadMb"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "meant"),
+    [
+        ("tls", "Required", "required"),
+        ("tls", "require", "required"),
+        ("tls", "OFF", "off"),
+        ("exposure", "loadbalancer", "load-balancer"),
+        ("imagePublisher", "debian", "Debian"),
+        ("dataDiskSku", "premium_lrs", "Premium_LRS"),
+    ],
+)
+def test_a_choice_written_another_way_is_refused_with_the_choice_it_meant(
+    key: str, value: str, meant: str
+) -> None:
+    message = refused(**{key: value})
+    assert message.startswith(f"ftpstack:{key} = {value!r}: is not one of "), message
+    assert message.endswith(f"; did you mean {meant}?"), message
+    assert settings(**{key: meant}), "negative control: the choice it meant passes"
+
+
+def test_a_choice_far_from_every_value_lists_them_without_a_guess() -> None:
+    message = refused(tls="sometimes")
+    assert message == "ftpstack:tls = 'sometimes': is not one of off, allowed or required"
+
+
+def test_a_missing_user_password_is_set_with_path_and_secret() -> None:
+    message = refused(users=[{"name": "bob"}])
+    assert message == (
+        "ftpstack:users[0].password is not set; set it with "
+        "`pulumi config set --secret --path 'users[0].password' <value>`"
+    )
