@@ -11,9 +11,9 @@ import binascii
 import ipaddress
 import re
 import struct
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
 from ftpstack import azure_rules as azure
@@ -65,6 +65,29 @@ def _admin_cidr(value: str) -> str:
 
 
 AdminCidr = Annotated[str, AfterValidator(_admin_cidr)]
+
+
+def written_as_list(key: str, example: str) -> BeforeValidator:
+    """A list key given one value (`ftpSourceCidrs: 203.0.113.0/24`) is refused with the list to
+    write. Not taken as a one-item list: the Pulumi CLI refuses a value that is not a list for a
+    key Pulumi.yaml declares an array, so `make plan` must refuse it too."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            return value
+        items = [item for item in re.split(r"[\s,;]+", str(value)) if item]
+        if not items:
+            raise _problem("is not a list; write a list, e.g. [{example}]", example=example)
+        if len(items) > 1:
+            raise _problem("is not a list; write a list: [{items}]", items=", ".join(items))
+        raise _problem(
+            "is one value, not a list; write a list: [{item}] "
+            "(pulumi config set --path '{key}[0]' {item})",
+            item=items[0],
+            key=key,
+        )
+
+    return BeforeValidator(check)
 
 
 def _passive_port(value: int) -> int:

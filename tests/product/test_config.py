@@ -173,3 +173,16 @@ def test_a_private_key_as_the_ssh_key_is_told_to_paste_the_pub_file_not_to_encry
     message = refused(elsewhere)
     assert message.startswith("ftpstack:tags.note is stored in plaintext"), message
     assert body not in message
+
+
+def test_a_cidr_list_set_as_one_string_is_refused_with_the_list_to_write() -> None:
+    """`pulumi config set ftpSourceCidrs 203.0.113.0/24` stores a string; the CLI itself refuses
+    it for a key Pulumi.yaml declares an array, and so do the settings, with the fix."""
+    message = refused({**config(), "ftpstack:ftpSourceCidrs": "203.0.113.0/24"})
+    assert message == (
+        "ftpstack:ftpSourceCidrs = '203.0.113.0/24': is one value, not a list; write a list: "
+        "[203.0.113.0/24] (pulumi config set --path 'ftpSourceCidrs[0]' 203.0.113.0/24)"
+    )
+    # Negative control: what `pulumi config set --path 'ftpSourceCidrs[0]' ...` stores passes.
+    s = settings_from_config(config(ftpSourceCidrs=["203.0.113.0/24"]), lambda key: False)
+    assert s.ftp_source_cidrs == ["203.0.113.0/24"]

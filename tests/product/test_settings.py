@@ -548,3 +548,40 @@ def test_a_missing_user_password_is_set_with_path_and_secret() -> None:
         "ftpstack:users[0].password is not set; set it with "
         "`pulumi config set --secret --path 'users[0].password' <value>`"
     )
+
+
+# -- a list written as one value -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fix", "items"),
+    [
+        (
+            "ftpSourceCidrs",
+            "203.0.113.0/24",
+            "write a list: [203.0.113.0/24] "
+            "(pulumi config set --path 'ftpSourceCidrs[0]' 203.0.113.0/24)",
+            ["203.0.113.0/24"],
+        ),
+        (
+            "ftpSourceCidrs",
+            "203.0.113.0/24, 198.51.100.0/24",
+            "write a list: [203.0.113.0/24, 198.51.100.0/24]",
+            ["203.0.113.0/24", "198.51.100.0/24"],
+        ),
+        ("sshSourceCidrs", "203.0.113.7/32", "write a list: [203.0.113.7/32]", ["203.0.113.7/32"]),
+        ("sshSourceCidrs", "", "write a list, e.g. [203.0.113.7/32]", []),
+        ("zones", 1, "write a list: [1] (pulumi config set --path 'zones[0]' 1)", [1]),
+        ("zones", "1", "write a list: [1]", [1]),
+    ],
+)
+def test_a_list_written_as_one_value_is_refused_with_the_list_to_write(
+    key: str, value: Any, fix: str, items: list[Any]
+) -> None:
+    """Not taken as a one-item list: the Pulumi CLI refuses a non-list value for a key that
+    Pulumi.yaml declares an array, so the offline plan must not pass it."""
+    message = refused(**{key: value})
+    assert message.startswith(f"ftpstack:{key} = {value!r}: is "), message
+    assert fix in message, message
+    s = settings(**{key: items})  # negative control: the list it asks for passes
+    assert s.model_dump(by_alias=True)[key] == items
