@@ -90,14 +90,16 @@ TAG_NAME_FORBIDDEN = "<>%&\\?/"
 LB_RULES_INCLUDED = 5
 
 # -- names (resource-name-rules) ----------------------------------------------------------------
+# The patterns end in \Z where the documents write $: `$` also matches before a final newline, so
+# with re.match "demo\n" would pass. Callers use fullmatch as well.
 # Resource groups: 1-90 of letters, digits, underscores, hyphens, periods, parentheses; "Can't
 # end with period."
-RESOURCE_GROUP_NAME = re.compile(r"^[\w\-.()]{0,89}[\w\-()]$")
+RESOURCE_GROUP_NAME = re.compile(r"^[\w\-.()]{0,89}[\w\-()]\Z")
 # Public IP DNS label (checkDnsAvailability): ^[a-z][a-z0-9-]{1,61}[a-z0-9]$.
-DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+DNS_LABEL = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]\Z")
 # Linux admin user names: the REST API allows 64 characters but the Linux FAQ says "1 - 32",
 # which is also what useradd accepts; lower case so that the OS accepts it as it is.
-ADMIN_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ADMIN_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 # "The following usernames are not allowed" (Linux FAQ; the REST list omits "video").
 RESERVED_ADMIN_USERNAMES = frozenset(
     {
@@ -165,14 +167,14 @@ SYSTEM_ACCOUNTS = frozenset(
 # VM sizes: "Standard_" + family, vCPUs, constrained vCPUs, feature letters, accelerator,
 # version (vm-naming-conventions), e.g. Standard_B2s, Standard_D2s_v5, Standard_M8-2ms_v2.
 VM_SIZE = re.compile(
-    r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+(-[0-9]+)?[a-zA-Z]*(_[A-Z][0-9]+)?(_v[0-9]+)?$"
+    r"^(Standard|Basic)_[A-Z]{1,3}[0-9]+(-[0-9]+)?[a-zA-Z]*(_[A-Z][0-9]+)?(_v[0-9]+)?\Z"
 )
 VM_SIZE_PAGE = f"{DOCS}/virtual-machines/vm-naming-conventions"
 # "The newer generations (Ebsv5, Da/Ea/Fav6 and newer) typically support only the NVMe storage
 # interface": v6 and newer sizes, and the NVMe Ebsv5/Ebdsv5. Their data disks have no
 # /dev/disk/azure/scsi1 links on Debian 12; the bootstrap finds them as NVMe namespaces.
 NVME_SIZE = re.compile(
-    r"^Standard_([A-Z]+[0-9]+[a-z]*_v([6-9]|[1-9][0-9])|Eb[d]?s?[0-9]+[a-z]*_v5)$"
+    r"^Standard_([A-Z]+[0-9]+[a-z]*_v([6-9]|[1-9][0-9])|Eb[d]?s?[0-9]+[a-z]*_v5)\Z"
 )
 
 # -- resource ids that settings name --------------------------------------------------------------

@@ -27,7 +27,7 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, instance, live, parts, storage
+from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, storage
 from ftpstack.rules import passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -209,7 +209,7 @@ class FtpServer(pulumi.ComponentResource):
         trigger = instance.secret(digest)
         environment: dict[str, pulumi.Input[str]] = {}
         if s.users:
-            environment["FTP_PASSWORD"] = pulumi.Output.secret(
+            environment[ftpcheck.PASSWORD_ENV] = pulumi.Output.secret(
                 s.users[0].password.get_secret_value()
             )
         local.Command(

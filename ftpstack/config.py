@@ -21,11 +21,14 @@ from typing import Any
 
 import yaml
 
-from ftpstack.settings import NAMESPACE, Settings, SettingsError, parse_settings
+from ftpstack.settings import NAMESPACE, Settings, SettingsError, is_private_key, parse_settings
 
 PREFIX = f"{NAMESPACE}:"
 # Config values that must be stored as secrets, by the last part of their path.
 SECRET_FIELDS = frozenset({"password", "tlsPrivateKey"})
+# Keys whose value is public by definition: a private key pasted there is a mistake the settings
+# model names ("paste the .pub file"), not a secret to store encrypted.
+PUBLIC_FIELDS = frozenset({"sshPublicKey"})
 
 
 def decode(raw: str) -> Any:
@@ -69,11 +72,13 @@ def plaintext_secrets(config: Mapping[str, Any]) -> list[str]:
     for key, value in config.items():
         if not str(key).startswith(PREFIX) and ":" in str(key):
             continue  # another namespace (azure-native:location) is not ours to judge
+        if str(key).removeprefix(PREFIX) in PUBLIC_FIELDS:
+            continue
         for path, item in _walk(value, str(key).removeprefix(PREFIX)):
             last = path.rsplit(".", 1)[-1]
             # In clear: written as text or a number (a `secure:` value is a mapping).
             clear = isinstance(item, (str, int, float)) and item != ""
-            if clear and (last in SECRET_FIELDS or "PRIVATE KEY" in str(item)):
+            if clear and (last in SECRET_FIELDS or is_private_key(str(item))):
                 found.append(path)
     return found
 
@@ -92,13 +97,11 @@ def settings_from_config(
     for path in plaintext_secrets(stack_config or {}):
         raise _plaintext(path)
     for key, value in raw.items():
-        if is_secret(f"{PREFIX}{key}"):
+        if is_secret(f"{PREFIX}{key}") or key in PUBLIC_FIELDS:
             continue
         for path, item in _walk(value, key):
             last = path.rsplit(".", 1)[-1]
-            if (last in SECRET_FIELDS and item) or (
-                isinstance(item, str) and "PRIVATE KEY" in item
-            ):
+            if (last in SECRET_FIELDS and item) or (isinstance(item, str) and is_private_key(item)):
                 raise _plaintext(path)
     secret = frozenset(k for k in raw if is_secret(f"{PREFIX}{k}"))
     return parse_settings(raw, secret)

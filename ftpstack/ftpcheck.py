@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# The password of --user comes from the environment, never the command line (ps shows that).
+PASSWORD_ENV = "FTP_PASSWORD"
 _PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
 
@@ -268,10 +270,16 @@ def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ftpstack.ftpcheck",
         description="Check a deployed ftpstack endpoint like a customer's client would.",
+        epilog=f"environment: {PASSWORD_ENV} holds the password of --user (never an argument, "
+        "which other users of the machine see in ps).",
     )
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=21)
-    parser.add_argument("--user", help="log in and transfer; without it, wait for the banner")
+    parser.add_argument(
+        "--user",
+        help=f"log in (password from ${PASSWORD_ENV}) and transfer; without it, wait for the "
+        "banner",
+    )
     parser.add_argument("--expect-public-ip", help="the address PASV must announce")
     parser.add_argument("--expect-passive-range", help="first-last, e.g. 50000-50099")
     parser.add_argument("--timeout", type=float, default=10, help="per connection, seconds")
@@ -292,9 +300,9 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = arguments()
     args = parser.parse_args(argv)
-    password = os.environ.get("FTP_PASSWORD")
+    password = os.environ.get(PASSWORD_ENV)
     if args.user and password is None:
-        parser.error("set the password in the environment variable FTP_PASSWORD")
+        parser.error(f"set the password in the environment variable {PASSWORD_ENV}")
     first = last = None
     if args.expect_passive_range:
         first, last = (int(p) for p in args.expect_passive_range.split("-"))

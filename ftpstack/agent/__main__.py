@@ -23,6 +23,11 @@ def release() -> str:
 
 def by_hand(command: str, argv: list[str]) -> None:
     """What an administrator runs (as root, or through `az vm run-command invoke`)."""
+    if command == "unban":  # needs no record: its one argument is checked before anything runs
+        if len(argv) != 3:
+            raise ApplyFailed("unban takes one argument, the IP address: unban 203.0.113.7")
+        unban(argv[2])
+        return
     record = json.loads(Path(paths.APPLIED).read_text())
     p = record["proftpd"]
     if command == "reload":
@@ -36,8 +41,6 @@ def by_hand(command: str, argv: list[str]) -> None:
         health(record, on=True)
     elif command == "settle":
         settle(p["pid_file"])
-    elif command == "unban":
-        unban(argv[2])
     elif command == "status":
         found = sessions(p["pid_file"])
         print(

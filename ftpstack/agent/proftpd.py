@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -165,9 +166,23 @@ def settle(pid_file: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def ban_address(text: str) -> str:
+    """`text` when it is one IP address as written, else ApplyFailed: nothing else reaches
+    ftpdctl (no option, no second word, no line end, no IPv6 zone, which may hold any of those)."""
+    try:
+        ipaddress.ip_address(text)
+        valid = "%" not in text
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ApplyFailed(f"unban: {text!r} is not an IP address; give one, e.g. unban 203.0.113.7")
+    return text
+
+
 def unban(address: str) -> None:
     """Lift mod_ban's ban of an address (ftpdctl exits 0 even when it refuses: read its words)."""
-    out = run("ftpdctl", "-s", paths.CONTROLS_SOCKET, "permit", "host", address).stdout
+    host = ban_address(address)
+    out = run("ftpdctl", "-s", paths.CONTROLS_SOCKET, "permit", "host", host).stdout
     if "permitted" not in out and "unnecessary" not in out:
         raise ApplyFailed(f"ftpdctl did not lift the ban: {out.strip()}")
-    say(f"{address} may connect again")
+    say(f"{host} may connect again")

@@ -37,7 +37,7 @@ from pulumi.runtime.sync_await import _sync_await
 from ftpstack import live
 from ftpstack.offline import mocks, stackfile, standins
 from ftpstack.offline.declared import RUN_COMMAND, VM
-from ftpstack.settings import NAMESPACE
+from ftpstack.settings import NAMESPACE, SettingsError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 MASK = "[secret]"
@@ -244,7 +244,10 @@ def stack_config(
             f"{NAMESPACE}:{found} is stored in plaintext in {path.name} (its value is not "
             f"shown); store it as a secret: pulumi config set --secret --path '{found}' <value>"
         )
-    values, stand_in_key = standins.tls_pair(values, given)
+    try:
+        values, stand_in_key = standins.tls_pair(values, given)
+    except SettingsError as error:
+        raise PlanError(str(error)) from None
     secrets = stackfile.SecretSource({**given, **stand_in_key}, stand_ins=list(stand_in_key))
     config, secret_keys = stackfile.engine_config(values, secrets)
     for key, value in (overrides or {}).items():
@@ -318,4 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The package's own copy of this module, not this __main__ one: an error class the rest of the
+    # package imports from ftpstack.offline.plan must be the one main() catches.
+    from ftpstack.offline import plan as package_module
+
+    sys.exit(package_module.main())

@@ -25,17 +25,17 @@ def tls_pair(
     values: Mapping[str, Any], given: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """(`values` with a stand-in certificate, the stand-in key by secret path) where the key is
-    secret and not given; otherwise (`values`, {})."""
+    secret and not given; otherwise (`values`, {}). A certificate that fails its public checks
+    raises SettingsError (one line)."""
     out = dict(values)
     cert, key = values.get(CERT_KEY), values.get(PRIVATE_KEY)
     if not isinstance(key, Secure) or "tlsPrivateKey" in given or not cert:
         return out, {}
-    from ftpstack.offline.plan import PlanError
-
+    # A refused setting like any other (SettingsError); the planner turns it into its one line.
     try:
         check_certificate(str(cert))
     except Exception as error:  # a refusal from the settings' certificate checks
-        raise PlanError(_message(error)) from None
+        raise SettingsError(_message(error)) from None
     out[CERT_KEY], stand_in_key = stand_in(str(cert), key.ciphertext)
     return out, {"tlsPrivateKey": stand_in_key}
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ftpstack.settings.errors import NAMESPACE, SHOWN_SECRET, SettingsError, explain, value_at
 from ftpstack.settings.model import MAX_INSTANCES, FtpUser, Settings
-from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT
+from ftpstack.settings.types import FTP_CONTROL_PORT, SSH_PORT, is_private_key
 
 __all__ = [
     "FTP_CONTROL_PORT",
@@ -24,6 +24,7 @@ __all__ = [
     "FtpUser",
     "Settings",
     "SettingsError",
+    "is_private_key",
     "is_secret_value",
     "parse_settings",
 ]
@@ -34,16 +35,12 @@ SECRET_KEYS = frozenset({"tlsPrivateKey"})
 
 def is_secret_value(value: Any) -> bool:
     """True for a value that is, or holds, something secret by its content: a password field,
-    or a PEM private key anywhere inside."""
+    or a private key anywhere inside."""
     if isinstance(value, dict):
         return "password" in value or any(is_secret_value(v) for v in value.values())
     if isinstance(value, list):
         return any(is_secret_value(v) for v in value)
-    return isinstance(value, str) and "PRIVATE KEY" in value
-
-
-def known_keys() -> list[str]:
-    return [field.alias for field in Settings.model_fields.values() if field.alias]
+    return isinstance(value, str) and is_private_key(value)
 
 
 def parse_settings(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Settings:
@@ -63,4 +60,4 @@ def parse_settings(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset(
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise SettingsError(explain(error, raw, known_keys(), is_secret)) from None
+        raise SettingsError(explain(error, raw, Settings, is_secret)) from None

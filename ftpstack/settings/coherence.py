@@ -26,9 +26,10 @@ RESERVED_USER_NAMES = {"ftp", "anonymous", "root", "ftpvirtual", "ftpanon", "pub
 # Tags the component adds to every VM (what the policy pack reads).
 COMPONENT_TAGS = 3
 
+# Used with fullmatch; a segment holds no "/" and no white space (a pasted id's newline).
 SUBNET_ID = re.compile(
-    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-    r"virtualNetworks/[^/]+/subnets/[^/]+"
+    r"/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Network/"
+    r"virtualNetworks/[^/\s]+/subnets/[^/\s]+"
 )
 
 
@@ -49,12 +50,19 @@ def passive_range_holds_max_clients(s: Settings) -> None:
     share = -(-s.max_clients // s.instances)
     slice_size = len(s.passive_ports) // s.instances
     if slice_size < 2 * share:
-        per = f" per instance ({s.instances} slices of {slice_size})" if s.instances > 1 else ""
+        if s.instances > 1:
+            short = (
+                f"each instance's slice of {slice_size} ports ({len(s.passive_ports)} over "
+                f"{s.instances} instances) is fewer than 2 x its share of maxClients ({share} of "
+                f"{s.max_clients})"
+            )
+        else:
+            short = f"holds {slice_size} ports, fewer than 2 x maxClients ({s.max_clients})"
         raise refuse(
             key,
             shown,
-            f"{slice_size} ports{per} is fewer than 2 x maxClients ({share}); when the range "
-            "runs out proftpd silently picks a random port outside it, which the NSG blocks",
+            f"{short}; when the ports run out proftpd silently picks a random port outside the "
+            "range, which the NSG blocks",
             f"widen the range to at least {2 * share * s.instances} ports or lower maxClients",
         )
     # One inbound NAT rule per passive port of each instance's slice, plus port 21 (and SSH);

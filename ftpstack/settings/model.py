@@ -32,6 +32,7 @@ from ftpstack.settings.types import (
     TagValue,
     UserName,
     VmSize,
+    written_as_list,
 )
 
 # SHA-512-crypt rounds: glibc's default, up to what keeps a login under ~100 ms on a small VM
@@ -75,7 +76,9 @@ class Settings(_Model):
         1,
         description="FTP servers behind one address (2+: load-balancer exposure, shared storage).",
     )
-    zones: list[Annotated[int, Field(ge=1, le=3)]] = Field(
+    zones: Annotated[
+        list[Annotated[int, Field(ge=1, le=3)]], written_as_list("zones", "1, 2, 3")
+    ] = Field(
         [],
         description="Availability zones to spread instances over, e.g. [1, 2, 3]; [] for none.",
     )
@@ -94,12 +97,12 @@ class Settings(_Model):
     idle_timeout_minutes: int = Field(
         4, description="Azure's idle timeout of the public IP / LB rules (4-30, LB 4-100)."
     )
-    ftp_source_cidrs: Annotated[list[Cidr], Field(min_length=1)] = Field(
-        ["0.0.0.0/0"], description="CIDRs allowed to reach FTP (21 and the passive range)."
-    )
-    ssh_source_cidrs: list[AdminCidr] = Field(
-        [], description="CIDRs allowed to reach SSH (22); empty keeps port 22 closed."
-    )
+    ftp_source_cidrs: Annotated[
+        list[Cidr], Field(min_length=1), written_as_list("ftpSourceCidrs", "203.0.113.0/24")
+    ] = Field(["0.0.0.0/0"], description="CIDRs allowed to reach FTP (21 and the passive range).")
+    ssh_source_cidrs: Annotated[
+        list[AdminCidr], written_as_list("sshSourceCidrs", "203.0.113.7/32")
+    ] = Field([], description="CIDRs allowed to reach SSH (22); empty keeps port 22 closed.")
     dns_label: DnsLabel = Field(
         "", description="DNS label: <label>.<region>.cloudapp.azure.com; empty for none."
     )
@@ -252,7 +255,7 @@ class Settings(_Model):
 
     @property
     def nvme(self) -> bool:
-        return bool(azure.NVME_SIZE.match(self.vm_size))
+        return bool(azure.NVME_SIZE.fullmatch(self.vm_size))
 
     @model_validator(mode="after")
     def coherent(self) -> Settings:

@@ -11,9 +11,9 @@ import binascii
 import ipaddress
 import re
 import struct
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
 from ftpstack import azure_rules as azure
@@ -28,7 +28,16 @@ def _problem(text: str, **context: str) -> PydanticCustomError:
     return PydanticCustomError("ftpstack_value", text, context or None)
 
 
+def _trimmed(value: str) -> str:
+    """A name or address as written, refused when a newline or spaces cling to an end (a value
+    pasted with its line end): Azure and proftpd would get them too."""
+    if value != value.strip():
+        raise _problem("has a newline or spaces at an end; write the value without them")
+    return value
+
+
 def _cidr(value: str) -> str:
+    _trimmed(value)
     try:
         net = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
@@ -58,6 +67,29 @@ def _admin_cidr(value: str) -> str:
 AdminCidr = Annotated[str, AfterValidator(_admin_cidr)]
 
 
+def written_as_list(key: str, example: str) -> BeforeValidator:
+    """A list key given one value (`ftpSourceCidrs: 203.0.113.0/24`) is refused with the list to
+    write. Not taken as a one-item list: the Pulumi CLI refuses a value that is not a list for a
+    key Pulumi.yaml declares an array, so `make plan` must refuse it too."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            return value
+        items = [item for item in re.split(r"[\s,;]+", str(value)) if item]
+        if not items:
+            raise _problem("is not a list; write a list, e.g. [{example}]", example=example)
+        if len(items) > 1:
+            raise _problem("is not a list; write a list: [{items}]", items=", ".join(items))
+        raise _problem(
+            "is one value, not a list; write a list: [{item}] "
+            "(pulumi config set --path '{key}[0]' {item})",
+            item=items[0],
+            key=key,
+        )
+
+    return BeforeValidator(check)
+
+
 def _passive_port(value: int) -> int:
     if not 1024 <= value <= 65535:
         raise _problem(
@@ -70,22 +102,55 @@ def _passive_port(value: int) -> int:
 PassivePort = Annotated[int, AfterValidator(_passive_port)]
 
 
+# What a private key looks like where a public one belongs: any PEM private key block (OpenSSH,
+# PKCS#1, PKCS#8, EC), a PuTTY key file, or an OpenSSH key's body without its armour (base64 of
+# "openssh-key-v1").
+PRIVATE_KEY_MARKS = ("PRIVATE KEY", "PuTTY-User-Key-File", "b3BlbnNzaC1rZXktdjE")
+ED25519_KEY_BYTES = 32
+
+
+def is_private_key(text: str) -> bool:
+    """True for text that is, or holds, a private key: a secret by its content."""
+    return any(mark in text for mark in PRIVATE_KEY_MARKS)
+
+
 def _ssh_public_key(value: str) -> str:
-    value = value.strip()
-    if "PRIVATE KEY" in value:
+    if is_private_key(value):
         raise _problem(
-            "this is a private key, which must never leave your machine; give the .pub file's "
-            "one line (ssh-ed25519 AAAA…)"
+            "this is a private key, which must never leave your machine; paste the .pub file "
+            "(e.g. ~/.ssh/id_ed25519.pub) instead"
+        )
+    value = value.strip()
+    lines = value.splitlines()
+    if len(lines) > 1:
+        raise _problem(
+            "holds {count} lines; give one key, on one line: the .pub file's line",
+            count=str(len(lines)),
         )
     parts = value.split()
-    if len(parts) < 2 or parts[0] not in azure.SSH_KEY_TYPES:
+    if not parts or parts[0] not in azure.SSH_KEY_TYPES:
         raise _problem(
             "not an OpenSSH public key Azure accepts; give one line starting with ssh-ed25519 "
             "or ssh-rsa (Azure refuses ECDSA keys)"
         )
+    # Every key's base64 starts with AAAA: the length of its type name, a small number.
+    if len(parts) < 2 or not parts[1].startswith("AAAA"):
+        raise _problem(
+            "has no key after {kind}; copy the whole line of the .pub file ({kind} AAAA… comment)",
+            kind=parts[0],
+        )
     fields = _ssh_key_fields(parts[1])
     if fields is None or fields[0] != parts[0].encode():
         raise _problem("the key is damaged or truncated; copy the .pub file again")
+    if parts[0] == "ssh-ed25519":
+        if len(fields) != 2:
+            raise _problem("the key is damaged or truncated; copy the .pub file again")
+        if len(fields[1]) != ED25519_KEY_BYTES:
+            raise _problem(
+                "the key is damaged: an ed25519 key is 32 bytes, this one has {size}; copy the "
+                ".pub file again",
+                size=str(len(fields[1])),
+            )
     if parts[0] == "ssh-rsa":
         bits = int.from_bytes(fields[2], "big").bit_length() if len(fields) > 2 else 0
         if bits < azure.SSH_RSA_MIN_BITS:
@@ -136,7 +201,8 @@ Region = Annotated[str, AfterValidator(_region)]
 
 
 def _vm_size(value: str) -> str:
-    if not azure.VM_SIZE.match(value):
+    _trimmed(value)
+    if not azure.VM_SIZE.fullmatch(value):
         raise _problem(
             "is not an Azure VM size; write it like Standard_B2s or Standard_D2s_v5 "
             "(`az vm list-sizes -l <region>` lists them)"
@@ -147,9 +213,12 @@ def _vm_size(value: str) -> str:
 VmSize = Annotated[str, AfterValidator(_vm_size)]
 
 
-def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+def _pattern(regex: re.Pattern[str], what: str, empty_ok: bool = False) -> AfterValidator:
+    """A value that is all of `regex` (fullmatch: no trailing newline slips through)."""
+
     def check(value: str) -> str:
-        if not regex.match(value):
+        _trimmed(value)
+        if not (empty_ok and value == "") and not regex.fullmatch(value):
             raise _problem(what)
         return value
 
@@ -159,30 +228,33 @@ def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
 ResourceGroupName = Annotated[
     str,
     _pattern(
-        re.compile(r"^$|" + azure.RESOURCE_GROUP_NAME.pattern),
+        azure.RESOURCE_GROUP_NAME,
         "Azure resource group names are 1-90 letters, digits, _ - . ( ) and can't end with a "
         "period",
+        empty_ok=True,
     ),
 ]
 DnsLabel = Annotated[
     str,
     _pattern(
-        re.compile(r"^$|" + azure.DNS_LABEL.pattern),
+        azure.DNS_LABEL,
         "a DNS label is 3-63 lower-case letters, digits and hyphens, starting with a letter "
         "and ending with a letter or digit (or empty for none)",
+        empty_ok=True,
     ),
 ]
 UserName = Annotated[
     str,
     _pattern(
-        re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+        re.compile(r"[a-z_][a-z0-9_-]{0,31}"),
         "user names are 1-32 lower-case letters, digits, _ and -, starting with a letter or _",
     ),
 ]
 
 
 def _admin_username(value: str) -> str:
-    if not azure.ADMIN_USERNAME.match(value):
+    _trimmed(value)
+    if not azure.ADMIN_USERNAME.fullmatch(value):
         raise _problem(
             "admin user names are 1-32 lower-case letters, digits, _ and -, starting with a "
             "letter or _"

@@ -13,7 +13,7 @@ from ftpstack.offline import project
 from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
-from tests.support import PASSWORD, ROOT, plan
+from tests.support import PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack_file
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -181,3 +181,60 @@ def test_the_plan_prints_the_critical_path_of_a_first_deploy() -> None:
     writes = int(line.split(": ")[1].split(" ")[0])
     assert writes <= 25, line
     assert "-narrow -> " in line and line.endswith("ftp-vm-configure -> ftp-vm-1-configure")
+
+
+# -- a refused certificate or key in a stack file, as `make plan` shows it ------------------------
+
+
+def refused_plan(path: Path) -> str:
+    """`make plan` on a stack file that must be refused: exit 2, nothing on stdout, one line."""
+    result = run_plan("--stack-file", str(path))
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2 and result.stdout == "", result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ftpstack:"), result.stderr
+    return lines[0]
+
+
+def tls_stack(tmp_path: Path, name: str, certificate: str) -> Path:
+    """A stack file with this certificate and its key as a `secure:` value (not decryptable
+    offline: the certificate's public checks run before a stand-in pair replaces both)."""
+    return stack_file(
+        tmp_path,
+        name,
+        {
+            "sshPublicKey": SSH_KEY,
+            "tls": "required",
+            "tlsCertificate": certificate,
+            "tlsPrivateKey": {"secure": "v1:c2VjcmV0OmtleQ=="},
+        },
+    )
+
+
+def test_a_certificate_that_does_not_parse_or_has_expired_is_one_line(tmp_path: Path) -> None:
+    expired, _ = certificate_pair("ftp.example.com", days=-1)
+    garbage = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+    line = refused_plan(tls_stack(tmp_path, "expired", expired))
+    assert line.startswith("error: ftpstack:tlsCertificate = [PEM]: expired on "), line
+    line = refused_plan(tls_stack(tmp_path, "garbage", garbage))
+    assert line.startswith("error: ftpstack:tlsCertificate = [PEM]: does not parse"), line
+    line = refused_plan(tls_stack(tmp_path, "text", "hello"))
+    assert line.startswith("error: ftpstack:tlsCertificate = [PEM]: does not parse"), line
+    # Negative control: a valid certificate with its secure key plans, with a stand-in pair.
+    valid, _ = certificate_pair("ftp.example.com")
+    result = run_plan("--stack-file", str(tls_stack(tmp_path, "valid", valid)))
+    assert result.returncode == 0, result.stderr
+    assert "tlsPrivateKey" in result.stdout and "stand-in" in result.stdout
+
+
+def test_a_private_key_as_the_ssh_key_is_one_line_that_shows_nothing_of_it(
+    tmp_path: Path,
+) -> None:
+    private = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    line = refused_plan(stack_file(tmp_path, "leaked", {"sshPublicKey": private}))
+    assert line.startswith("error: ftpstack:sshPublicKey = [secret]: this is a private key"), line
+    assert "id_ed25519.pub" in line and "b3BlbnNzaC1rZXkt" not in line, line

@@ -142,3 +142,47 @@ def test_a_refused_secret_is_never_echoed(
 def test_negative_control_a_non_secret_value_is_shown() -> None:
     message = refused(config(maxClients="many"))
     assert "'many'" in message
+
+
+def test_a_private_key_as_the_ssh_key_is_told_to_paste_the_pub_file_not_to_encrypt_it() -> None:
+    """A private key has no business in sshPublicKey, encrypted or not: the line says what
+    belongs there, and shows nothing of the key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    body = private.splitlines()[1]
+    values = {"ftpstack:sshPublicKey": private}
+    stack = {"ftpstack:sshPublicKey": private}
+    assert plaintext_secrets(stack) == []
+    for message in (refused(values), refused(values, stack=stack)):
+        assert message.startswith("ftpstack:sshPublicKey = [secret]: this is a private key")
+        assert "id_ed25519.pub" in message and "plaintext" not in message, message
+        assert body not in message and "PRIVATE" not in message, message
+    # Negative control: the same key anywhere else is a secret stored in plaintext.
+    elsewhere = {**config(), "ftpstack:tags": json.dumps({"note": private})}
+    assert plaintext_secrets({"ftpstack:tags": {"note": private}}) == ["tags.note"]
+    message = refused(elsewhere)
+    assert message.startswith("ftpstack:tags.note is stored in plaintext"), message
+    assert body not in message
+
+
+def test_a_cidr_list_set_as_one_string_is_refused_with_the_list_to_write() -> None:
+    """`pulumi config set ftpSourceCidrs 203.0.113.0/24` stores a string; the CLI itself refuses
+    it for a key Pulumi.yaml declares an array, and so do the settings, with the fix."""
+    message = refused({**config(), "ftpstack:ftpSourceCidrs": "203.0.113.0/24"})
+    assert message == (
+        "ftpstack:ftpSourceCidrs = '203.0.113.0/24': is one value, not a list; write a list: "
+        "[203.0.113.0/24] (pulumi config set --path 'ftpSourceCidrs[0]' 203.0.113.0/24)"
+    )
+    # Negative control: what `pulumi config set --path 'ftpSourceCidrs[0]' ...` stores passes.
+    s = settings_from_config(config(ftpSourceCidrs=["203.0.113.0/24"]), lambda key: False)
+    assert s.ftp_source_cidrs == ["203.0.113.0/24"]

@@ -5,6 +5,7 @@ source in `ftpstack.azure_rules`."""
 from __future__ import annotations
 
 import base64
+import functools
 import struct
 from typing import Any
 
@@ -177,6 +178,96 @@ def test_rsa_keys_of_2048_bits_and_ed25519_keys_are_accepted() -> None:
     assert settings().ssh_public_key.startswith("ssh-ed25519")
 
 
+# -- the SSH key: one public key, on one line ---------------------------------------------------
+
+
+def ed25519_key(size: int) -> str:
+    """An ssh-ed25519 line whose key field holds `size` bytes (32 is a well-formed key)."""
+    blob = b"".join(struct.pack(">I", len(f)) + f for f in (b"ssh-ed25519", bytes(range(size))))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} test"
+
+
+def new_key_pair() -> tuple[str, str]:
+    """(the .pub line, the OpenSSH private key file) of a fresh ed25519 key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    return public.decode() + " admin@laptop", private.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        (f"{SSH_KEY}\n{SSH_KEY}", "one key, on one line: the .pub file's line"),
+        (f"{SSH_KEY}\nssh-ed25519 AAAAC3Nza", "one key, on one line"),
+        (f"{SSH_KEY}\r\n{rsa_key(2048)}", "holds 2 lines"),
+        ("ssh-ed25519", "has no key after ssh-ed25519; copy the whole line"),
+        ("ssh-ed25519 admin@laptop", "has no key after ssh-ed25519"),
+        (ed25519_key(31), "an ed25519 key is 32 bytes, this one has 31"),
+        (ed25519_key(33), "an ed25519 key is 32 bytes, this one has 33"),
+        (ed25519_key(0), "this one has 0"),
+    ],
+)
+def test_an_ssh_key_that_is_not_one_whole_public_key_is_refused(value: str, fix: str) -> None:
+    message = refused(sshPublicKey=value)
+    assert message.startswith("ftpstack:sshPublicKey = "), message
+    assert fix in message, message
+
+
+def test_negative_control_one_whole_key_passes_with_or_without_its_line_end() -> None:
+    public, _ = new_key_pair()
+    assert settings(sshPublicKey=ed25519_key(32)).ssh_public_key == ed25519_key(32)
+    assert settings(sshPublicKey=public + "\n").ssh_public_key == public
+    assert settings(sshPublicKey=f"{SSH_KEY}\r\n").ssh_public_key == SSH_KEY
+
+
+@functools.cache
+def private_keys() -> list[str]:
+    """Private keys as people paste them: OpenSSH, PKCS#8, PKCS#1 RSA, PuTTY, a bare body."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _, openssh = new_key_pair()
+    _, pkcs8 = certificate_pair("x.example.com")
+    pkcs1 = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    body = "".join(openssh.splitlines()[1:-1])
+    putty = (
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: admin\n"
+        "Public-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIPCeVSa2TooV0N8hzSmBcp+qFRo4mijl3wRorZpdT9eF\n"
+        "Private-Lines: 1\nAAAAIHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4\n"
+    )
+    return [openssh, pkcs8, pkcs1, putty, body]
+
+
+@pytest.mark.parametrize("kind", ["openssh", "pkcs8", "pkcs1", "putty", "bare body"])
+def test_a_private_key_pasted_as_the_public_key_is_refused_and_never_shown(kind: str) -> None:
+    index = ["openssh", "pkcs8", "pkcs1", "putty", "bare body"].index(kind)
+    private = private_keys()[index]
+    message = refused(sshPublicKey=private)
+    assert message.startswith("ftpstack:sshPublicKey = [secret]: this is a private key"), message
+    assert "paste the .pub file (e.g. ~/.ssh/id_ed25519.pub)" in message, message
+    for line in private.splitlines():
+        if len(line) > 8:
+            assert line not in message, "no line of the private key is echoed"
+
+
 def test_regions_are_normalised_as_azure_names_them() -> None:
     assert settings(location="West Europe").location == "westeurope"
 
@@ -203,7 +294,38 @@ def test_each_slice_must_hold_twice_its_share_of_max_clients() -> None:
         passivePortEnd=50039,
         maxClients=30,
     )
-    assert "per instance (2 slices of 20)" in message and "at least 60 ports" in message
+    assert "each instance's slice of 20 ports (40 over 2 instances)" in message, message
+    assert "2 x its share of maxClients (15 of 30)" in message, message
+    assert "at least 60 ports" in message, message
+
+
+@pytest.mark.parametrize(("end", "passes"), [(50049, False), (50100, False), (50101, True)])
+def test_the_slice_message_says_what_each_number_is(end: int, passes: bool) -> None:
+    """maxClients 50 over 3 instances is 17 each, so each slice needs 34 ports: 102 in all."""
+    raw = {
+        "instances": 3,
+        "exposure": "load-balancer",
+        "passivePortStart": 50000,
+        "passivePortEnd": end,
+        "maxClients": 50,
+    }
+    if passes:  # negative control: the range the message asks for is accepted
+        assert settings(**raw).passive_port_end == end
+        return
+    message = refused(**raw)
+    ports = end - 50000 + 1
+    assert message.startswith(
+        f"ftpstack:passivePortStart..passivePortEnd = '50000-{end}': each instance's slice of "
+        f"{ports // 3} ports ({ports} over 3 instances) is fewer than 2 x its share of "
+        "maxClients (17 of 50);"
+    ), message
+    assert message.endswith("widen the range to at least 102 ports or lower maxClients"), message
+
+
+def test_one_instance_names_the_range_and_max_clients() -> None:
+    message = refused(passivePortStart=30000, passivePortEnd=30005, maxClients=10)
+    assert "'30000-30005': holds 6 ports, fewer than 2 x maxClients (10);" in message, message
+    assert settings(passivePortStart=30000, passivePortEnd=30019, maxClients=10)
 
 
 def test_shared_storage_size_fits_premium_files() -> None:
@@ -288,3 +410,178 @@ def test_the_model_is_frozen() -> None:
     with pytest.raises(Exception):  # noqa: B017 (pydantic's frozen error)
         s.max_clients = 3  # type: ignore[misc]
     assert isinstance(s, Settings)
+
+
+# -- a value with its line end ----------------------------------------------------------------
+
+SUBNET_ID = (
+    "/subscriptions/0000/resourceGroups/net-rg/providers/Microsoft.Network/"
+    "virtualNetworks/vnet/subnets/ftp"
+)
+
+
+def at_key(key: str, value: str) -> dict[str, Any]:
+    """The raw settings that put `value` at `key` (and nothing else odd)."""
+    if key.startswith("users[0]."):
+        return {"users": [{**GOOD_USER, key.removeprefix("users[0]."): value}]}
+    if key == "tags":
+        return {"tags": {value: "x"}}
+    if key == "ftpSourceCidrs[0]":
+        return {"ftpSourceCidrs": [value]}
+    return {key: value}
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("users[0].name", "alice"),
+        ("users[0].password", PASSWORD),
+        ("adminUsername", "ftpadmin"),
+        ("dnsLabel", "acme-ftp-dev"),
+        ("resourceGroupName", "rg-ftp"),
+        ("vmSize", "Standard_B2s"),
+        ("existingSubnetId", SUBNET_ID),
+        ("ftpSourceCidrs[0]", "203.0.113.0/24"),
+        ("tags", "environment"),
+    ],
+)
+def test_a_value_with_a_trailing_newline_is_refused_and_without_it_passes(
+    key: str, valid: str
+) -> None:
+    message = refused(**at_key(key, valid + "\n"))
+    assert message.startswith(f"ftpstack:{key}"), message
+    if "password" in key:
+        assert valid not in message and "control character" in message, message
+    else:
+        assert repr(valid + "\n") in message, "the line shows the value, newline and all"
+    assert settings(**at_key(key, valid)), "negative control: the value itself passes"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "valid"),
+    [
+        ("RESOURCE_GROUP_NAME", "rg-ftp"),
+        ("DNS_LABEL", "acme-ftp-dev"),
+        ("ADMIN_USERNAME", "ftpadmin"),
+        ("VM_SIZE", "Standard_B2s"),
+        ("NVME_SIZE", "Standard_D2s_v6"),
+    ],
+)
+def test_azure_name_patterns_end_at_the_end_not_before_a_newline(pattern: str, valid: str) -> None:
+    """`$` matches before a final newline; the patterns must hold even under re.match."""
+    from ftpstack import azure_rules
+
+    regex = getattr(azure_rules, pattern)
+    assert regex.match(valid), "negative control: the valid name matches"
+    assert not regex.match(valid + "\n")
+
+
+# -- "did you mean" ------------------------------------------------------------------------------
+
+
+def with_key(key: str, value: Any) -> dict[str, Any]:
+    """Raw settings with `value` under `key`; users[0].<k> is a key of the first user."""
+    if key.startswith("users[0]."):
+        return {"users": [{**GOOD_USER, key.removeprefix("users[0]."): value}]}
+    return {key: value}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "meant"),
+    [
+        ("TLS", "required", "tls"),
+        ("Tls", "required", "tls"),
+        ("passiveportstart", 50000, "passivePortStart"),
+        ("PassivePortEnd", 50099, "passivePortEnd"),
+        ("maxClient", 5, "maxClients"),
+        ("users[0].redOnly", True, "readOnly"),
+        ("users[0].ReadOnly", True, "readOnly"),
+        ("users[0].maxUploadMB", 10, "maxUploadMb"),
+    ],
+)
+def test_an_unknown_key_is_refused_with_the_key_it_most_likely_meant(
+    key: str, value: Any, meant: str
+) -> None:
+    message = refused(**with_key(key, value))
+    assert message.startswith(f"ftpstack:{key} is not "), message
+    assert message.endswith(f"did you mean {meant}?"), message
+    fixed = key.rsplit(".", 1)[0] + "." + meant if "." in key else meant
+    assert settings(**with_key(fixed, value)), "negative control: the key it meant passes"
+
+
+def test_an_unknown_user_key_without_a_near_one_lists_the_user_keys() -> None:
+    message = refused(users=[{**GOOD_USER, "colour": "blue"}])
+    assert message == (
+        "ftpstack:users[0].colour is not a key of users[0]; the keys are name, password, "
+        "readOnly, maxUploadMb"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "meant"),
+    [
+        ("tls", "Required", "required"),
+        ("tls", "require", "required"),
+        ("tls", "OFF", "off"),
+        ("exposure", "loadbalancer", "load-balancer"),
+        ("imagePublisher", "debian", "Debian"),
+        ("dataDiskSku", "premium_lrs", "Premium_LRS"),
+    ],
+)
+def test_a_choice_written_another_way_is_refused_with_the_choice_it_meant(
+    key: str, value: str, meant: str
+) -> None:
+    message = refused(**{key: value})
+    assert message.startswith(f"ftpstack:{key} = {value!r}: is not one of "), message
+    assert message.endswith(f"; did you mean {meant}?"), message
+    assert settings(**{key: meant}), "negative control: the choice it meant passes"
+
+
+def test_a_choice_far_from_every_value_lists_them_without_a_guess() -> None:
+    message = refused(tls="sometimes")
+    assert message == "ftpstack:tls = 'sometimes': is not one of off, allowed or required"
+
+
+def test_a_missing_user_password_is_set_with_path_and_secret() -> None:
+    message = refused(users=[{"name": "bob"}])
+    assert message == (
+        "ftpstack:users[0].password is not set; set it with "
+        "`pulumi config set --secret --path 'users[0].password' <value>`"
+    )
+
+
+# -- a list written as one value -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fix", "items"),
+    [
+        (
+            "ftpSourceCidrs",
+            "203.0.113.0/24",
+            "write a list: [203.0.113.0/24] "
+            "(pulumi config set --path 'ftpSourceCidrs[0]' 203.0.113.0/24)",
+            ["203.0.113.0/24"],
+        ),
+        (
+            "ftpSourceCidrs",
+            "203.0.113.0/24, 198.51.100.0/24",
+            "write a list: [203.0.113.0/24, 198.51.100.0/24]",
+            ["203.0.113.0/24", "198.51.100.0/24"],
+        ),
+        ("sshSourceCidrs", "203.0.113.7/32", "write a list: [203.0.113.7/32]", ["203.0.113.7/32"]),
+        ("sshSourceCidrs", "", "write a list, e.g. [203.0.113.7/32]", []),
+        ("zones", 1, "write a list: [1] (pulumi config set --path 'zones[0]' 1)", [1]),
+        ("zones", "1", "write a list: [1]", [1]),
+    ],
+)
+def test_a_list_written_as_one_value_is_refused_with_the_list_to_write(
+    key: str, value: Any, fix: str, items: list[Any]
+) -> None:
+    """Not taken as a one-item list: the Pulumi CLI refuses a non-list value for a key that
+    Pulumi.yaml declares an array, so the offline plan must not pass it."""
+    message = refused(**{key: value})
+    assert message.startswith(f"ftpstack:{key} = {value!r}: is "), message
+    assert fix in message, message
+    s = settings(**{key: items})  # negative control: the list it asks for passes
+    assert s.model_dump(by_alias=True)[key] == items

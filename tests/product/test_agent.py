@@ -1,0 +1,64 @@
+"""L0: what an administrator runs by hand on a VM (`agent.py unban ...`), without a VM: every
+refusal is one line and exit 1 before anything runs; the accepted address reaches ftpdctl as the
+one word after `permit host`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ftpstack import paths
+from ftpstack.agent import proftpd
+from ftpstack.agent.__main__ import main
+
+
+@pytest.fixture
+def ftpdctl(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The commands the agent runs, recorded instead of run; ftpdctl answers as mod_ban does."""
+    calls: list[tuple[str, ...]] = []
+
+    def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=f"host {argv[-1]} permitted\n")
+
+    monkeypatch.setattr(proftpd, "run", run)
+    monkeypatch.setattr(paths, "APPLIED", "/nonexistent/ftpstack/applied.json")
+    return calls
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["203.0.113.7", "198.51.100.1"],
+        ["-h"],
+        ["--help"],
+        ["-1"],
+        ["203.0.113.7\n"],
+        [" 203.0.113.7"],
+        ["203.0.113.0/24"],
+        ["host"],
+        ["203.0.113.7 -v"],
+        ["fe80::1%eth0"],
+        ["fe80::1%x\n-v"],
+        [""],
+    ],
+)
+def test_unban_refuses_anything_but_one_ip_address_with_one_line(
+    args: list[str], ftpdctl: list[tuple[str, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["agent.py", "unban", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ftpstack: FAILED: unban"), err
+    assert err.count("\n") == 1 and err.endswith("\n"), "one line"
+    assert ftpdctl == [], "nothing ran"
+
+
+@pytest.mark.parametrize("address", ["203.0.113.7", "2001:db8::7", "::ffff:203.0.113.7"])
+def test_negative_control_one_ip_address_is_passed_to_ftpdctl_as_one_word(
+    address: str, ftpdctl: list[tuple[str, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["agent.py", "unban", address]) == 0
+    assert ftpdctl == [("ftpdctl", "-s", paths.CONTROLS_SOCKET, "permit", "host", address)]
+    assert capsys.readouterr().out == f"ftpstack: {address} may connect again\n"
