@@ -48,7 +48,7 @@ def test_the_product_imports_neither_the_offline_tools_nor_the_local_model() -> 
 
 
 def test_negative_control_an_import_of_a_tool_is_seen(tmp_path: Path) -> None:
-    for line in ("from ftpstack.offline import plan", "import ftpstack.local.netns"):
+    for line in ("from ftpstack.offline import plan", "import ftpstack.local.net.netns"):
         module = tmp_path / "m.py"
         module.write_text(f"{line}\n")
         assert tool_imports(module), line
