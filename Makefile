@@ -22,7 +22,7 @@ system-deps:
 ## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks); exits 2 on
 ## a refused config, 3 when the ARM check finds a problem
 plan: $(VENV)/.installed
-	@$(PY) -m ftpstack.offline.plan --stack $(STACK) $(ARGS)
+	@$(PY) -m ftpstack.offline.show --stack $(STACK) $(ARGS)
 
 ## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree
 # make itself can only fail with 2, so changes (the module's exit 1) count as success here; the

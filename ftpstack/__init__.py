@@ -20,8 +20,9 @@ What is deployed (`ftpstack/`):
     ftpcheck    the smoke check, deployed as `python -m ftpstack.ftpcheck`
 
 What reads the declared plan offline (`ftpstack/offline/`): plan (the program under mocks),
-stackfile (stack files as the Pulumi CLI reads them), declared (the one vocabulary of a plan),
-diff, armcheck, costs, report, project (Pulumi.yaml).
+errors (`PlanError`), stackfile (stack files as the Pulumi CLI reads them), standins (TLS
+stand-ins for `secure:` keys), declared (the one vocabulary of a plan), report, show (`make plan`:
+plan + report), diff, armcheck, costs, project (Pulumi.yaml).
 
 What stands in for Azure locally (`ftpstack/local/`), by what each part stands in for:
     net/    the local Azure network model: netns (namespaces and the `StandIn` lifecycle),

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from ftpstack.offline.errors import PlanError
 from ftpstack.offline.stackfile import Secure
 from ftpstack.settings import NAMESPACE, SettingsError
 from ftpstack.settings.tls import check_certificate, load_chain
@@ -30,8 +31,6 @@ def tls_pair(
     cert, key = values.get(CERT_KEY), values.get(PRIVATE_KEY)
     if not isinstance(key, Secure) or "tlsPrivateKey" in given or not cert:
         return out, {}
-    from ftpstack.offline.plan import PlanError
-
     try:
         check_certificate(str(cert))
     except Exception as error:  # a refusal from the settings' certificate checks

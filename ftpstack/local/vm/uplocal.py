@@ -37,7 +37,8 @@ from typing import Any
 
 from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.vm.image import CACHE, say
-from ftpstack.offline.plan import PROJECT_DIR, Plan, PlanError, Secret, plan_stack, stack_config
+from ftpstack.offline.errors import PlanError
+from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack, stack_config
 
 HOME = CACHE / "up-local"
 STATE = HOME / "state.json"
