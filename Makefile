@@ -22,7 +22,7 @@ system-deps:
 ## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks); exits 2 on
 ## a refused config, 3 when the ARM check finds a problem
 plan: $(VENV)/.installed
-	@$(PY) -m ftpstack.offline.plan --stack $(STACK) $(ARGS)
+	@$(PY) -m ftpstack.offline.show --stack $(STACK) $(ARGS)
 
 ## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree
 # make itself can only fail with 2, so changes (the module's exit 1) count as success here; the
@@ -46,19 +46,19 @@ test-fast: $(VENV)/.installed
 
 ## make bench — throughput, login latency, concurrency, live changes on the local model (root)
 bench: $(VENV)/.installed system-deps
-	$(PY) -m ftpstack.local.bench $(ARGS)
+	$(PY) -m ftpstack.local.bench.suite $(ARGS)
 
 ## make up-local [STACK=dev] — the stack booted in a Debian 12 VM behind the local Azure model
 ## (root; minutes); prints how to reach it. make local-status reprints it; make down-local
 ## removes it all.
 up-local: $(VENV)/.installed system-deps l4-deps
-	@$(PY) -m ftpstack.local.uplocal up --stack $(STACK)
+	@$(PY) -m ftpstack.local.vm.uplocal up --stack $(STACK)
 
 local-status: $(VENV)/.installed
-	@$(PY) -m ftpstack.local.uplocal status
+	@$(PY) -m ftpstack.local.vm.uplocal status
 
 down-local: $(VENV)/.installed
-	@$(PY) -m ftpstack.local.uplocal down
+	@$(PY) -m ftpstack.local.vm.uplocal down
 
 l4-deps:
 	@scripts/system-deps l4

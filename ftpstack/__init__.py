@@ -20,13 +20,17 @@ What is deployed (`ftpstack/`):
     ftpcheck    the smoke check, deployed as `python -m ftpstack.ftpcheck`
 
 What reads the declared plan offline (`ftpstack/offline/`): plan (the program under mocks),
-stackfile (stack files as the Pulumi CLI reads them), declared (the one vocabulary of a plan),
-diff, armcheck, costs, report, project (Pulumi.yaml).
+errors (`PlanError`), stackfile (stack files as the Pulumi CLI reads them), standins (TLS
+stand-ins for `secure:` keys), declared (the one vocabulary of a plan), report, show (`make plan`:
+plan + report), diff, armcheck, costs, project (Pulumi.yaml).
 
-What stands in for Azure locally (`ftpstack/local/`): netns (namespaces and the `StandIn`
-lifecycle), vmhost (a VM and the Run Command stand-in), steps (a deployment's order), network and
-azure (the public IP / load balancer, NSG and idle timeout in nftables), prober, server (L2),
-client (FTP clients as a CLI); for L4 and `make up-local`: image, qemu (one VM), qga (its guest
-agent), vm (a deployment of every instance), files (the Azure Files NFS share and the VNet's
-resolver), aptproxy, relay, uplocal; bench, bench_live, bench_ha, bench_peers.
+What stands in for Azure locally (`ftpstack/local/`), by what each part stands in for:
+    net/    the local Azure network model: netns (namespaces and the `StandIn` lifecycle),
+            topology (the addresses and the router's nftables: public IP / load balancer, NSG,
+            idle timeout), azure (`LocalAzure`), prober, steps (a deployment's order), vmhost (a
+            VM and the Run Command stand-in), files (the Azure Files NFS share and the VNet's
+            resolver), server (L2), client (FTP clients as a CLI)
+    vm/     the L4 VM and `make up-local`: image, qemu (one VM), qga (its guest agent),
+            deployment (every instance), aptproxy, relay, uplocal
+    bench/  `make bench`: suite (the entry point), live, ha, peers
 """

@@ -2,9 +2,9 @@
 
 The tree mirrors the package: `tests/product` (what is deployed: L0 pure functions, L1 the
 component under mocks, L2 the agent on a real proftpd), `tests/offline` (plan, diff, ARM check),
-`tests/local` (L2-L4 on the local stand-ins, the benchmark), plus the policy pack, the workflows
-and the consumer example. Levels are markers (l2, l3, l4); shared helpers live in
-`tests/support.py`.
+`tests/local` (on the local stand-ins: `net/` L2 and L3, `vm/` L4, `bench/` the benchmark),
+plus the policy pack, the workflows and the consumer example. Levels are markers (l2, l3, l4);
+shared helpers live in `tests/support.py`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tests.support import ROOT, needs_root
 
 pytestmark = pytest.mark.l2
 
-PROFTPD = "tests/local/test_proftpd.py"
+PROFTPD = "tests/local/net/test_proftpd.py"
 COMPONENT = "tests/product/test_component.py"
 # (name, file, text that must be there, what it becomes, the tests that must catch it)
 MUTATIONS = [

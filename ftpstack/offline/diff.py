@@ -40,8 +40,9 @@ from ftpstack.offline.mocks import ARM_PATHS, RESOURCE_GROUP_NAME
 from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-# Planner modules, newest first: a base ref from before the move still plans with its own.
+# Planner commands, newest first: a base ref from before a move still plans with its own.
 PLANNERS = (
+    ("ftpstack/offline/show.py", "ftpstack.offline.show"),
     ("ftpstack/offline/plan.py", "ftpstack.offline.plan"),
     ("ftpstack/plan.py", "ftpstack.plan"),
 )

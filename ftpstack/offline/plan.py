@@ -9,12 +9,11 @@ Secrets never leave unmasked: values the program marks secret show as `[secret]`
 fingerprint), and so do password hashes and private keys in the rendered files. The unmasked
 capture exists only in memory, for the local Azure model (`Resource.raw_inputs`).
 
-    python -m ftpstack.offline.plan [--stack dev] [--json] [--stack-file F] [--secrets F]
+`make plan` shows it (`ftpstack.offline.show`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hmac
@@ -37,6 +36,7 @@ from pulumi.runtime.sync_await import _sync_await
 from ftpstack import live
 from ftpstack.offline import mocks, stackfile, standins
 from ftpstack.offline.declared import RUN_COMMAND, VM
+from ftpstack.offline.errors import PlanError
 from ftpstack.settings import NAMESPACE, SettingsError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -46,14 +46,6 @@ _CRYPT_HASH = re.compile(r"\$(?:6|5|y|2b)\$[^:\s]+")
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n?", re.S
 )
-
-
-class PlanError(Exception):
-    """The stack cannot be planned; str() is the one line for people."""
-
-    def __init__(self, message: str, registered: int = 0) -> None:
-        super().__init__(message)
-        self.registered = registered  # resources the program registered before it stopped
 
 
 @dataclass(frozen=True)
@@ -278,51 +270,3 @@ def plan_stack(
         p for p in stand_ins if p.split(".")[0].split("[")[0] not in (overrides or {})
     ]
     return plan
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ftpstack.offline import report
-
-    parser = argparse.ArgumentParser(
-        prog="make plan", description="Evaluate the stack offline and show what it declares."
-    )
-    parser.add_argument("--stack", default="dev", help="reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--json", action="store_true", help="one JSON document, for tools")
-    parser.add_argument(
-        "--stack-file", type=Path, help="plan this config file instead of Pulumi.<stack>.yaml"
-    )
-    parser.add_argument(
-        "--secrets",
-        type=Path,
-        help="decrypted secret values for offline checks (keep it out of git): "
-        "config: {ftpstack:tlsPrivateKey: ..., ftpstack:users[0].password: ...}",
-    )
-    args = parser.parse_args(argv)
-    stack = (
-        args.stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        if args.stack_file
-        else args.stack
-    )
-    try:
-        plan = plan_stack(stack, stack_file=args.stack_file, secrets_file=args.secrets)
-    except PlanError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    findings = report.arm_findings(plan)
-    if args.json:
-        json.dump({**plan.to_json(), **report.extras(plan)}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(report.render_text(plan))
-    if findings:
-        print(f"error: the ARM check found {len(findings)} problem(s); see above", file=sys.stderr)
-        return 3
-    return 0
-
-
-if __name__ == "__main__":
-    # The package's own copy of this module, not this __main__ one: an error class the rest of the
-    # package imports from ftpstack.offline.plan must be the one main() catches.
-    from ftpstack.offline import plan as package_module
-
-    sys.exit(package_module.main())

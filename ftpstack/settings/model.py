@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
 from ftpstack import azure_rules as azure
+from ftpstack.settings.coherence import RULES
 from ftpstack.settings.types import (
     AdminCidr,
     AdminUsername,
@@ -260,8 +261,6 @@ class Settings(_Model):
     @model_validator(mode="after")
     def coherent(self) -> Settings:
         """The rules across fields (`ftpstack.settings.coherence`), in order."""
-        from ftpstack.settings.coherence import RULES
-
         for rule in RULES:
             rule(self)
         return self

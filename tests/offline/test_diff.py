@@ -135,6 +135,29 @@ def test_a_base_from_before_the_package_moved_still_plans(clone: Path) -> None:
     assert "ftp-vm-configure" in result.stdout
 
 
+def test_a_base_from_before_make_plan_had_its_own_module_still_plans(clone: Path) -> None:
+    """Before `ftpstack.offline.show`, `ftpstack.offline.plan` was the command."""
+    added = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(clone),
+            "log",
+            "--diff-filter=A",
+            "--format=%H",
+            "--",
+            "ftpstack/offline/show.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert added, "this repository's history adds the command"
+    result = diff(clone, "--stack", "dev", base=f"{added[-1]}^")
+    assert result.returncode in (0, 1), result.stderr
+    assert "No changes." in result.stdout or "ftp-vm" in result.stdout
+
+
 # -- compare(), on constructed plans ---------------------------------------------------------------
 
 

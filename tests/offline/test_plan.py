@@ -18,7 +18,7 @@ from tests.support import PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack
 
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ftpstack.offline.plan", *args],
+        [sys.executable, "-m", "ftpstack.offline.show", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -41,7 +41,7 @@ def test_the_refused_config_example_prints_exactly_what_the_readme_shows() -> No
     assert make.returncode == 2
     assert make.stderr.strip().splitlines() == [block.group(3), block.group(4)]
     module = subprocess.run(
-        [sys.executable, "-m", "ftpstack.offline.plan", *shlex.split(block.group(2))],
+        [sys.executable, "-m", "ftpstack.offline.show", *shlex.split(block.group(2))],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ftpstack.offline import stackfile
-from ftpstack.offline.plan import PlanError, plan_stack, stack_config
+from ftpstack.offline.errors import PlanError
+from ftpstack.offline.plan import plan_stack, stack_config
 from tests.support import ROOT, SSH_KEY, certificate_pair, stack_file
 
 
@@ -78,7 +79,7 @@ def test_the_cli_gives_one_line_and_exit_2_never_a_traceback(tmp_path: Path) -> 
     path = tmp_path / "Pulumi.bad.yaml"
     path.write_text("config:\n  ftpstack:users: [{name: a, password: {secure: 1}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "ftpstack.offline.plan", "--stack-file", str(path)],
+        [sys.executable, "-m", "ftpstack.offline.show", "--stack-file", str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

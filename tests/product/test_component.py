@@ -20,8 +20,9 @@ import pytest
 from ftpstack import outputs, paths
 from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
 from ftpstack.offline import declared as d
+from ftpstack.offline.errors import PlanError
 from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
-from ftpstack.offline.plan import MASK, Plan, PlanError, Secret, plan_stack
+from ftpstack.offline.plan import MASK, Plan, Secret, plan_stack
 from tests.support import ONE_SERVER, OTHER_KEY, PASSWORD, USER, USERS, settings
 
 

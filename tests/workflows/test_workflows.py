@@ -218,7 +218,7 @@ def test_the_diff_step_treats_changes_as_success(
 
 
 def test_the_arm_check_step_fails_the_job_on_problems(tmp_path: Path) -> None:
-    """The step's own script, with a stand-in planner exiting as `ftpstack.offline.plan` does:
+    """The step's own script, with a stand-in planner exiting as `ftpstack.offline.show` does:
     0 clean, 3 ARM check problems, 2 not plannable."""
     script = next(s["run"] for s in steps(load(PR), "diff") if s.get("name", "").startswith("ARM"))
     names = [s.get("name", s.get("uses")) for s in steps(load(PR), "diff")]

@@ -1,0 +1,382 @@
+"""`LocalAzure`: the declared stack on the local Azure model, deployed as `pulumi up` would.
+
+Namespaces for the clients (one inside the allowed FTP sources, one outside every one), the
+router (the public IP or load balancer, the NSG, the idle timeout: `ftpstack.local.net.topology`),
+the load balancer's probe, and one VM per instance (`VmHost`). A deployment runs the declared
+steps in the declared order: the bootstrap (the user-data), each instance's `narrow` step, the
+network's new rules, each instance's `configure` step one after the other — the Run Commands'
+own scripts and parameters, through the Run Command stand-in. `apply(new_plan)` is a later
+`pulumi up` of a live change, and refuses a plan that would replace a VM; `replace_instance(i)`
+is one step of a rolling replacement (drain, stop, a new VM from the same bootstrap, configured,
+back in rotation), and `wait_healthy(i, up)` waits for the probe's verdict on an instance.
+
+With real VMs (`serve=False`, L4) and a plan whose storage is an Azure Files share behind a
+private endpoint, the model also runs the share and its name inside the VNet
+(`ftpstack.local.net.files`: nfs-ganesha at the endpoint's address, the VNet's resolver); at L3 one
+directory bound into every VM stand-in is the share.
+
+Times may be scaled by one factor applied to the idle timeout, the keepalive idle and interval
+and the probe interval together, so the ratios that decide an outcome stay the declared ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ftpstack import paths
+from ftpstack.local.net import steps as deployment
+from ftpstack.local.net import topology as net
+from ftpstack.local.net.client import module_argv, run_client
+from ftpstack.local.net.files import FilesStandIn, Share
+from ftpstack.local.net.netns import Netns, NetnsError, StandIn, end_process, kill_pid, run, veth
+from ftpstack.local.net.steps import Bundle, DeployFailed
+from ftpstack.local.net.vmhost import VmHost
+from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
+
+__all__ = ["DeployFailed", "LocalAzure"]
+
+# The load balancer's probe as declared (Azure seconds, before any time scale): every 5 s, an
+# instance changes state after 2 consecutive results.
+PROBE_INTERVAL_S = 5.0
+PROBE_THRESHOLD = 2
+# How long a draining VM waits for the load balancer to notice, as the agent's own drain does:
+# the probe's threshold (2 probes at 5 s) and a margin.
+DRAIN_S = 12.0
+
+
+@dataclasses.dataclass
+class LocalAzure(StandIn):
+    """`with LocalAzure(plan, time_scale=1/30) as az: ...`"""
+
+    plan: Plan
+    time_scale: float = 1.0
+    serve: bool = True  # False: no VM stand-ins (the L4 qemu VM attaches to the namespace)
+    bundle_edit: Callable[[Bundle], Bundle] | None = None
+    topology_edit: Callable[[net.Topology], net.Topology] | None = None
+    # The data disk (or shared share) stand-in: at L3 a directory, at L4 the NFS export;
+    # default: temporary.
+    storage: Path | None = None
+    silent_resolver: bool = False
+    race_bootstrap: float = 0.0  # seconds the bootstrap lags behind the first configuration
+    script_edit: Callable[[str], str] | None = None  # the Run Commands' script, changed
+    namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
+    vms: list[VmHost] = dataclasses.field(init=False, default_factory=list)
+    prober: subprocess.Popen[str] | None = dataclasses.field(init=False, default=None)
+    files: FilesStandIn | None = dataclasses.field(init=False, default=None)
+    topology: net.Topology = dataclasses.field(init=False)
+    _temp: Path | None = dataclasses.field(init=False, default=None)
+    healthy: dict[int, bool] = dataclasses.field(init=False, default_factory=dict)
+    deployed: list[subprocess.CompletedProcess[str]] = dataclasses.field(
+        init=False, default_factory=list
+    )
+    probe_events: list[dict[str, Any]] = dataclasses.field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.topology = self._topology(self.plan)
+
+    def _topology(self, plan: Plan) -> net.Topology:
+        t = net.Topology.from_plan(plan.to_json())
+        return self.topology_edit(t) if self.topology_edit else t
+
+    # -- names and addresses -------------------------------------------------------------------
+
+    @property
+    def public_ip(self) -> str:
+        return self.topology.public_ip
+
+    @property
+    def client(self) -> Netns:
+        return self.namespaces[1]
+
+    @property
+    def outsider(self) -> Netns:
+        return self.namespaces[2]
+
+    @property
+    def router(self) -> Netns:
+        return self.namespaces[0]
+
+    def vm_netns(self, index: int = 0) -> Netns:
+        return self.namespaces[4 + index]
+
+    @property
+    def idle_timeout(self) -> float:
+        """The idle timeout the router enforces, in (scaled) seconds."""
+        return max(1, round(self.topology.idle_timeout_s * self.time_scale))
+
+    def client_address(self) -> str:
+        """An address inside the allowed FTP sources (any, when FTP is open to all)."""
+        return str(net.CLIENT_NET[10])
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._build()
+        if self.serve:
+            self.deploy()
+
+    def close(self) -> None:
+        if self.prober is not None:
+            end_process(self.prober, timeout=5)
+            self.prober = None
+        for vm in self.vms:
+            vm.close()
+        self.vms.clear()
+        if self.files is not None:
+            self.files.close()
+            self.files = None
+        for ns in reversed(self.namespaces):
+            ns.delete()
+        self.namespaces.clear()
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+    def _build(self) -> None:
+        router, client, outsider, probe = (Netns.create(r) for r in ("rt", "cl", "out", "pr"))
+        self.namespaces += [router, client, outsider, probe]
+        for index in range(self.topology.instances):
+            vm = Netns.create(f"vm{index}")
+            self.namespaces.append(vm)
+            self._link(vm, f"v{index}", net.VM_NETS[index])
+            for other in (net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET):
+                vm.ip("route", "add", str(other), "via", str(net.VM_NETS[index][1]))
+            if self.silent_resolver:
+                vm.ip(
+                    "route", "add", f"{net.SILENT_RESOLVER}/32", "via", str(net.VM_NETS[index][1])
+                )
+        edges = (
+            (client, "c", net.CLIENT_NET),
+            (outsider, "o", net.OUTSIDER_NET),
+            (probe, "p", net.PROBE_NET),
+        )
+        for ns, tag, network in edges:
+            self._link(ns, tag, network)
+            ns.ip("route", "add", f"{self.public_ip}/32", "via", str(network[1]))
+        for vm_net in net.VM_NETS[: self.topology.instances]:  # the probe reaches each VM
+            probe.ip("route", "add", str(vm_net), "via", str(net.PROBE_NET[1]))
+        router.ip("addr", "add", f"{self.public_ip}/32", "dev", "lo")
+        self.publish_rules()
+        router.sysctl("net.ipv4.ip_forward", 1)
+        router.sysctl("net.netfilter.nf_conntrack_tcp_loose", 0)
+        router.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established", int(self.idle_timeout))
+        if self.serve:
+            self._start_vms()
+        elif self.topology.private_endpoint:
+            self._start_files()
+
+    def _start_files(self) -> None:
+        """The share and the VNet's resolver, for real VMs to mount and resolve."""
+        share = Share.from_plan(self.plan)
+        if share is None:
+            raise NetnsError("the plan declares a private endpoint but no file share")
+        rundir = self.storage.with_name(f"{self.storage.name}-server") if self.storage else None
+        self.files = FilesStandIn(
+            share, self.router, self.topology.instances, self.storage, rundir
+        ).started()
+        self.namespaces += self.files.namespaces
+
+    def _link(self, ns: Netns, tag: str, network: Any) -> None:
+        veth(self.router, f"{tag}r", ns, f"{tag}p")
+        prefix = network.prefixlen
+        address = network[10] if network is net.CLIENT_NET else network[2]
+        self.router.ip("addr", "add", f"{network[1]}/{prefix}", "dev", f"{tag}r")
+        ns.ip("addr", "add", f"{address}/{prefix}", "dev", f"{tag}p")
+
+    def publish_rules(self, healthy: list[int] | None = None) -> None:
+        if healthy is None and self.topology.balanced is not None:
+            healthy = []  # the prober puts instances in once their probes pass
+        run(
+            "ip",
+            "netns",
+            "exec",
+            self.router.name,
+            "nft",
+            "-f",
+            "-",
+            input=net.ruleset(self.topology, healthy),
+        )
+
+    def _start_vms(self) -> None:
+        self._temp = Path(tempfile.mkdtemp(prefix="ftpstack-l3-"))
+        self._temp.chmod(0o755)
+        shared = self.storage or (self._temp / "share")
+        for index in range(self.topology.instances):
+            storage = (
+                shared
+                if self.topology.instances > 1 or self.storage
+                else self._temp / f"disk{index}"
+            )
+            storage.mkdir(exist_ok=True)
+            self.vms.append(self._new_vm(index, storage))
+
+    def _new_vm(self, index: int, storage: Path) -> VmHost:
+        vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
+        vm.start()
+        try:
+            if self.silent_resolver:
+                vm.write("/run/resolv.conf.silent", f"nameserver {net.SILENT_RESOLVER}\n")
+                vm.exec("mount", "--bind", "/run/resolv.conf.silent", "/etc/resolv.conf")
+        except BaseException:
+            vm.close()
+            raise
+        return vm
+
+    # -- deployments -----------------------------------------------------------------------------
+
+    def edit(self, bundle: Bundle) -> Bundle:
+        """The bundle as this model applies it: times scaled, then the test's own edit."""
+        if self.time_scale != 1.0:
+            bundle = deployment.scaled(self.time_scale)(bundle)
+        return self.bundle_edit(bundle) if self.bundle_edit else bundle
+
+    def _bundle_params(self, step: Resource) -> dict[str, str]:
+        return deployment.parameters(step, self.edit)
+
+    def steps(self, plan: Plan, role: str) -> list[Resource]:
+        return deployment.steps(plan, role)
+
+    def run_step(self, index: int, step: Resource) -> subprocess.CompletedProcess[str]:
+        return deployment.run_step(self.vms[index], step, self.edit, self.script_edit)
+
+    def deploy(self) -> None:
+        """The first `pulumi up`: bootstrap, narrow, configure (network rules are up), probe."""
+        self.deployed = deployment.deploy(self.vms, self.plan, self.edit, self.race_bootstrap)
+        self._start_prober()
+
+    def apply(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:
+        """A later `pulumi up` that changes the configuration live (no VM replaced)."""
+        if new.user_data != self.plan.user_data:
+            raise DeployFailed("the bootstrap changed: this plan replaces the VMs")
+        results = [self.run_step(i, s) for i, s in enumerate(self.steps(new, "narrow"))]
+        self.plan, self.topology = new, self._topology(new)
+        self.publish_rules([i for i, up in self.healthy.items() if up])
+        results += [self.run_step(i, s) for i, s in enumerate(self.steps(new, "configure"))]
+        return results
+
+    def _start_prober(self) -> None:
+        if self.topology.balanced is None:
+            return
+        targets = ",".join(
+            f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
+            for i in range(self.topology.instances)
+        )
+        interval = max(0.1, PROBE_INTERVAL_S * self.time_scale)
+        self.prober = self.namespaces[3].popen(
+            *module_argv("ftpstack.local.net.prober"),
+            "--router",
+            self.router.name,
+            "--targets",
+            targets,
+            "--interval",
+            str(interval),
+            "--threshold",
+            str(PROBE_THRESHOLD),
+            stdout=subprocess.PIPE,
+            cwd=PROJECT_DIR,
+        )
+        threading.Thread(target=self._read_probes, args=(self.prober,), daemon=True).start()
+        self.wait_balanced(self.topology.instances)
+
+    def _read_probes(self, prober: subprocess.Popen[str]) -> None:
+        assert prober.stdout is not None
+        for line in prober.stdout:
+            event = json.loads(line)
+            self.probe_events.append(event)
+            self.healthy[event["instance"]] = event["up"]
+
+    def wait_balanced(self, count: int, timeout: float = 30) -> None:
+        """Until `count` instances are in rotation (their probes pass)."""
+        deadline = time.monotonic() + timeout
+        while sum(self.healthy.values()) < count:
+            if time.monotonic() > deadline:
+                raise NetnsError(
+                    f"fewer than {count} instances passed the probe within {timeout:.0f} s"
+                )
+            time.sleep(0.05)
+
+    def in_rotation(self, index: int) -> bool:
+        """Whether the router's balanced map sends new connections to instance `index`."""
+        # JSON: nft 1.0.6 crashes listing a `typeof jhash` map as text.
+        listed = self.router.run("nft", "-j", "list", "map", "inet", "azure", "balanced")
+        if listed.returncode != 0:
+            raise NetnsError(f"nft could not list the balanced map: {listed.stderr.strip()}")
+        maps = [x["map"] for x in json.loads(listed.stdout)["nftables"] if "map" in x]
+        return any(value == net.vm_address(index) for _, value in maps[0].get("elem", []))
+
+    def wait_healthy(self, index: int, up: bool, timeout: float | None = None) -> float:
+        """Until the probe has put instance `index` in rotation (`up`) or taken it out, and the
+        router's map says so (the prober reports a change just before it rewrites the map); the
+        seconds that took. By default at most 20 s, or twice the probe's scaled window and more
+        when that is longer."""
+        if timeout is None:
+            timeout = max(20.0, 4 * PROBE_THRESHOLD * PROBE_INTERVAL_S * self.time_scale)
+        started = time.monotonic()
+        while self.healthy.get(index) != up or self.in_rotation(index) != up:
+            if time.monotonic() - started > timeout:
+                state = "up" if up else "down"
+                raise NetnsError(f"instance {index} never went {state} within {timeout:.0f} s")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def _agent(self, index: int, *command: str) -> None:
+        """The agent's own command on instance `index`, as an administrator runs it."""
+        done = self.vms[index].exec("/usr/bin/python3", paths.AGENT_PATH, *command)
+        if done.returncode != 0:
+            raise DeployFailed(f"agent {command[0]} on instance {index}: {done.stderr.strip()}")
+
+    def replace_instance(self, index: int, drain: bool = True) -> None:
+        """One VM replaced as a rolling change does it: out of the probe first (the health
+        unit's stop on a real VM), then proftpd stops, then a new VM from the same bootstrap,
+        narrowed and configured, back in rotation once its probes pass. `drain=False`: the old
+        VM is already lost (a host fault), so there is nothing to drain or stop."""
+        old = self.vms[index]
+        if drain:
+            self._agent(index, "drain", str(DRAIN_S * self.time_scale))
+            # Scaled, the drain's margin over the probe is shorter than this machine's own lags:
+            # wait for the load balancer's verdict, then let the logins it still sent finish.
+            self.wait_healthy(index, up=False)
+            self._agent(index, "settle")
+            pid = old.path(paths.PID_FILE).read_text().split()[0]
+            old.exec("kill", "-TERM", pid)
+        storage = old.shared[paths.FTP_ROOT]
+        old.close()
+        for pid_ in self.vm_netns(index).pids():  # the old VM's processes are gone with it
+            kill_pid(pid_)
+        new = self._new_vm(index, storage)
+        self.vms[index] = new
+        new.install_bootstrap(self.plan.user_data)
+        self.run_step(index, self.steps(self.plan, "narrow")[index])
+        self.run_step(index, self.steps(self.plan, "configure")[index])
+        self.wait_healthy(index, up=True)
+
+    # -- running clients ----------------------------------------------------------------------
+
+    def client_cmd(
+        self,
+        command: str,
+        *args: str,
+        ns: Netns | None = None,
+        user: str = "",
+        password: str = "",
+        timeout: float = 600,
+    ) -> dict[str, Any]:
+        """`python -m ftpstack.local.net.client <command>` in a client namespace; its JSON."""
+        return run_client(
+            ns or self.client,
+            self.public_ip,
+            command,
+            *args,
+            user=user,
+            password=password,
+            timeout=timeout,
+        )

@@ -1,0 +1,255 @@
+"""`make bench` (ftpstack.local.bench.suite): the harness on the local Azure model with tiny sizes
+writes every key of every section (L3), and its targets decide the exit code: each one flips when
+its measure is on the wrong side (pure, with a results document made up here)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftpstack.local.bench import ha as bench_ha
+from ftpstack.local.bench import suite
+from tests.support import needs_root
+
+KEYS = {
+    "throughput": {
+        "size_mib",
+        "rounds",
+        "iperf3_port",
+        "limit_iperf3_mib_s",
+        "ftp_curl_mib_s",
+        "ratio",
+        "ftp_curl_with_login_mib_s",
+        "ftp_python_ftplib_mib_s",
+        "samples",
+        "proftpd_directives",
+        "limit_iperf3_zerocopy_mib_s",
+        "ratio_zerocopy",
+    },
+    "login_ms": {
+        f"{name}_{stat}"
+        for name in ("ftpstack", "vsftpd", "stock_proftpd", "ftpstack_dns_down")
+        for stat in ("p50", "n")
+    }
+    | {"ftpstack_burst_p90", "ftpstack_burst_n"},
+    "concurrency": {
+        "clients",
+        "simultaneous",
+        "succeeded",
+        "next_client_reply",
+        "refused_ms",
+        "errors",
+    },
+    "reconfigure": {
+        "changes",
+        "apply_to_login_s",
+        "apply_to_login_max_s",
+        "apply_to_login_samples",
+        "apply_s_samples",
+        "login_attempts_during_change",
+        "failed_logins_during_change",
+        "login_failures",
+        "transfers_spanning_change",
+        "transfers_broken",
+        "broken_transfers",
+    },
+    "ha": {
+        "instances",
+        "time_scale",
+        "probe_interval_s",
+        "probe_threshold",
+        "login_p50_2_instances_ms",
+        "login_p50_1_instance_ms",
+        "login_p50_ratio",
+        "login_n",
+        "rolling_replaced",
+        "rolling_s",
+        "login_attempts_rolling",
+        "failed_logins_rolling",
+        "rolling_failures",
+        "rolling_slowest_login_s",
+        "failovers",
+        "failover_s",
+        "failover_max_s",
+        "failover_samples_s",
+        "failover_probe_out_samples_s",
+        "failover_kill_phase_s",
+        "failover_resolution_s",
+        "failover_attempts",
+        "failed_logins_failover",
+    },
+}
+TOP = {"cpus", "load_average_start", "load_average_end", "targets", *KEYS}
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+@pytest.mark.l3
+def test_every_key_is_written(tmp_path: Path) -> None:
+    needs_root()
+    before = _namespaces()
+    out = tmp_path / "results.json"
+    code = suite.main(
+        [
+            "--size-mib",
+            "4",
+            "--rounds",
+            "2",
+            "--logins",
+            "1",
+            "--login-rounds",
+            "1",
+            "--hold-seconds",
+            "3",
+            "--changes",
+            "1",
+            "--slow-seconds",
+            "2",
+            "--failovers",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    results = json.loads(out.read_text())
+    assert set(results) == TOP
+    for section, keys in KEYS.items():
+        assert set(results[section]) == keys, section
+    samples = results["throughput"]["samples"]
+    assert {len(v) for v in samples.values()} == {2}
+    assert results["reconfigure"]["changes"] == 1
+    ha = results["ha"]
+    assert ha["failovers"] == len(ha["failover_samples_s"]) == 1
+    assert ha["rolling_replaced"] == ha["instances"] == 2 and ha["login_n"] == 1
+    assert len(results["targets"]) == len(suite.TARGETS)
+    assert code == (0 if all(results["targets"].values()) else 1)
+    # Every namespace it made is gone (names carry this process's id).
+    mine = f"fs{os.getpid() % 100000}x"
+    assert {n for n in _namespaces() - before if n.startswith(mine)} == set()
+
+
+MET: dict[str, Any] = {
+    "throughput": {"ratio": 0.97},
+    "login_ms": {
+        "ftpstack_p50": 8.0,
+        "vsftpd_p50": 15.0,
+        "stock_proftpd_p50": 2000.0,
+        "ftpstack_dns_down_p50": 8.5,
+    },
+    "concurrency": {
+        "clients": 20,
+        "simultaneous": 20,
+        "succeeded": 20,
+        "refused_ms": 80.0,
+        "next_client_reply": "530 Too many users",
+    },
+    "reconfigure": {
+        "changes": 5,
+        "apply_to_login_s": 0.8,
+        "login_attempts_during_change": 150,
+        "failed_logins_during_change": 0,
+        "transfers_spanning_change": 5,
+        "transfers_broken": 0,
+    },
+    "ha": {
+        "instances": 2,
+        "probe_interval_s": 5.0,
+        "probe_threshold": 2,
+        "failover_max_s": 8.6,
+        "rolling_replaced": 2,
+        "login_attempts_rolling": 180,
+        "failed_logins_rolling": 0,
+        "login_p50_2_instances_ms": 54.0,
+        "login_p50_1_instance_ms": 53.0,
+    },
+}
+# Ways to miss each target: (its index in TARGETS, section, the change).
+MISSES: list[tuple[int, str, dict[str, Any]]] = [
+    (0, "throughput", {"ratio": 0.94}),
+    (1, "login_ms", {"vsftpd_p50": 7.9}),
+    (2, "login_ms", {"stock_proftpd_p50": 799.0}),
+    (3, "login_ms", {"ftpstack_dns_down_p50": 9.7}),
+    (4, "concurrency", {"simultaneous": 19}),
+    (4, "concurrency", {"succeeded": 19}),
+    (5, "concurrency", {"refused_ms": 1000.0}),
+    (5, "concurrency", {"next_client_reply": "logged in"}),
+    (6, "reconfigure", {"apply_to_login_s": 10.5}),
+    (6, "reconfigure", {"apply_to_login_s": None}),  # a new user that never logged in
+    (7, "reconfigure", {"failed_logins_during_change": 1}),
+    (7, "reconfigure", {"login_attempts_during_change": 0}),  # nothing was tried
+    (8, "reconfigure", {"transfers_broken": 1}),
+    (8, "reconfigure", {"transfers_spanning_change": 4}),  # one ended before its change
+    (9, "ha", {"failover_max_s": 11.1}),
+    (9, "ha", {"failover_max_s": None}),  # logins never reliable again
+    (10, "ha", {"failed_logins_rolling": 1}),
+    (10, "ha", {"login_attempts_rolling": 0}),  # nothing was tried
+    (10, "ha", {"rolling_replaced": 1}),  # one instance was not replaced
+    (11, "ha", {"login_p50_2_instances_ms": 79.6}),  # 1.5 x 53.0 = 79.5
+]
+
+
+def test_targets_met_by_good_results() -> None:
+    assert suite.targets(MET) == {name: True for _, name, _ in suite.TARGETS}
+    assert {index for index, _, _ in MISSES} == set(range(len(suite.TARGETS)))
+
+
+@pytest.mark.parametrize(("index", "section", "change"), MISSES)
+def test_each_target_fails_on_its_own_miss(
+    index: int, section: str, change: dict[str, Any]
+) -> None:
+    results = copy.deepcopy(MET)
+    results[section].update(change)
+    met = suite.targets(results)
+    assert [name for name, ok in met.items() if not ok] == [suite.TARGETS[index][1]]
+
+
+def test_a_section_not_run_has_no_targets() -> None:
+    partial = {"throughput": MET["throughput"]}
+    assert list(suite.targets(partial)) == [suite.TARGETS[0][1]]
+
+
+# -- the failover's definition (pure) ----------------------------------------------------------
+
+
+def _attempts(outcomes: str, start: float = 100.0, step: float = 0.1) -> list[dict[str, Any]]:
+    """One attempt per character every `step` s from `start`: "+" a login, "-" a failed one."""
+    return [{"t": start + i * step, "s": 0.01, "ok": c == "+"} for i, c in enumerate(outcomes)]
+
+
+def test_failover_ends_at_the_first_login_after_the_last_failure() -> None:
+    # Killed at 101.0 (attempt 10): failures until attempt 19, then 25 successes.
+    attempts = _attempts("+" * 10 + "-+-+--+--" + "-" + "+" * 25)
+    window = bench_ha.failover_window(attempts, killed=101.0)
+    assert window == {"failover_s": 1.0, "failed": 7, "attempts": 35}
+
+
+def test_failover_is_unknown_until_enough_logins_followed() -> None:
+    attempts = _attempts("+" * 10 + "--" + "+" * 19)
+    assert bench_ha.failover_window(attempts, killed=101.0)["failover_s"] is None
+    attempts = _attempts("+" * 10 + "--" + "+" * 20)
+    assert bench_ha.failover_window(attempts, killed=101.0)["failover_s"] == 0.2
+
+
+def test_a_login_in_flight_at_the_kill_counts_in_the_window() -> None:
+    attempts = _attempts("+" * 10 + "+" * 20)
+    attempts[9] = {"t": 100.9, "s": 0.5, "ok": False}  # started before the kill, cut by it
+    window = bench_ha.failover_window(attempts, killed=101.0)
+    assert window["failed"] == 1 and window["attempts"] == 21
+    assert window["failover_s"] == 0.0  # every login started after the kill succeeded
+
+
+def test_each_kill_lands_at_its_phase_of_the_probe_cycle() -> None:
+    # Probe rounds at 100, 105, 110, ... s: the first moment from `earliest` on at 2.5 s past one.
+    assert bench_ha.kill_time(100.0, 2.5, earliest=101.0) == 102.5
+    assert bench_ha.kill_time(100.0, 2.5, earliest=103.0) == 107.5
+    assert bench_ha.kill_time(100.0, 0.5, earliest=200.0) == 200.5
+    assert bench_ha.kill_time(100.0, 4.5, earliest=200.0) == 204.5
