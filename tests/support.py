@@ -5,6 +5,7 @@ helpers, a throw-away certificate. No test module imports another test module; t
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,22 @@ def settings(**raw: Any) -> Settings:
 def plan(stack: str = "dev", **overrides: Any) -> Plan:
     """A stack's plan with the test user (and any other keys) overridden."""
     return plan_stack(stack, overrides={"users": USERS, **overrides})
+
+
+def many_users(count: int) -> list[dict[str, Any]]:
+    """Users with the longest names a user may have (32 characters)."""
+    return [
+        {"name": f"p{i:05d}".ljust(32, "x"), "password": f"partner-password-{i:06d}"}
+        for i in range(count)
+    ]
+
+
+@functools.cache
+def thousands_plan(count: int = 5000) -> Plan:
+    """Prod with `count` users (5,000 rounds: each hash is made in pure Python, ~7 ms), planned
+    once per test run: L1, L3 and the bench read the same plan."""
+    users = Secret(many_users(count))
+    return plan("prod", users=users, maxClients=50, passwordHashRounds=5000)
 
 
 def needs_root() -> None:

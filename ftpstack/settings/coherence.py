@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ftpstack.settings.model import Settings
 
 MIN_PASSWORD_LENGTH = 12
+# Users whose configuration fits the Run Command's environment (ftpstack.live.BUNDLE_LIMIT):
+# about 125 bytes each with 32-character names, measured; 10,000 leave room for the rest.
+MAX_USERS = 10_000
 # Keepalive idle + interval must stay at or below this share of the idle timeout: one lost probe
 # must still leave a second one inside the timeout, with room for clock and queueing jitter.
 KEEPALIVE_HEADROOM = 0.75
@@ -109,6 +112,15 @@ def keepalive_beats_idle_timeout(s: Settings) -> None:
 
 
 def users_are_distinct_and_sound(s: Settings) -> None:
+    if len(s.users) > MAX_USERS:
+        raise refuse(
+            "users",
+            f"{len(s.users)} users",
+            "the configuration reaches each server in its Run Command's environment, which "
+            f"Linux limits to 2 MiB per program (ARG_MAX, execve(2)): at most {MAX_USERS:,} users "
+            "fit (about 125 bytes each)",
+            f"keep at most {MAX_USERS:,} users per stack",
+        )
     seen: set[str] = set()
     for index, user in enumerate(s.users):
         at = f"users[{index}]"
