@@ -309,7 +309,7 @@ def password_hash(settings: Settings, seed: str, name: str, password: str) -> st
     return _crypt(password, salt_for(seed, name), settings.password_hash_rounds)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _crypt(password: str, salt: str, rounds: int) -> str:
     """Each instance's bundle carries the same hashes: made once per program run (passlib's
     pure-Python SHA-512-crypt takes about 7 ms per hash at 5,000 rounds here)."""
