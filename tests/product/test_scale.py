@@ -4,13 +4,11 @@ at most 2 MiB: execve(2)), and what would not fit is refused before anything is 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from ftpstack import live
 from ftpstack.offline import declared as d
-from ftpstack.offline.plan import Plan
+from ftpstack.offline.plan import Plan, Resource
 from ftpstack.settings import SettingsError
 from ftpstack.settings.coherence import MAX_USERS
 from tests.support import many_users, settings, thousands_plan
@@ -18,7 +16,7 @@ from tests.support import many_users, settings, thousands_plan
 MAX_ARG_STRLEN = 131_072  # one environment string, "NAME=value" and its NUL (execve(2))
 
 
-def run_command_environment(step: d.Resource | Any) -> dict[str, str]:
+def run_command_environment(step: Resource) -> dict[str, str]:
     found = {p["name"]: p["value"] for p in step.raw_inputs.get("parameters", [])}
     found |= {p["name"]: p["value"] for p in step.raw_inputs.get("protectedParameters") or []}
     return found
