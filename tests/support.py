@@ -7,12 +7,19 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ftpstack.local.net.azure import LocalAzure
+from ftpstack.local.net.client import last_json, start_client
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 from ftpstack.offline.standins import pem_pair
 from ftpstack.settings import Settings, parse_settings
@@ -117,3 +124,54 @@ def stack_file(tmp_path: Path, name: str, config: dict[str, Any]) -> Path:
     document = {"config": {(k if ":" in k else f"ftpstack:{k}"): v for k, v in config.items()}}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+# -- live changes under load (L3) -----------------------------------------------------------------
+
+
+@contextmanager
+def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
+    """A login loop, a download and a passive-port loop running across the change."""
+    with tempfile.TemporaryDirectory(prefix="ftpstack-live-") as tmp:
+        yield from _under_load(az, tls, Path(tmp) / "stop")
+
+
+def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any]]:
+    """A login every 200 ms, a PASV loop opening a data connection to every port announced, and
+    a 4-second download of `movie.bin` (the model's tests upload it first), across the change;
+    none may fail, be cut or be announced a closed port."""
+    encrypted = ["--tls"] if tls else []
+
+    def start(command: str, *args: str) -> subprocess.Popen[str]:
+        return start_client(
+            az.client, az.public_ip, command, *args, *encrypted, user=USER, password=PASSWORD
+        )
+
+    procs = {
+        "logins": start("login-loop", "--interval", "0.2", "--stop-file", str(stop)),
+        "passive": start("pasv-loop", "--interval", "0.2", "--stop-file", str(stop)),
+        "download": start("slow-download", "--name", "movie.bin", "--seconds", "4"),
+    }
+    found: dict[str, Any] = {}
+    time.sleep(0.8)
+    try:
+        yield found
+    finally:
+        time.sleep(0.8)
+        stop.touch()
+        for name, proc in procs.items():
+            found[name] = last_json(proc.communicate(timeout=120)[0])
+    downloaded = found["download"]
+    assert (downloaded["reply"] or "").startswith("226") and downloaded["bytes"] == 4 << 20, (
+        downloaded
+    )
+    assert found["logins"]["failures"] == [], found["logins"]
+    assert found["passive"]["closed"] == [], found["passive"]
+
+
+def applied(az: LocalAzure, new: Plan, tls: bool = False) -> dict[str, Any]:
+    with under_load(az, tls) as found:
+        started = time.monotonic()
+        az.apply(new)
+        found["seconds"] = time.monotonic() - started
+    return found

@@ -69,6 +69,10 @@ class LocalAzure(StandIn):
     race_bootstrap: float = 0.0  # seconds the bootstrap lags behind the first configuration
     script_edit: Callable[[str], str] | None = None  # the Run Commands' script, changed
     namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
+    vm_namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
+    # What each Run Command last ran with (its script and parameters as declared): Azure runs an
+    # unchanged Run Command never again, not even after it failed (Azure/azure-sdk-for-net#47307).
+    ran: dict[str, str] = dataclasses.field(init=False, default_factory=dict)
     vms: list[VmHost] = dataclasses.field(init=False, default_factory=list)
     prober: subprocess.Popen[str] | None = dataclasses.field(init=False, default=None)
     files: FilesStandIn | None = dataclasses.field(init=False, default=None)
@@ -106,7 +110,7 @@ class LocalAzure(StandIn):
         return self.namespaces[0]
 
     def vm_netns(self, index: int = 0) -> Netns:
-        return self.namespaces[4 + index]
+        return self.vm_namespaces[index]
 
     @property
     def idle_timeout(self) -> float:
@@ -137,6 +141,7 @@ class LocalAzure(StandIn):
         for ns in reversed(self.namespaces):
             ns.delete()
         self.namespaces.clear()
+        self.vm_namespaces.clear()
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
             self._temp = None
@@ -144,16 +149,6 @@ class LocalAzure(StandIn):
     def _build(self) -> None:
         router, client, outsider, probe = (Netns.create(r) for r in ("rt", "cl", "out", "pr"))
         self.namespaces += [router, client, outsider, probe]
-        for index in range(self.topology.instances):
-            vm = Netns.create(f"vm{index}")
-            self.namespaces.append(vm)
-            self._link(vm, f"v{index}", net.VM_NETS[index])
-            for other in (net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET):
-                vm.ip("route", "add", str(other), "via", str(net.VM_NETS[index][1]))
-            if self.silent_resolver:
-                vm.ip(
-                    "route", "add", f"{net.SILENT_RESOLVER}/32", "via", str(net.VM_NETS[index][1])
-                )
         edges = (
             (client, "c", net.CLIENT_NET),
             (outsider, "o", net.OUTSIDER_NET),
@@ -162,8 +157,8 @@ class LocalAzure(StandIn):
         for ns, tag, network in edges:
             self._link(ns, tag, network)
             ns.ip("route", "add", f"{self.public_ip}/32", "via", str(network[1]))
-        for vm_net in net.VM_NETS[: self.topology.instances]:  # the probe reaches each VM
-            probe.ip("route", "add", str(vm_net), "via", str(net.PROBE_NET[1]))
+        for index in range(self.topology.instances):
+            self._add_vm_netns(index)
         router.ip("addr", "add", f"{self.public_ip}/32", "dev", "lo")
         self.publish_rules()
         router.sysctl("net.ipv4.ip_forward", 1)
@@ -173,6 +168,21 @@ class LocalAzure(StandIn):
             self._start_vms()
         elif self.topology.private_endpoint:
             self._start_files()
+
+    def _add_vm_netns(self, index: int) -> Netns:
+        """Instance `index`'s network: its link to the router, routes to the clients and the
+        probe (and the probe's route to it)."""
+        vm = Netns.create(f"vm{index}")
+        self.namespaces.append(vm)
+        self.vm_namespaces.append(vm)
+        gateway = str(net.VM_NETS[index][1])
+        self._link(vm, f"v{index}", net.VM_NETS[index])
+        for other in (net.CLIENT_NET, net.OUTSIDER_NET, net.PROBE_NET):
+            vm.ip("route", "add", str(other), "via", gateway)
+        if self.silent_resolver:
+            vm.ip("route", "add", f"{net.SILENT_RESOLVER}/32", "via", gateway)
+        self.namespaces[3].ip("route", "add", str(net.VM_NETS[index]), "via", str(net.PROBE_NET[1]))
+        return vm
 
     def _start_files(self) -> None:
         """The share and the VNet's resolver, for real VMs to mount and resolve."""
@@ -209,15 +219,17 @@ class LocalAzure(StandIn):
     def _start_vms(self) -> None:
         self._temp = Path(tempfile.mkdtemp(prefix="ftpstack-l3-"))
         self._temp.chmod(0o755)
-        shared = self.storage or (self._temp / "share")
         for index in range(self.topology.instances):
-            storage = (
-                shared
-                if self.topology.instances > 1 or self.storage
-                else self._temp / f"disk{index}"
-            )
-            storage.mkdir(exist_ok=True)
-            self.vms.append(self._new_vm(index, storage))
+            self.vms.append(self._new_vm(index, self._storage(index)))
+
+    def _storage(self, index: int) -> Path:
+        """What instance `index` mounts at the FTP root: the shared share (several instances, or
+        one given), else its own data disk."""
+        assert self._temp is not None
+        shared = self.topology.instances > 1 or self.storage is not None
+        path = (self.storage or self._temp / "share") if shared else self._temp / f"disk{index}"
+        path.mkdir(exist_ok=True)
+        return path
 
     def _new_vm(self, index: int, storage: Path) -> VmHost:
         vm = VmHost(self.vm_netns(index), {paths.FTP_ROOT: storage})
@@ -245,25 +257,76 @@ class LocalAzure(StandIn):
     def steps(self, plan: Plan, role: str) -> list[Resource]:
         return deployment.steps(plan, role)
 
-    def run_step(self, index: int, step: Resource) -> subprocess.CompletedProcess[str]:
+    @staticmethod
+    def _declared(step: Resource) -> str:
+        """What Azure compares to decide whether to run a Run Command again."""
+        return json.dumps(
+            [step.raw_inputs.get(k) for k in ("source", "parameters", "protectedParameters")],
+            sort_keys=True,
+        )
+
+    def run_step(self, index: int, step: Resource) -> subprocess.CompletedProcess[str] | None:
+        """One Run Command as Azure runs it: only when its script or parameters changed since it
+        last ran (None: Azure left it alone). It counts as run even when it fails."""
+        declared = self._declared(step)
+        if self.ran.get(step.name) == declared:
+            return None
+        self.ran[step.name] = declared
         return deployment.run_step(self.vms[index], step, self.edit, self.script_edit)
 
     def deploy(self) -> None:
         """The first `pulumi up`: bootstrap, narrow, configure (network rules are up), probe."""
         self.deployed = deployment.deploy(self.vms, self.plan, self.edit, self.race_bootstrap)
+        for role in ("narrow", "configure"):
+            self.ran |= {s.name: self._declared(s) for s in self.steps(self.plan, role)}
         self._start_prober()
 
     def apply(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:
-        """A later `pulumi up` that changes the configuration live (no VM replaced)."""
+        """A later `pulumi up` that changes the configuration live, in the declared order: new
+        VMs boot and every instance narrows (`narrow`), the network's new rules (the NSG, the
+        NAT rules: `publish`), each configuration step one after the other (`configure`). Only
+        steps whose script or parameters changed run (as on Azure). Refuses a plan that replaces
+        a VM or removes one (`make diff` refuses those in one step too)."""
+        narrowed = self.narrow(new)
+        self.publish(new)
+        return narrowed + self.configure(new)
+
+    def narrow(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:
+        """The first part of a change: new VMs boot, then each instance's narrowing step."""
         if new.user_data != self.plan.user_data:
             raise DeployFailed("the bootstrap changed: this plan replaces the VMs")
-        results = [self.run_step(i, s) for i, s in enumerate(self.steps(new, "narrow"))]
+        count = len(self.steps(new, "configure"))
+        if count < len(self.vms):
+            raise DeployFailed("this plan removes instances: make diff refuses it in one step")
+        for index in range(len(self.vms), count):
+            self._add_instance(index, new)
+        found = [self.run_step(i, s) for i, s in enumerate(self.steps(new, "narrow"))]
+        return [r for r in found if r is not None]
+
+    def publish(self, new: Plan) -> None:
+        """The network's part of a change: the router enforces the new plan's rules."""
         self.plan, self.topology = new, self._topology(new)
         self.publish_rules([i for i, up in self.healthy.items() if up])
-        results += [self.run_step(i, s) for i, s in enumerate(self.steps(new, "configure"))]
-        return results
+        if self.prober is not None and self.topology.instances > len(self.healthy):
+            self._restart_prober()
 
-    def _start_prober(self) -> None:
+    def configure(self, new: Plan) -> list[subprocess.CompletedProcess[str]]:
+        """The last part of a change: each configuration step, then new instances in rotation."""
+        found = [self.run_step(i, s) for i, s in enumerate(self.steps(new, "configure"))]
+        if self.prober is not None:
+            self.wait_balanced(len(self.vms))
+        return [r for r in found if r is not None]
+
+    def _add_instance(self, index: int, new: Plan) -> None:
+        """A new VM of a scale-out: its network, its storage, its bootstrap."""
+        self._add_vm_netns(index)
+        vm = self._new_vm(index, self._storage(index))
+        self.vms.append(vm)
+        vm.install_bootstrap(new.user_data)
+
+    def _start_prober(self, up: list[int] | None = None) -> None:
+        """The probe over every instance; `up`: those already in rotation (a prober taking over
+        from another keeps them in), the others join once their probes pass."""
         if self.topology.balanced is None:
             return
         targets = ",".join(
@@ -281,11 +344,21 @@ class LocalAzure(StandIn):
             str(interval),
             "--threshold",
             str(PROBE_THRESHOLD),
+            "--up",
+            ",".join(map(str, up or [])),
             stdout=subprocess.PIPE,
             cwd=PROJECT_DIR,
         )
         threading.Thread(target=self._read_probes, args=(self.prober,), daemon=True).start()
-        self.wait_balanced(self.topology.instances)
+        if up is None:
+            self.wait_balanced(self.topology.instances)
+
+    def _restart_prober(self) -> None:
+        """The probe over a new set of instances (a scale-out): the healthy ones stay in."""
+        assert self.prober is not None
+        up = [i for i, healthy in self.healthy.items() if healthy]
+        end_process(self.prober, timeout=5)
+        self._start_prober(up)
 
     def _read_probes(self, prober: subprocess.Popen[str]) -> None:
         assert prober.stdout is not None
@@ -355,8 +428,11 @@ class LocalAzure(StandIn):
         new = self._new_vm(index, storage)
         self.vms[index] = new
         new.install_bootstrap(self.plan.user_data)
-        self.run_step(index, self.steps(self.plan, "narrow")[index])
-        self.run_step(index, self.steps(self.plan, "configure")[index])
+        for role in ("narrow", "configure"):
+            # A new VM's Run Commands are new resources (Pulumi replaces them with their VM).
+            step = self.steps(self.plan, role)[index]
+            self.ran.pop(step.name, None)
+            self.run_step(index, step)
         self.wait_healthy(index, up=True)
 
     # -- running clients ----------------------------------------------------------------------

@@ -4,7 +4,7 @@ applies), and the router's balanced map rewritten when an instance changes state
 `threshold` consecutive results, as Azure's `probeThreshold` does.
 
     python -m ftpstack.local.net.prober --router NS --targets 192.0.2.2:10021,... \
-        --interval 5 --threshold 2
+        --interval 5 --threshold 2 [--up 0,1]
 
 Each state change is printed as one JSON line (time, instance, state), once the router's map
 says it.
@@ -47,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", required=True)
     parser.add_argument("--interval", type=float, default=5)
     parser.add_argument("--threshold", type=int, default=2)
+    parser.add_argument(
+        "--up", default="", help="instances already in rotation (a prober taking over: 0,1)"
+    )
     args = parser.parse_args(argv)
     targets = args.targets.split(",")
-    # Instances start out of rotation until they pass `threshold` probes, as new backends do.
-    up = [False] * len(targets)
+    # New instances start out of rotation until they pass `threshold` probes, as new backends do.
+    already = {int(i) for i in args.up.split(",") if i}
+    up = [i in already for i in range(len(targets))]
     streak = [0] * len(targets)
-    publish(args.router, [])
+    publish(args.router, [i for i, healthy in enumerate(up) if healthy])
     while True:
         started = time.monotonic()
         changed = []

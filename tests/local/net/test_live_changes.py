@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +20,15 @@ from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import last_json, start_client
 from ftpstack.local.net.steps import DeployFailed, edit_file
 from ftpstack.offline.plan import Plan, Secret
-from tests.support import OTHER_PASSWORD, OTHER_USER, PASSWORD, USER, needs_root, plan
+from tests.support import (
+    OTHER_PASSWORD,
+    OTHER_USER,
+    PASSWORD,
+    USER,
+    applied,
+    needs_root,
+    plan,
+)
 
 pytestmark = pytest.mark.l3
 
@@ -56,51 +60,6 @@ def az() -> Iterator[LocalAzure]:
 
 def login(az: LocalAzure, user: str, password: str, *extra: str) -> dict[str, Any]:
     return az.client_cmd("try-login", *extra, user=user, password=password)
-
-
-@contextmanager
-def under_load(az: LocalAzure, tls: bool = False) -> Iterator[dict[str, Any]]:
-    """A login loop, a download and a passive-port loop running across the change."""
-    with tempfile.TemporaryDirectory(prefix="ftpstack-live-") as tmp:
-        yield from _under_load(az, tls, Path(tmp) / "stop")
-
-
-def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any]]:
-    encrypted = ["--tls"] if tls else []
-
-    def start(command: str, *args: str) -> subprocess.Popen[str]:
-        return start_client(
-            az.client, az.public_ip, command, *args, *encrypted, user=USER, password=PASSWORD
-        )
-
-    procs = {
-        "logins": start("login-loop", "--interval", "0.2", "--stop-file", str(stop)),
-        "passive": start("pasv-loop", "--interval", "0.2", "--stop-file", str(stop)),
-        "download": start("slow-download", "--name", "movie.bin", "--seconds", "4"),
-    }
-    found: dict[str, Any] = {}
-    time.sleep(0.8)
-    try:
-        yield found
-    finally:
-        time.sleep(0.8)
-        stop.touch()
-        for name, proc in procs.items():
-            found[name] = last_json(proc.communicate(timeout=120)[0])
-    downloaded = found["download"]
-    assert (downloaded["reply"] or "").startswith("226") and downloaded["bytes"] == 4 << 20, (
-        downloaded
-    )
-    assert found["logins"]["failures"] == [], found["logins"]
-    assert found["passive"]["closed"] == [], found["passive"]
-
-
-def applied(az: LocalAzure, new: Plan, tls: bool = False) -> dict[str, Any]:
-    with under_load(az, tls) as found:
-        started = time.monotonic()
-        az.apply(new)
-        found["seconds"] = time.monotonic() - started
-    return found
 
 
 def test_a_new_user_logs_in_within_seconds_and_no_vm_is_replaced(az: LocalAzure) -> None:

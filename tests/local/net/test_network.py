@@ -25,7 +25,7 @@ from ftpstack import paths
 from ftpstack.local.net import topology as net
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import environment, last_json, module_argv, start_client
-from ftpstack.local.net.steps import edit_file
+from ftpstack.local.net.steps import edit_file, without_file
 from ftpstack.offline.plan import Plan
 from tests.support import ONE_SERVER, PASSWORD, USER, needs_root, plan
 
@@ -243,7 +243,7 @@ def without_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
     bundle = edit_file(
         bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^SocketOptions.*$", "", c, flags=re.M)
     )
-    return {**bundle, "files": [f for f in bundle["files"] if f["path"] != paths.SYSCTL_FILE]}
+    return without_file(bundle, paths.SYSCTL_FILE)
 
 
 def late_keepalive(bundle: dict[str, Any]) -> dict[str, Any]:
