@@ -31,7 +31,7 @@ from ftpstack import paths
 from ftpstack.agent.apply import BUNDLE_VERSION, bundle_text, decode_bundle
 from ftpstack.agent.apply import CONFIG_PARAMETER as CONFIG_PARAMETER
 from ftpstack.agent.apply import PARTS_PARAMETER as PARTS_PARAMETER
-from ftpstack.render import live_files
+from ftpstack.render import has_storage, live_files
 from ftpstack.rules import passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -127,9 +127,9 @@ def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> 
         "bootstrap_wait_seconds": BOOTSTRAP_WAIT_SECONDS,
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
         # Where the FTP tree's own storage must be mounted before proftpd may serve it.
-        "storage": paths.FTP_ROOT
-        if settings.data_disk_size_gb or settings.shared_storage
-        else None,
+        "storage": paths.FTP_ROOT if has_storage(settings) else None,
+        # systemd timers the agent enables (where systemd runs).
+        "timers": [Path(paths.REJOIN_TIMER).name] if has_storage(settings) else [],
     }
     document["generation"] = generation(document)
     return document

@@ -62,6 +62,12 @@ HEALTH_TABLE = "ftpstack_health"
 # How long a stopping VM stays out of the probe before proftpd stops: two failed probes at 5 s.
 DRAIN_SECONDS = 12
 
+# When the FTP tree's storage was not mounted at boot (proftpd then stays down), this timer tries
+# the mount again and starts proftpd once it holds: the server rejoins by itself.
+REJOIN_SERVICE = "/etc/systemd/system/ftpstack-rejoin.service"
+REJOIN_TIMER = "/etc/systemd/system/ftpstack-rejoin.timer"
+REJOIN_SECONDS = 30
+
 # Azure's udev rules name a data disk by its LUN; the VM attaches the data disk at this LUN.
 DATA_DISK_LUN = 0
 DATA_DISK_LABEL = "ftpdata"

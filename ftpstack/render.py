@@ -369,6 +369,36 @@ def logrotate_conf() -> str:
 """
 
 
+def rejoin_units() -> list[VmFile]:
+    """A timer that retries the storage's mount and then starts proftpd: a server whose storage
+    was missing at boot (the share's name did not resolve, the disk came late) rejoins by
+    itself once it is back, instead of staying out until someone restarts the VM."""
+    service = f"""\
+# Written by ftpstack.
+[Unit]
+Description=ftpstack: start proftpd once the FTP tree's storage is back
+ConditionPathExists={paths.CONFIGURED}
+
+[Service]
+Type=oneshot
+TimeoutStartSec=120
+ExecStart={paths.AGENT_COMMAND} rejoin
+"""
+    timer = f"""\
+# Written by ftpstack.
+[Unit]
+Description=ftpstack: retry the FTP tree's storage while proftpd is down
+
+[Timer]
+OnBootSec={paths.REJOIN_SECONDS}s
+OnUnitInactiveSec={paths.REJOIN_SECONDS}s
+
+[Install]
+WantedBy=timers.target
+"""
+    return [VmFile(paths.REJOIN_SERVICE, service), VmFile(paths.REJOIN_TIMER, timer)]
+
+
 def live_files(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> list[VmFile]:
     """Every file of an instance's live configuration, at the path it gets on the VM."""
     files = [
@@ -385,4 +415,11 @@ def live_files(settings: Settings, public_ip: str, seed: str, instance: int = 0)
         files += [VmFile(supplied.cert, leaf), VmFile(supplied.key, key, "0600", secret=True)]
         if supplied.chain:
             files.append(VmFile(supplied.chain, chain))
+    if has_storage(settings):
+        files += rejoin_units()
     return files
+
+
+def has_storage(settings: Settings) -> bool:
+    """The FTP tree lives on storage of its own (a data disk or the shared share)."""
+    return bool(settings.data_disk_size_gb or settings.shared_storage)

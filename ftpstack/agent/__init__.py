@@ -15,7 +15,7 @@ launcher /usr/local/lib/ftpstack/agent.py). It reads its input from the environm
   passive range, announce only the ports that stay forwarded, and end the sessions that were
   started with the wider range once they are idle.
 
-By hand, as root: `agent.py reload | drain | undrain | settle | unban <address> | status |
+By hand, as root: `agent.py reload | drain | undrain | settle | rejoin | unban <address> | status |
 release`.
 
 Modules: `base` (failure, output, commands), `files` (staging and atomic swaps, the TLS

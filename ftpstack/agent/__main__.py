@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ftpstack import paths
-from ftpstack.agent.apply import apply, bundle_text, decode_bundle, narrow
+from ftpstack.agent.apply import apply, bundle_text, decode_bundle, narrow, rejoin
 from ftpstack.agent.base import ApplyFailed, systemd
 from ftpstack.agent.proftpd import health, reload_proftpd, sessions, settle, unban
 
@@ -41,6 +41,8 @@ def by_hand(command: str, argv: list[str]) -> None:
         health(record, on=True)
     elif command == "settle":
         settle(p["pid_file"])
+    elif command == "rejoin":
+        rejoin(record)
     elif command == "status":
         found = sessions(p["pid_file"])
         print(

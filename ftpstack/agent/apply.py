@@ -113,6 +113,10 @@ def apply(bundle: dict[str, Any]) -> None:
             os.replace(item.new, item.path)
     if any(entry["path"] == bundle["sysctl"] for entry in changes):
         run("sysctl", "-q", "-p", bundle["sysctl"])
+    enable_timers(
+        bundle.get("timers") or [],
+        changed=any(e["path"].endswith((".service", ".timer")) for e in changes),
+    )
     write_admin_key(bundle.get("admin"))
     removed = set(previous.get("users", [])) - set(bundle["users"])
     if removed:
@@ -125,9 +129,35 @@ def apply(bundle: dict[str, Any]) -> None:
         say("proftpd reloaded its configuration")
     health(bundle, on=True)
     prune(bundle)
-    record = {k: bundle[k] for k in ("generation", "users", "proftpd", "health")}
+    record = {k: bundle.get(k) for k in ("generation", "users", "proftpd", "health", "storage")}
     write_atomically(applied_path, json.dumps(record) + "\n", 0o644)
     say(f"generation {bundle['generation']} applied ({len(changes)} file(s) changed)")
+
+
+def enable_timers(timers: list[str], changed: bool) -> None:
+    """The configuration's systemd timers, enabled and started (a machine without systemd, the
+    local stand-in, has none to run)."""
+    if not systemd() or not timers:
+        return
+    if changed:
+        run("systemctl", "daemon-reload")
+    run("systemctl", "enable", "--now", *timers)
+
+
+def rejoin(record: dict[str, Any]) -> None:
+    """The rejoin timer's run: while the FTP tree's storage is not mounted (so proftpd, which
+    requires it, is down), try the mount; once it holds, start proftpd (the load balancer's
+    probe then takes the server back). With the storage mounted it does nothing: proftpd's own
+    unit restarts a crashed server, and one stopped on purpose stays stopped."""
+    storage = record.get("storage")
+    if not systemd() or not storage or os.path.ismount(storage):
+        return
+    run("timeout", "60", "mount", storage, check=False)
+    if not os.path.ismount(storage):
+        say(f"{storage} is still not mounted: proftpd stays down, trying again later")
+        return
+    run("systemctl", "start", "proftpd")
+    say(f"the storage at {storage} is back: proftpd started, the server rejoins")
 
 
 def write_admin_key(admin: dict[str, str] | None) -> None:

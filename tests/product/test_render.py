@@ -115,7 +115,11 @@ def test_the_live_files_are_the_configuration_and_only_secrets_are_private() -> 
         paths.GROUPS_FILE,
         paths.SYSCTL_FILE,
         paths.LOGROTATE_FILE,
+        paths.REJOIN_SERVICE,
+        paths.REJOIN_TIMER,
     }
+    on_the_os_disk = render.live_files(settings(users=[GOOD_USER], dataDiskSizeGb=0), IP, SEED)
+    assert paths.REJOIN_TIMER not in {f.path for f in on_the_os_disk}, "no storage to wait for"
     assert files[paths.USERS_FILE].mode == "0600" and files[paths.USERS_FILE].secret
     assert not files[paths.PROFTPD_CONF].secret and files[paths.PROFTPD_CONF].mode == "0644"
 

@@ -6,9 +6,9 @@ the load balancer's probe, and one VM per instance (`VmHost`). A deployment runs
 steps in the declared order: the bootstrap (the user-data), each instance's `narrow` step, the
 network's new rules, each instance's `configure` step one after the other — the Run Commands'
 own scripts and parameters, through the Run Command stand-in. `apply(new_plan)` is a later
-`pulumi up` of a live change, and refuses a plan that would replace a VM; `replace_instance(i)`
-is one step of a rolling replacement (drain, stop, a new VM from the same bootstrap, configured,
-back in rotation), and `wait_healthy(i, up)` waits for the probe's verdict on an instance.
+`pulumi up` (new VMs of a scale-out, then only the Run Commands that changed, as on Azure);
+`replace_instance(i)` one step of a rolling replacement; `wait_healthy(i, up)` waits for the
+probe's verdict on an instance.
 
 With real VMs (`serve=False`, L4) and a plan whose storage is an Azure Files share behind a
 private endpoint, the model also runs the share and its name inside the VNet
@@ -37,7 +37,7 @@ from ftpstack.local.net import steps as deployment
 from ftpstack.local.net import topology as net
 from ftpstack.local.net.client import module_argv, run_client
 from ftpstack.local.net.files import FilesStandIn, Share
-from ftpstack.local.net.netns import Netns, NetnsError, StandIn, end_process, kill_pid, run, veth
+from ftpstack.local.net.netns import Netns, NetnsError, StandIn, end_process, kill_pid, veth
 from ftpstack.local.net.steps import Bundle, DeployFailed
 from ftpstack.local.net.vmhost import VmHost
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
@@ -205,16 +205,9 @@ class LocalAzure(StandIn):
     def publish_rules(self, healthy: list[int] | None = None) -> None:
         if healthy is None and self.topology.balanced is not None:
             healthy = []  # the prober puts instances in once their probes pass
-        run(
-            "ip",
-            "netns",
-            "exec",
-            self.router.name,
-            "nft",
-            "-f",
-            "-",
-            input=net.ruleset(self.topology, healthy),
-        )
+        done = self.router.run("nft", "-f", "-", input=net.ruleset(self.topology, healthy))
+        if done.returncode != 0:
+            raise NetnsError(f"the router refused its rules: {done.stderr.strip()}")
 
     def _start_vms(self) -> None:
         self._temp = Path(tempfile.mkdtemp(prefix="ftpstack-l3-"))
@@ -250,9 +243,6 @@ class LocalAzure(StandIn):
         if self.time_scale != 1.0:
             bundle = deployment.scaled(self.time_scale)(bundle)
         return self.bundle_edit(bundle) if self.bundle_edit else bundle
-
-    def _bundle_params(self, step: Resource) -> dict[str, str]:
-        return deployment.parameters(step, self.edit)
 
     def steps(self, plan: Plan, role: str) -> list[Resource]:
         return deployment.steps(plan, role)

@@ -283,17 +283,22 @@ def wait_for(guest: Guest, command: str, expected: str, timeout: float) -> str:
 
 
 @pytest.mark.l4
-def test_negative_control_with_the_share_unresolvable_at_boot_proftpd_never_serves_there(
+def test_a_vm_whose_share_comes_back_rejoins_by_itself_and_without_the_timer_it_stays_out(
     dep: VmDeployment, first: Deployed
 ) -> None:
     """Instance 0 reboots while the VNet's resolver is gone: the fstab mount gives up, proftpd's
     RequiresMountsFor keeps it from serving the OS disk's /srv/ftp, the probe takes the
     instance out, and instance 1 (its mount resolved once, long ago) serves every login and
-    the file. Once the name resolves again nothing retries the mount: instance 0 stays out, and
-    a configuration run refuses it (`pulumi up` would fail) — a reboot brings it back (below)."""
+    the file. Negative control first: with the configuration's rejoin timer stopped, nothing
+    retries the mount once the name resolves again, and a configuration run refuses the
+    instance. Then the timer (as the configuration left it): the mount is retried, proftpd
+    starts, the probe takes the instance back — no reboot, no `pulumi up`."""
     share = Share.from_plan(dep.plan)
     assert dep.az.files is not None and share is not None
     guest, mounted = dep.guest, "systemctl show -p ActiveState --value srv-ftp.mount"
+    timer = Path(paths.REJOIN_TIMER).name
+    assert guest.unit(timer) == ("active", "enabled"), "the configuration enabled it"
+    guest.out(f"systemctl disable --now {timer}")
     dep.az.files.resolver(False)
     try:
         dep.reboot(0)
@@ -310,13 +315,23 @@ def test_negative_control_with_the_share_unresolvable_at_boot_proftpd_never_serv
         dep.az.files.resolver(True)
         resolved = guest.out(f"getent hosts {share.nfs.host}").split()
         assert resolved[:2] == [endpoint_address(), share.privatelink], resolved
-        time.sleep(15)  # fifteen probe intervals: nothing retries the mount by itself
+        time.sleep(2 * paths.REJOIN_SECONDS)  # two of the timer's periods: nothing retries
         assert not dep.az.in_rotation(0) and guest.unit("proftpd")[0] != "active"
         configure = steps.steps(dep.plan, "configure")[0]
         with pytest.raises(DeployFailed, match="is not mounted"):
             dep.run_step(configure, 0)
+        boot = guest.boot_id()
+        guest.out(f"systemctl enable --now {timer}")
+        dep.az.wait_healthy(0, up=True, timeout=4 * paths.REJOIN_SECONDS + 30)
+        assert guest.boot_id() == boot, "no reboot"
+        assert guest.sh(f"mountpoint -q {paths.FTP_ROOT}").returncode == 0
+        said = guest.out("journalctl -b -u ftpstack-rejoin --no-pager")
+        assert f"the storage at {paths.FTP_ROOT} is back: proftpd started" in said, said
+        (fetched,) = on_instance(dep, 0, f"retr:{KEPT['name']}")
+        assert fetched["ok"] and fetched["sha256"] == KEPT["sha"], fetched
     finally:
         dep.az.files.resolver(True)
+        guest.sh(f"systemctl enable --now {timer}")
 
 
 # -- 4. a reboot with the share reachable --------------------------------------------------------
