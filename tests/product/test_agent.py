@@ -62,3 +62,62 @@ def test_negative_control_one_ip_address_is_passed_to_ftpdctl_as_one_word(
     assert main(["agent.py", "unban", address]) == 0
     assert ftpdctl == [("ftpdctl", "-s", paths.CONTROLS_SOCKET, "permit", "host", address)]
     assert capsys.readouterr().out == f"ftpstack: {address} may connect again\n"
+
+
+# -- rejoin: the timer's run while the FTP tree's storage is missing ----------------------------
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """A machine with systemd whose mounts and commands are recorded, not made."""
+    from ftpstack.agent import apply
+
+    state: dict[str, object] = {"mounted": False, "mount_works": True, "calls": []}
+
+    def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        calls = state["calls"]
+        assert isinstance(calls, list)
+        calls.append(argv)
+        if "mount" in argv and state["mount_works"]:
+            state["mounted"] = True
+        return subprocess.CompletedProcess(argv, 0, stdout="")
+
+    monkeypatch.setattr(apply, "run", run)
+    monkeypatch.setattr(apply, "systemd", lambda: True)
+    monkeypatch.setattr("os.path.ismount", lambda path: bool(state["mounted"]))
+    return state
+
+
+def test_rejoin_mounts_the_storage_back_and_starts_proftpd(
+    machine: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ftpstack.agent.apply import rejoin
+
+    rejoin({"storage": paths.FTP_ROOT})
+    assert machine["calls"] == [
+        ("timeout", "60", "mount", paths.FTP_ROOT),
+        ("systemctl", "start", "proftpd"),
+    ]
+    assert "is back: proftpd started" in capsys.readouterr().out
+
+
+def test_rejoin_waits_while_the_mount_still_fails(
+    machine: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ftpstack.agent.apply import rejoin
+
+    machine["mount_works"] = False
+    rejoin({"storage": paths.FTP_ROOT})
+    assert machine["calls"] == [("timeout", "60", "mount", paths.FTP_ROOT)], "no start"
+    assert "still not mounted" in capsys.readouterr().out
+
+
+def test_rejoin_leaves_a_server_with_its_storage_alone(machine: dict[str, object]) -> None:
+    """A proftpd stopped on purpose (or crashed: its unit restarts it) with the storage mounted
+    is not the timer's business."""
+    from ftpstack.agent.apply import rejoin
+
+    machine["mounted"] = True
+    rejoin({"storage": paths.FTP_ROOT})
+    rejoin({"storage": None})
+    assert machine["calls"] == []
