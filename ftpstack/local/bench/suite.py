@@ -45,7 +45,7 @@ from typing import Any
 
 from ftpstack import paths
 from ftpstack.local.bench import ha as bench_ha
-from ftpstack.local.bench import live
+from ftpstack.local.bench import live, scale
 from ftpstack.local.bench.live import (
     PASSWORD,
     SPACING,
@@ -66,7 +66,7 @@ RESULTS = PROJECT_DIR / "bench" / "results.json"
 OVERRIDES: dict[str, Any] = {"users": Secret([{"name": USER, "password": PASSWORD}]), "tls": "off"}
 BLOB = "blob.bin"
 SETTLE = 0.5  # seconds of quiet before each throughput sample
-SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha")
+SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha", "scale")
 
 
 def _curl(az: LocalAzure, sources: Sources, netrc: Path, size: int) -> dict[str, float]:
@@ -229,6 +229,8 @@ TARGETS: list[tuple[str, str, Check]] = [
      and r["failed_logins_rolling"] == 0),
     ("ha", "login p50 with 2 instances <= 1.5 x with 1",
      lambda r: r["login_p50_2_instances_ms"] <= 1.5 * r["login_p50_1_instance_ms"]),
+    ("scale", "login p50 with 5,000 users <= 1.5 x with 10",
+     lambda r: r["login_p50_ratio_5000_vs_10"] <= 1.5),
 ]
 # fmt: on
 
@@ -298,12 +300,23 @@ def _ha_rows(ha: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scale_rows(sc: dict[str, Any]) -> list[str]:
+    return [
+        f"| a live change adding one user to 5,000, apply s | {sc['users_5000_apply_s']} | "
+        f"to 10 users {sc['users_10_apply_s']} | |",
+        f"| login + PASV + 1-byte RETR, p50 ms, 5,000 users | {sc['login_p50_5000_ms']} | "
+        f"10 users {sc['login_p50_10_ms']} | ratio {sc['login_p50_ratio_5000_vs_10']}, "
+        f"{sc['login_n']} each |",
+    ]
+
+
 ROWS: dict[str, Callable[[Any], list[str]]] = {
     "throughput": _throughput_rows,
     "login_ms": _login_rows,
     "concurrency": _concurrency_rows,
     "reconfigure": _reconfigure_rows,
     "ha": _ha_rows,
+    "scale": _scale_rows,
 }
 
 
@@ -357,6 +370,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dic
         results["ha"] = bench_ha.measure(
             OVERRIDES, sources, args.logins, args.login_rounds, args.failovers
         )
+    if "scale" in sections:
+        print("scale ...", file=sys.stderr)
+        results["scale"] = scale.measure(sources, args.logins, args.login_rounds)
     results["load_average_end"] = os.getloadavg()[0]
     return results
 

@@ -84,6 +84,14 @@ KEYS = {
         "failover_attempts",
         "failed_logins_failover",
     },
+    "scale": {
+        "users_5000_apply_s",
+        "users_10_apply_s",
+        "login_p50_5000_ms",
+        "login_p50_10_ms",
+        "login_p50_ratio_5000_vs_10",
+        "login_n",
+    },
 }
 TOP = {"cpus", "load_average_start", "load_average_end", "targets", *KEYS}
 
@@ -130,6 +138,7 @@ def test_every_key_is_written(tmp_path: Path) -> None:
     ha = results["ha"]
     assert ha["failovers"] == len(ha["failover_samples_s"]) == 1
     assert ha["rolling_replaced"] == ha["instances"] == 2 and ha["login_n"] == 1
+    assert results["scale"]["login_n"] == 1 and results["scale"]["users_5000_apply_s"] > 0
     assert len(results["targets"]) == len(suite.TARGETS)
     assert code == (0 if all(results["targets"].values()) else 1)
     # Every namespace it made is gone (names carry this process's id).
@@ -171,6 +180,7 @@ MET: dict[str, Any] = {
         "login_p50_2_instances_ms": 54.0,
         "login_p50_1_instance_ms": 53.0,
     },
+    "scale": {"login_p50_ratio_5000_vs_10": 1.02},
 }
 # Ways to miss each target: (its index in TARGETS, section, the change).
 MISSES: list[tuple[int, str, dict[str, Any]]] = [
@@ -194,6 +204,7 @@ MISSES: list[tuple[int, str, dict[str, Any]]] = [
     (10, "ha", {"login_attempts_rolling": 0}),  # nothing was tried
     (10, "ha", {"rolling_replaced": 1}),  # one instance was not replaced
     (11, "ha", {"login_p50_2_instances_ms": 79.6}),  # 1.5 x 53.0 = 79.5
+    (12, "scale", {"login_p50_ratio_5000_vs_10": 1.51}),
 ]
 
 
