@@ -25,7 +25,9 @@ VM_HOURLY = {
 LB_BASE_HOURLY, LB_RULE_HOURLY = 0.025, 0.01
 PUBLIC_IP_HOURLY = 0.005
 PRIVATE_ENDPOINT_HOURLY = 0.01
-PREMIUM_FILES_GIB_MONTH = 0.18
+# Premium (SSD) Azure Files, provisioned v1, per provisioned GiB-month; zone-redundant storage
+# lists at about 1.25 x the locally redundant price (https://azure.microsoft.com/pricing/details/storage/files/).
+PREMIUM_FILES_GIB_MONTH = {"Premium_LRS": 0.18, "Premium_ZRS": 0.225}
 # Managed disks are billed by the tier that holds the size (E = Standard SSD, P = Premium SSD,
 # S = Standard HDD): GiB -> USD per month.
 DISK_TIERS = {
@@ -126,10 +128,23 @@ def _load_balancer(plan: d.Declared) -> list[Unit]:
 
 def _shared_storage(plan: d.Declared) -> list[Unit]:
     out = []
+    skus = {
+        str(a["inputs"].get("accountName") or a["name"]): str(
+            (a["inputs"].get("sku") or {}).get("name")
+        )
+        for a in plan.of(d.STORAGE_ACCOUNT)
+    }
     for share in plan.of(d.FILE_SHARE):
         gib = int(share["inputs"].get("shareQuota", 0))
+        sku = skus.get(str(share["inputs"].get("accountName")), "Premium_LRS")
+        price = PREMIUM_FILES_GIB_MONTH.get(sku)
+        redundancy = "zone-redundant" if sku.endswith("ZRS") else "locally redundant"
         out.append(
-            Unit(f"Azure Files premium NFS share {gib} GiB", 1, gib * PREMIUM_FILES_GIB_MONTH)
+            Unit(
+                f"Azure Files premium NFS share {gib} GiB ({redundancy})",
+                1,
+                gib * price if price is not None else None,
+            )
         )
     endpoints = plan.of(d.PRIVATE_ENDPOINT)
     if endpoints:

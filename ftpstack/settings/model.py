@@ -31,6 +31,7 @@ from ftpstack.settings.types import (
     SshPublicKey,
     TagName,
     TagValue,
+    Trimmed,
     UserName,
     VmSize,
     written_as_list,
@@ -86,7 +87,7 @@ class Settings(_Model):
     # -- network ----------------------------------------------------------------------------------
     vnet_address_space: Cidr = Field("10.20.0.0/16", description="Address space of the new VNet.")
     subnet_prefix: Cidr = Field("10.20.1.0/24", description="Prefix of the new subnet.")
-    existing_subnet_id: str = Field(
+    existing_subnet_id: Trimmed = Field(
         "", description="Resource id of an existing subnet; set, no VNet is created."
     )
     exposure: Literal["public-ip", "load-balancer"] = Field(
@@ -112,11 +113,11 @@ class Settings(_Model):
     image_publisher: Literal["Debian", "Canonical"] = Field(
         "Debian", description="Image publisher: Debian (default) or Canonical (Ubuntu)."
     )
-    image_offer: str = Field("debian-12", description="Image offer.")
-    image_sku: str = Field(
+    image_offer: Trimmed = Field("debian-12", description="Image offer.")
+    image_sku: Trimmed = Field(
         "12-gen2", description="Image SKU; Debian 12 ships proftpd 1.3.8 (per-socket keepalive)."
     )
-    image_version: str = Field("latest", description="Image version.")
+    image_version: Trimmed = Field("latest", description="Image version.")
     admin_username: AdminUsername = Field(
         "ftpadmin", description="Admin user on the VM (SSH key only, no password)."
     )
@@ -201,12 +202,12 @@ class Settings(_Model):
         100,
         description="instances 2+: GiB of the shared Azure Files NFS share (100-102400).",
     )
-    data_disk_source_id: str = Field(
+    data_disk_source_id: Trimmed = Field(
         "",
         description="Resource id of a snapshot or disk the data disk is created from (a zone "
         "move, a restore); set, it replaces the data disk.",
     )
-    private_dns_zone_id: str = Field(
+    private_dns_zone_id: Trimmed = Field(
         "",
         description="instances 2+: resource id of an existing privatelink.file.core.windows.net "
         "zone (hub-and-spoke); empty: one is created and linked to the VNet.",

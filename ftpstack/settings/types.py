@@ -36,6 +36,10 @@ def _trimmed(value: str) -> str:
     return value
 
 
+# Any value Azure takes as written (a resource id, an image name): no newline or space at an end.
+Trimmed = Annotated[str, AfterValidator(_trimmed)]
+
+
 def _cidr(value: str) -> str:
     _trimmed(value)
     try:

@@ -404,3 +404,34 @@ def test_two_components_do_not_collide(mocked: None) -> pulumi.Output[None]:
         assert names[0] != names[1]
 
     return pulumi.Output.all(a.vm_name, b.vm_name).apply(check)
+
+
+# -- existing networks -------------------------------------------------------------------------
+
+ZONE_ID = (
+    "/subscriptions/s/resourceGroups/hub/providers/Microsoft.Network/privateDnsZones/"
+    "privatelink.file.core.windows.net"
+)
+
+
+def test_an_existing_private_dns_zone_is_used_instead_of_one_of_its_own() -> None:
+    """Hub-and-spoke: the hub's zone answers for every spoke, and a VNet may be linked to only
+    one zone of a name; the endpoint registers in the given zone, nothing else is created."""
+    own = plan("prod")
+    assert own.find(d.PRIVATE_ZONE) and own.find(d.VNET_LINK)
+    hub = plan("prod", privateDnsZoneId=ZONE_ID)
+    assert not hub.find(d.PRIVATE_ZONE) and not hub.find(d.VNET_LINK)
+    (group,) = hub.find(d.ZONE_GROUP)
+    assert group.raw_inputs["privateDnsZoneConfigs"][0]["privateDnsZoneId"] == ZONE_ID
+
+
+def test_a_shared_resource_group_gets_a_load_balancer_name_of_its_stack() -> None:
+    """Two stacks in one existing resource group: their load balancers must not collide; a
+    stack in a group of its own keeps the name it always had."""
+    (own,) = plan("prod").find(d.LOAD_BALANCER)
+    assert own.inputs["loadBalancerName"] == "ftp-lb"
+    shared = plan("prod", useExistingResourceGroup=True, resourceGroupName="shared-rg")
+    (lb,) = shared.find(d.LOAD_BALANCER)
+    assert lb.inputs["loadBalancerName"] == "ftp-prod-lb"
+    ((_, written),) = view(shared).deployed_load_balancers()
+    assert written["name"] == "ftp-prod-lb", "both writers name the same load balancer"

@@ -585,3 +585,37 @@ def test_a_list_written_as_one_value_is_refused_with_the_list_to_write(
     assert fix in message, message
     s = settings(**{key: items})  # negative control: the list it asks for passes
     assert s.model_dump(by_alias=True)[key] == items
+
+
+SNAPSHOT = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/snapshots/ftp-data-move"
+HUB_ZONE = (
+    "/subscriptions/s/resourceGroups/hub/providers/Microsoft.Network/privateDnsZones/"
+    "privatelink.file.core.windows.net"
+)
+HA = {"exposure": "load-balancer", "instances": 2, "maxClients": 40}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fix"),
+    [
+        ({"dataDiskSourceId": "ftp-data-move"}, "dataDiskSourceId", "az snapshot show"),
+        ({"dataDiskSourceId": SNAPSHOT + "\n"}, "dataDiskSourceId", "newline"),
+        ({"dataDiskSourceId": SNAPSHOT, "dataDiskSizeGb": 0}, "dataDiskSourceId", "drop"),
+        ({"dataDiskSourceId": SNAPSHOT, **HA}, "dataDiskSourceId", "drop"),
+        ({"privateDnsZoneId": HUB_ZONE.replace("file", "blob"), **HA}, "privateDnsZoneId", "zone"),
+        ({"privateDnsZoneId": HUB_ZONE}, "privateDnsZoneId", "drop"),
+        ({"applyRetry": -1}, "applyRetry", "greater than or equal to 0"),
+    ],
+)
+def test_references_to_existing_resources_are_refused_unless_sound(
+    raw: dict[str, Any], key: str, fix: str
+) -> None:
+    message = refused(**raw)
+    assert message.startswith(f"ftpstack:{key}"), message
+    assert fix in message, message
+
+
+def test_negative_control_sound_references_pass() -> None:
+    assert settings(dataDiskSourceId=SNAPSHOT).data_disk_source_id == SNAPSHOT
+    assert settings(privateDnsZoneId=HUB_ZONE, **HA).private_dns_zone_id == HUB_ZONE
+    assert settings(applyRetry=3).apply_retry == 3
