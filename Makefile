@@ -8,12 +8,12 @@ ARGS ?=
 .PHONY: plan diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml \
 	system-deps clean clean-cache
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@echo "make: first use — installing what ftpstack needs into $(VENV)/ (about a minute)" >&2
 	@scripts/system-deps plan
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q --upgrade pip
-	@$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@$(VENV)/bin/pip install -q -c constraints.txt -r requirements-dev.txt
 	@touch $@
 
 system-deps:
