@@ -189,9 +189,14 @@ RequireValidShell     off
 # Each user is jailed to their home directory under {paths.FTP_ROOT}.
 DefaultRoot           ~
 AllowOverwrite        on
+# An upload that does not finish (aborted, cut, timed out, over its size limit) leaves no partial
+# file for a partner to pick up as if it were whole.
+DeleteAbortedStores   on
 ShowSymlinks          off
 ListOptions           "-l"
-DenyFilter            \\*.*/
+# Refused whole: glob patterns that walk up the tree ("*.*/"), and any file mode change by MFF
+# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below.
+DenyFilter            "\\*.*/|unix\\.mode=" [NC]
 <Limit SITE_CHMOD>
   DenyAll
 </Limit>
@@ -260,6 +265,10 @@ def _tls_section(settings: Settings) -> str:
   # tls = {settings.tls}: {policy}.
   TLSRequired         {"on" if required else "off"}
   TLSProtocol         TLSv1.2 TLSv1.3
+  # Forward secrecy only (ECDHE), authenticated encryption only (GCM, ChaCha20-Poly1305): a key
+  # that leaks later does not decrypt recorded sessions. The server's order wins.
+  TLSCipherSuite      ECDHE+AESGCM:ECDHE+CHACHA20
+  TLSServerCipherPreference on
   TLSRSACertificateFile    {files.cert}
   TLSRSACertificateKeyFile {files.key}
 {chain}  TLSVerifyClient     off
