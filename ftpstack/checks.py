@@ -8,8 +8,10 @@ from __future__ import annotations
 import shlex
 
 from ftpstack import azure_rules as azure
+from ftpstack import paths
 from ftpstack.rules import ssh_port
 from ftpstack.settings import Settings
+from ftpstack.settings.tls import load_chain
 
 # Read by the policy pack before the configuration (which needs the IP) is known.
 TAG_TLS = "ftpstack:tls"
@@ -45,10 +47,12 @@ def vm_replaced_on() -> list[str]:
 def smoke_argv(settings: Settings, address: str) -> list[str]:
     """`python -m ftpstack.ftpcheck …` as the post-deploy check runs it against `address`.
 
-    Encrypted whenever the server offers TLS (a password never crosses the Internet in clear
-    when it need not); the certificate may be the self-signed one, so this checks serving, not
-    trust. Stops at once on a refused login: retrying a wrong password would get the deploying
-    machine banned."""
+    It logs in as its own account (`ftpstack-check`, whose password is part of the stack's
+    identity), never as a customer; always over TLS, checking the server's certificate: the
+    stack's own certificate pinned (its PEM in FTP_CA_PEM), or a supplied one checked against the
+    machine's CAs for the name it carries. With `tls: off` it only waits for the greeting: a
+    password never crosses the Internet in clear. It stops at once on a refused login: retrying
+    would get the deploying machine banned."""
     argv = [
         PYTHON,
         "-m",
@@ -62,11 +66,24 @@ def smoke_argv(settings: Settings, address: str) -> list[str]:
         "--wait",
         str(settings.post_deploy_wait_seconds),
     ]
-    if settings.tls != "off":
-        argv += ["--tls", "--no-verify"]
-    if settings.users:
-        argv += ["--user", settings.users[0].name]
+    if settings.tls == "off":
+        return argv
+    argv += ["--tls", "--user", paths.CHECK_USER]
+    if settings.tls_certificate:
+        argv += ["--server-name", certificate_name(settings)]
     return argv
+
+
+def certificate_name(settings: Settings) -> str:
+    """The name a supplied certificate is checked for: the stack's DNS name, else the first DNS
+    name the certificate carries."""
+    if settings.fqdn:
+        return settings.fqdn
+    from cryptography import x509
+
+    leaf = load_chain(settings.tls_certificate)[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return str(names.get_values_for_type(x509.DNSName)[0])
 
 
 def smoke_command(settings: Settings, address: str) -> str:

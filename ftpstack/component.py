@@ -27,7 +27,8 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, storage
+from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, render, storage
+from ftpstack.identity import Identity, certificate
 from ftpstack.rules import passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
@@ -81,6 +82,7 @@ class FtpServer(pulumi.ComponentResource):
             parts.load_balancer(name, s, where, ip, self) if s.exposure == "load-balancer" else None
         )
         address = ip.ip_address.apply(lambda a: a or "")
+        self._identity = self._made_once()
         custom_data, ready = self._bootstrap(where)
         machines = [
             self._instance(i, where, fw, ip, lb, custom_data, ready) for i in range(s.instances)
@@ -95,6 +97,22 @@ class FtpServer(pulumi.ComponentResource):
         configured = self._configure(where, machines, address, exposed)
         self._checks(machines, address, configured)
         self._outputs(ip, address, machines, where)
+
+    def _made_once(self) -> pulumi.Output[Identity]:
+        """The server's identity (TLS key, SFTP host keys, the check's password), made once on
+        the deploying machine and kept, secret, in the state (`ftpstack.identity`): never on a
+        VM's disk or the shared storage, the same for every instance and every replacement."""
+        made = local.Command(
+            f"{self._name}-identity",
+            create=f"{checks.PYTHON} -m ftpstack.identity",
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                additional_secret_outputs=["stdout"],
+                # Made once: a new command line (another venv path) must not make new keys.
+                ignore_changes=["create"],
+            ),
+        )
+        return made.stdout.apply(Identity.from_json)
 
     def _bootstrap(self, where: parts.Placement) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:
         """The VMs' customData, and what must exist before they boot (the shared share)."""
@@ -155,7 +173,9 @@ class FtpServer(pulumi.ComponentResource):
         done: list[pulumi.Resource] = []
         self._bundles: list[pulumi.Output[str]] = []
         for index, machine in enumerate(machines):
-            bundle = address.apply(lambda a, i=index: live.encode(live.bundle(s, a, seed, i)))  # type: ignore[misc]
+            bundle = pulumi.Output.all(address, self._identity).apply(
+                lambda v, i=index: live.encode(live.bundle(s, v[0], seed, v[1], i))  # type: ignore[misc]
+            )
             self._bundles.append(bundle)
             done.append(
                 instance.run_command(
@@ -208,9 +228,13 @@ class FtpServer(pulumi.ComponentResource):
         )
         trigger = instance.secret(digest)
         environment: dict[str, pulumi.Input[str]] = {}
-        if s.users:
-            environment[ftpcheck.PASSWORD_ENV] = pulumi.Output.secret(
-                s.users[0].password.get_secret_value()
+        if s.tls != "off":
+            environment[ftpcheck.PASSWORD_ENV] = instance.secret(
+                self._identity.apply(lambda i: i.check_password)
+            )
+        if s.tls != "off" and not s.tls_certificate:
+            environment[ftpcheck.CA_PEM_ENV] = pulumi.Output.all(address, self._identity).apply(
+                lambda v: certificate(v[1], *_named(render.certificate_names(s, v[0])))
             )
         local.Command(
             f"{self._name}-smoke-check",
@@ -261,3 +285,8 @@ class FtpServer(pulumi.ComponentResource):
                 "instances": self.instances,
             }
         )
+
+
+def _named(names: list[str]) -> tuple[str, list[str]]:
+    """(subject, names) of the stack's own certificate."""
+    return names[0], names

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 # The password of --user comes from the environment, never the command line (ps shows that).
 PASSWORD_ENV = "FTP_PASSWORD"
+# A certificate to trust (PEM text), instead of a file: the post-deploy check pins the stack's own
+# self-signed certificate this way.
+CA_PEM_ENV = "FTP_CA_PEM"
 _PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
 
@@ -80,10 +83,12 @@ class Tls:
     """Explicit FTPS (AUTH TLS) with protected data connections."""
 
     cafile: str | None = None  # trust this certificate (e.g. the VM's self-signed one)
-    verify: bool = True  # False: encrypt without checking who answers (first-boot smoke check)
+    verify: bool = True  # False: encrypt without checking who answers
+    cadata: str | None = None  # trust this certificate, given as PEM text
+    server_name: str | None = None  # the name the certificate must carry (default: the host)
 
     def context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.cafile)
+        context = ssl.create_default_context(cafile=self.cafile, cadata=self.cadata)
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -95,7 +100,21 @@ class FTPS(ftplib.FTP_TLS):
 
     proftpd (like vsftpd and FileZilla Server) requires that by default: it proves the data
     connection comes from the client that logged in. Python's ftplib does not do it on its own,
-    so its data connections would be refused with "425 ... Operation not permitted"."""
+    so its data connections would be refused with "425 ... Operation not permitted".
+
+    `server_name`: the name the certificate is checked for, when it is not the host connected to
+    (the post-deploy check connects to the address and checks the certificate's DNS name)."""
+
+    server_name: str | None = None
+
+    def auth(self) -> str:
+        """AUTH TLS, checking the certificate for `server_name` (ftplib checks the host)."""
+        if self.server_name is None:
+            return str(super().auth())
+        resp = self.voidcmd("AUTH TLS")
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.server_name)  # type: ignore[arg-type]
+        self.file = self.sock.makefile(mode="r", encoding=self.encoding)
+        return str(resp)
 
     def ntransfercmd(
         self, cmd: str, rest: int | str | None = None
@@ -104,7 +123,7 @@ class FTPS(ftplib.FTP_TLS):
         if self._prot_p:  # type: ignore[attr-defined]
             conn = self.context.wrap_socket(
                 conn,
-                server_hostname=self.host,
+                server_hostname=self.server_name or self.host,
                 session=self.sock.session,  # type: ignore[union-attr]
             )
         return conn, size
@@ -128,6 +147,7 @@ def connect(
         ftp.login(user, password)
         return ftp
     ftps = FTPS(context=tls.context(), timeout=timeout, source_address=address)
+    ftps.server_name = tls.server_name
     ftps.connect(host, port)
     ftps.login(user, password)  # sends AUTH TLS first
     ftps.prot_p()
@@ -271,7 +291,8 @@ def arguments() -> argparse.ArgumentParser:
         prog="python -m ftpstack.ftpcheck",
         description="Check a deployed ftpstack endpoint like a customer's client would.",
         epilog=f"environment: {PASSWORD_ENV} holds the password of --user (never an argument, "
-        "which other users of the machine see in ps).",
+        f"which other users of the machine see in ps); {CA_PEM_ENV}, with --tls, a certificate "
+        "(PEM) to trust.",
     )
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=21)
@@ -286,6 +307,10 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--source", help="connect from this local address")
     parser.add_argument("--tls", action="store_true", help="explicit FTPS (AUTH TLS, PROT P)")
     parser.add_argument("--cafile", help="with --tls: trust this certificate (PEM)")
+    parser.add_argument(
+        "--server-name",
+        help="with --tls: the name the certificate must carry, when it is not --host (an address)",
+    )
     parser.add_argument(
         "--no-verify",
         action="store_true",
@@ -322,7 +347,14 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             lambda message: print(message, flush=True),
             timeout=args.timeout,
-            tls=Tls(args.cafile, not args.no_verify) if args.tls else None,
+            tls=Tls(
+                args.cafile,
+                not args.no_verify,
+                os.environ.get(CA_PEM_ENV) or None,
+                args.server_name,
+            )
+            if args.tls
+            else None,
             source=args.source,
         )
         for line in lines:

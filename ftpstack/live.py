@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
+from ftpstack.accounts import accounts
 
 # The agent owns the parameters' names; they are re-exported for the program's side.
 from ftpstack.agent.apply import BUNDLE_VERSION, bundle_text, decode_bundle
 from ftpstack.agent.apply import CONFIG_PARAMETER as CONFIG_PARAMETER
 from ftpstack.agent.apply import PARTS_PARAMETER as PARTS_PARAMETER
+from ftpstack.identity import Identity
 from ftpstack.render import has_storage, live_files
 from ftpstack.rules import passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
@@ -69,45 +71,36 @@ sys.exit(main(sys.argv))
 HEREDOC = "FTPSTACK_AGENT_SOURCE"
 
 
-def _dirs(settings: Settings) -> list[dict[str, str]]:
+def _dirs(settings: Settings, identity: Identity) -> list[dict[str, str]]:
     uid = f"{paths.VIRTUAL_UID}:{paths.VIRTUAL_UID}"
     dirs = [{"path": paths.FTP_ROOT, "mode": "0755", "owner": "0:0"}]
     dirs += [
-        {"path": f"{paths.FTP_ROOT}/{user.name}", "mode": "0750", "owner": uid}
-        for user in settings.users
+        {"path": f"{paths.FTP_ROOT}/{name}", "mode": "0750", "owner": uid}
+        for name, _ in accounts(settings, identity)
     ]
     if settings.anonymous:
         # Files to publish are put here by an administrator (root); anonymous only reads.
         dirs.append({"path": paths.PUBLIC_DIR, "mode": "0755", "owner": "0:0"})
-    if settings.tls != "off" and settings.tls_certificate:
+    if settings.tls != "off":
         dirs.append({"path": paths.TLS_DIR, "mode": "0755", "owner": "0:0"})
     return dirs
 
 
-def _self_signed(settings: Settings, public_ip: str) -> dict[str, str] | None:
-    if settings.tls == "off" or settings.tls_certificate:
-        return None
-    names = f"DNS:{settings.fqdn},IP:{public_ip}" if settings.fqdn else f"IP:{public_ip}"
-    return {
-        "cert": paths.SELF_SIGNED_CERT,
-        "key": paths.SELF_SIGNED_KEY,
-        "subject": settings.fqdn or public_ip,
-        "san": names,
-    }
-
-
-def bundle(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> dict[str, Any]:
+def bundle(
+    settings: Settings, public_ip: str, seed: str, identity: Identity, instance: int = 0
+) -> dict[str, Any]:
     """Everything the agent needs to apply instance `instance`'s configuration."""
     slice_ = passive_slices(settings)[instance]
     document: dict[str, Any] = {
         "version": BUNDLE_VERSION,
         "files": [
             {"path": f.path, "mode": f.mode, "content": f.content}
-            for f in live_files(settings, public_ip, seed, instance)
+            for f in live_files(settings, public_ip, seed, identity, instance)
         ],
-        "dirs": _dirs(settings),
-        "users": [user.name for user in settings.users],
-        "self_signed": _self_signed(settings, public_ip),
+        "dirs": _dirs(settings, identity),
+        "users": [name for name, _ in accounts(settings, identity)],
+        # What earlier versions left where it no longer belongs: removed, never followed.
+        "legacy": [paths.LEGACY_TLS_DIR],
         "tls_dir": paths.TLS_DIR,
         "sysctl": paths.SYSCTL_FILE,
         "admin": {"user": settings.admin_username, "authorized_keys": settings.ssh_public_key},

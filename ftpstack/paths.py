@@ -11,15 +11,22 @@ from __future__ import annotations
 
 FTP_ROOT = "/srv/ftp"
 PUBLIC_DIR = f"{FTP_ROOT}/public"
-# Survives the VM: the self-signed certificate keeps its fingerprint across replacements.
+# Made by the bootstrap on the storage; it once held the self-signed TLS identity (its key was
+# readable by any host that mounted the share), which the agent now removes (LEGACY_TLS_DIR).
 STATE_DIR = f"{FTP_ROOT}/.ftpstack"
-SELF_SIGNED_CERT = f"{STATE_DIR}/tls/selfsigned.crt"
-SELF_SIGNED_KEY = f"{STATE_DIR}/tls/selfsigned.key"
+LEGACY_TLS_DIR = f"{STATE_DIR}/tls"
 
 PROFTPD_CONF = "/etc/proftpd/proftpd.conf"
 USERS_FILE = "/etc/proftpd/ftpd.passwd"
 GROUPS_FILE = "/etc/proftpd/ftpd.group"
 TLS_DIR = "/etc/proftpd/tls"
+# The stack's own TLS identity (ftpstack.identity: made once, kept in the Pulumi state), on the OS
+# disk, root only; the same on every instance and after every replacement.
+SELF_SIGNED_CERT = f"{TLS_DIR}/ftpstack.crt"
+SELF_SIGNED_KEY = f"{TLS_DIR}/ftpstack.key"
+# The post-deploy check's own account (its password is part of the identity): it logs in and
+# transfers in its own home, never as a customer.
+CHECK_USER = "ftpstack-check"
 SYSCTL_FILE = "/etc/sysctl.d/60-ftpstack-keepalive.conf"
 # Replaces Debian's own file, whose postrotate restarts proftpd (cutting every transfer).
 LOGROTATE_FILE = "/etc/logrotate.d/proftpd-core"
@@ -67,6 +74,7 @@ DRAIN_SECONDS = 12
 REJOIN_SERVICE = "/etc/systemd/system/ftpstack-rejoin.service"
 REJOIN_TIMER = "/etc/systemd/system/ftpstack-rejoin.timer"
 REJOIN_SECONDS = 30
+REJOIN_BOOT_SECONDS = 120  # the first try after a boot: its own mounts had their chance
 
 # Azure's udev rules name a data disk by its LUN; the VM attaches the data disk at this LUN.
 DATA_DISK_LUN = 0

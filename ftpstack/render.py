@@ -10,18 +10,15 @@ are swapped in is `ftpstack.live` and `ftpstack.agent`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 
-from passlib.hash import sha512_crypt
-
 from ftpstack import paths
+from ftpstack.accounts import groups_file, users_file
+from ftpstack.identity import Identity, certificate
 from ftpstack.rules import max_clients_per_instance, passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 from ftpstack.settings.tls import split_chain
-
-SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class TlsFiles:
 
 def tls_files(settings: Settings) -> TlsFiles | None:
     """A supplied certificate lives under a name derived from its content (so a new one is a new
-    file, tested before it is used); without one, the self-signed identity on the data disk."""
+    file, tested before it is used); without one, the stack's own identity's certificate."""
     if settings.tls == "off":
         return None
     if not settings.tls_certificate:
@@ -306,45 +303,6 @@ def _hms(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def salt_for(seed: str, user: str) -> str:
-    """A stable salt per stack and user, so an unchanged password renders an unchanged users
-    file (a random salt would make every `pulumi up` a change)."""
-    digest = hashlib.sha256(f"ftpstack/{seed}/{user}".encode()).digest()
-    return "".join(SALT_ALPHABET[b % 64] for b in digest[:16])
-
-
-def password_hash(settings: Settings, seed: str, name: str, password: str) -> str:
-    """SHA-512 crypt, which Debian 12's proftpd verifies through libcrypt."""
-    return _crypt(password, salt_for(seed, name), settings.password_hash_rounds)
-
-
-@functools.cache
-def _crypt(password: str, salt: str, rounds: int) -> str:
-    """Each instance's bundle carries the same hashes: made once per program run (passlib's
-    pure-Python SHA-512-crypt takes about 7 ms per hash at 5,000 rounds here)."""
-    return str(sha512_crypt.using(salt=salt, rounds=rounds).hash(password))
-
-
-def users_file(settings: Settings, seed: str) -> str:
-    """proftpd's AuthUserFile: passwd(5) lines with password hashes, never plaintext."""
-    uid = paths.VIRTUAL_UID
-    lines = [
-        f"{user.name}:{password_hash(settings, seed, user.name, user.password.get_secret_value())}"
-        f":{uid}:{uid}::{paths.FTP_ROOT}/{user.name}:/usr/sbin/nologin"
-        for user in settings.users
-    ]
-    if settings.anonymous:
-        # The account anonymous sessions run as; "*" is no password, so nobody logs in as it.
-        lines.append(
-            f"{paths.ANON_USER}:*:{paths.ANON_UID}:{uid}::{paths.PUBLIC_DIR}:/usr/sbin/nologin"
-        )
-    return "".join(f"{line}\n" for line in lines)
-
-
-def groups_file() -> str:
-    return f"{paths.VIRTUAL_GROUP}:x:{paths.VIRTUAL_UID}:\n"
-
-
 def sysctl_conf(settings: Settings) -> str:
     return f"""\
 # Written by ftpstack. TCP keepalive for every socket that asks for it: Azure forgets a flow that
@@ -387,6 +345,8 @@ def rejoin_units() -> list[VmFile]:
 [Unit]
 Description=ftpstack: start proftpd once the FTP tree's storage is back
 ConditionPathExists={paths.CONFIGURED}
+# Never while the boot's own mounts are still being made.
+After=local-fs.target remote-fs.target
 
 [Service]
 Type=oneshot
@@ -399,7 +359,7 @@ ExecStart={paths.AGENT_COMMAND} rejoin
 Description=ftpstack: retry the FTP tree's storage while proftpd is down
 
 [Timer]
-OnBootSec={paths.REJOIN_SECONDS}s
+OnBootSec={paths.REJOIN_BOOT_SECONDS}s
 OnUnitInactiveSec={paths.REJOIN_SECONDS}s
 
 [Install]
@@ -408,12 +368,19 @@ WantedBy=timers.target
     return [VmFile(paths.REJOIN_SERVICE, service), VmFile(paths.REJOIN_TIMER, timer)]
 
 
-def live_files(settings: Settings, public_ip: str, seed: str, instance: int = 0) -> list[VmFile]:
+def certificate_names(settings: Settings, public_ip: str) -> list[str]:
+    """What the stack's own certificate names: its DNS name, if any, and its public address."""
+    return [settings.fqdn, public_ip] if settings.fqdn else [public_ip]
+
+
+def live_files(
+    settings: Settings, public_ip: str, seed: str, identity: Identity, instance: int = 0
+) -> list[VmFile]:
     """Every file of an instance's live configuration, at the path it gets on the VM."""
     files = [
         VmFile(paths.SYSCTL_FILE, sysctl_conf(settings)),
         VmFile(paths.PROFTPD_CONF, proftpd_conf(settings, public_ip, instance)),
-        VmFile(paths.USERS_FILE, users_file(settings, seed), "0600", secret=True),
+        VmFile(paths.USERS_FILE, users_file(settings, seed, identity), "0600", secret=True),
         VmFile(paths.GROUPS_FILE, groups_file()),
         VmFile(paths.LOGROTATE_FILE, logrotate_conf()),
     ]
@@ -424,6 +391,12 @@ def live_files(settings: Settings, public_ip: str, seed: str, instance: int = 0)
         files += [VmFile(supplied.cert, leaf), VmFile(supplied.key, key, "0600", secret=True)]
         if supplied.chain:
             files.append(VmFile(supplied.chain, chain))
+    elif supplied is not None:
+        names = certificate_names(settings, public_ip)
+        files += [
+            VmFile(supplied.cert, certificate(identity, names[0], names)),
+            VmFile(supplied.key, identity.tls_key, "0600", secret=True),
+        ]
     if has_storage(settings):
         files += rejoin_units()
     return files

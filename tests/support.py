@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ftpstack.identity import Identity
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import last_json, start_client
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
+from ftpstack.offline.standins import identity as identity_stand_in
 from ftpstack.offline.standins import pem_pair
 from ftpstack.settings import Settings, parse_settings
 
@@ -38,6 +40,10 @@ ONE_SERVER = {"instances": 1, "zones": []}
 OTHER_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbK1D5pf6PXoPXXcEIg4mJv9w0M0WpCh5ZbXn0vZvF0 rotated"
 )
+
+
+# The stack identity the tests render with (the offline plans' stand-in, made from a seed).
+IDENTITY = Identity.from_json(identity_stand_in("tests/ftp-identity"))
 
 
 def settings(**raw: Any) -> Settings:

@@ -19,7 +19,7 @@ from ftpstack.agent.files import (
     STAGED,
     changed_files,
     ensure_dirs,
-    ensure_self_signed,
+    remove_legacy,
     stage,
     write_atomically,
 )
@@ -94,7 +94,7 @@ def apply(bundle: dict[str, Any]) -> None:
     applied_path = Path(bundle["markers"]["applied"])
     previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
     ensure_dirs(bundle)
-    ensure_self_signed(bundle.get("self_signed"))
+    remove_legacy(bundle.get("legacy") or [])
     changes = changed_files(bundle)
     conf_changed = any(entry["path"] == p["conf"] for entry in changes)
     staged = [stage(Path(e["path"]), e["content"], int(e["mode"], 8)) for e in changes]
@@ -152,7 +152,10 @@ def rejoin(record: dict[str, Any]) -> None:
     storage = record.get("storage")
     if not systemd() or not storage or os.path.ismount(storage):
         return
-    run("timeout", "60", "mount", storage, check=False)
+    # systemd's own mount unit, so that a mount it is already making (a slow boot) is joined,
+    # never raced by a second mount.
+    unit = run("systemd-escape", "--path", "--suffix=mount", storage).stdout.strip()
+    run("timeout", "90", "systemctl", "start", unit, check=False)
     if not os.path.ismount(storage):
         say(f"{storage} is still not mounted: proftpd stays down, trying again later")
         return

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftpstack.agent.base import run, say
+from ftpstack.agent.base import say
 
 STAGED = ".ftpstack-new"
 
@@ -65,40 +66,14 @@ def ensure_dirs(bundle: dict[str, Any]) -> None:
         path.chmod(int(entry["mode"], 8))
 
 
-def ensure_self_signed(spec: dict[str, str] | None) -> None:
-    """Made once, on the storage that outlives the VM: the key never leaves it and a replaced VM
-    serves the same certificate. Made anew only when the names it must carry changed."""
-    if not spec:
-        return
-    cert, key = Path(spec["cert"]), Path(spec["key"])
-    if cert.exists() and key.exists():
-        names = run(
-            "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert), check=False
-        ).stdout
-        if all(n.split(":", 1)[1] in names for n in spec["san"].split(",")):
-            return
-        say(f"the certificate's names changed to {spec['san']}: making a new self-signed one")
-    cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp_key, tmp_cert = Path(f"{key}{STAGED}"), Path(f"{cert}{STAGED}")
-    run(
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:3072",
-        "-sha256",
-        "-days",
-        "825",
-        "-nodes",
-        "-subj",
-        f"/CN={spec['subject']}",
-        "-addext",
-        f"subjectAltName={spec['san']}",
-        "-keyout",
-        str(tmp_key),
-        "-out",
-        str(tmp_cert),
-    )
-    tmp_key.chmod(0o600)
-    os.replace(tmp_key, key)
-    os.replace(tmp_cert, cert)
+def remove_legacy(paths: list[str]) -> None:
+    """What an earlier version left where it no longer belongs (the self-signed key on the
+    shared storage): removed without following any link inside it (shutil.rmtree works on file
+    descriptors here), and never through a link in its place."""
+    for path in map(Path, paths):
+        if path.is_symlink():
+            path.unlink()
+            say(f"removed {path}, a link where a directory of an earlier version was")
+        elif path.is_dir():
+            shutil.rmtree(path)
+            say(f"removed {path}, left by an earlier version")

@@ -37,7 +37,10 @@ ZONE_GROUP = "azure-native:network:PrivateDnsZoneGroup"
 DEPLOYMENT = "azure-native:resources:Deployment"
 # An ARM template's resource type for a load balancer (what a deployment writes).
 ARM_LOAD_BALANCER = "Microsoft.Network/loadBalancers"
-SMOKE_CHECK = "command:local:Command"
+LOCAL_COMMAND = "command:local:Command"
+# The program's two commands on the deploying machine, by their names' ends.
+SMOKE_CHECK_SUFFIX = "-smoke-check"
+IDENTITY_SUFFIX = "-identity"
 REMOTE_CHECK = "command:remote:Command"
 COMPONENT = "ftpstack:azure:FtpServer"
 
@@ -208,6 +211,10 @@ class Declared:
     def passive_range(self) -> range:
         first, last = (int(p) for p in str(self.outputs[outputs.PASSIVE_PORT_RANGE]).split("-"))
         return range(first, last + 1)
+
+    def local_command(self, suffix: str) -> Resource | None:
+        """The program's command on the deploying machine whose name ends with `suffix`."""
+        return next((r for r in self.of(LOCAL_COMMAND) if r["name"].endswith(suffix)), None)
 
     def configure_steps(self) -> list[Resource]:
         return [r for r in self.of(RUN_COMMAND) if r["name"].endswith("-configure")]

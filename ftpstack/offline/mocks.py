@@ -17,6 +17,8 @@ import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 
+from ftpstack.offline.declared import IDENTITY_SUFFIX, LOCAL_COMMAND
+
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 MOCK_PUBLIC_IP = "198.51.100.10"
 MOCK_PRIVATE_PREFIX = "10.20.1."
@@ -120,10 +122,12 @@ def arm_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    """Echo the inputs, and add what Azure computes: ids, names, addresses, FQDNs."""
+    """Echo the inputs, and add what Azure computes: ids, names, addresses, FQDNs — and what the
+    deploying machine's identity command prints (a stand-in made from the stack's name)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: str = "dev") -> None:
         self.nic_count = 0
+        self.stack = stack
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -143,6 +147,10 @@ class Mocks(pulumi.runtime.Mocks):
             state["ipConfigurations"] = [
                 {**c, "privateIPAddress": address} for c in state.get("ipConfigurations", [])
             ]
+        if args.typ == LOCAL_COMMAND and args.name.endswith(IDENTITY_SUFFIX):
+            from ftpstack.offline.standins import identity
+
+            state["stdout"] = identity(f"{self.stack}/{args.name}")
         return arm_id(args.typ, args.name, state), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:

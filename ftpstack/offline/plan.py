@@ -156,7 +156,7 @@ def evaluate(
     """Run the program under mocks with this config; raise PlanError on a refused config."""
     set_all_config(config, secret_keys)
     runtime_settings.ROOT.set(None)
-    mock = mocks.Mocks()
+    mock = mocks.Mocks(stack)
     monitor = mocks.CapturingMonitor(mock)
     pulumi.runtime.set_mocks(mock, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
     stderr = io.StringIO()

@@ -10,6 +10,7 @@ the same stack file plans the same way every time and a changed key plans as cha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -83,3 +84,39 @@ def pem_pair(cert: Any, key: Any) -> tuple[str, str]:
         serialization.NoEncryption(),
     ).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+@functools.cache
+def identity(seed: str) -> str:
+    """A stand-in for `python -m ftpstack.identity`'s output, made from `seed` (the stack and the
+    resource): the same every time for one stack, so its plans compare; a real deployment runs
+    the real generator once and keeps its secret output."""
+    from Crypto.Hash import SHAKE256
+    from Crypto.PublicKey import RSA
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from ftpstack import identity as real
+
+    def derived(label: str, size: int) -> bytes:
+        return hashlib.sha256(f"{label}|{seed}".encode()).digest()[:size]
+
+    def curve(label: str) -> ec.EllipticCurvePrivateKey:
+        return ec.derive_private_key(int.from_bytes(derived(label, 31), "big") + 1, ec.SECP256R1())
+
+    stream = SHAKE256.new(f"rsa|{seed}".encode())
+    rsa_pem = RSA.generate(real.RSA_BITS, randfunc=stream.read).export_key("PEM", pkcs=8)
+    rsa_key = serialization.load_pem_private_key(rsa_pem, password=None)
+    made = real.Identity(
+        "2026-01-01T00:00:00Z",
+        real.private_pem(curve("tls")),
+        {
+            "ed25519": real.openssh(
+                ed25519.Ed25519PrivateKey.from_private_bytes(derived("ed", 32))
+            ),
+            "ecdsa": real.openssh(curve("ecdsa")),
+            "rsa": real.openssh(rsa_key),
+        },
+        derived("check", 18).hex(),
+    )
+    return made.to_json()

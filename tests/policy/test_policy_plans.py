@@ -195,7 +195,7 @@ BREAKS: dict[str, tuple[Break, str]] = {
     "password-login": (password_login, "disablePasswordAuthentication"),
     "hash-in-bootstrap": (lambda r: custom_data(r, f"# {HASH}\n"), "customData carries a pass"),
     "key-in-bootstrap": (lambda r: custom_data(r, KEY), "customData carries a private key"),
-    "bundle-in-parameters": (protected_in_clear, "parameters[FTPSTACK_CONFIG_0] carries a pass"),
+    "bundle-in-parameters": (protected_in_clear, "parameters[FTPSTACK_CONFIG_0] carries a"),
     "protected-not-secret": (protected_not_secret, "not marked secret"),
     "idle-timeout": (slow_keepalive, "not longer than keepalive"),
 }
@@ -284,9 +284,12 @@ def test_pack_rejects_password_login_and_secrets_in_the_bootstrap() -> None:
     found = sorted(name for name, _ in analyze(find(resources, v.VM)))
     assert found == ["vm-custom-data-secret-free", "vm-password-auth-disabled"]
     protected_in_clear(resources)
-    assert [n for n, _ in analyze(configure_step(resources))] == [
-        "run-command-plain-inputs-secret-free"
-    ]
+    violations = analyze(configure_step(resources))
+    assert {n for n, _ in violations} == {"run-command-plain-inputs-secret-free"}
+    assert {m.split("carries ")[1].split(";")[0] for _, m in violations} == {
+        "a password hash",
+        "a private key",
+    }, "the bundle carries both: the users file and the stack's TLS key"
 
 
 def test_pack_remediation_marks_plaintext_protected_parameters_secret() -> None:

@@ -78,9 +78,10 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         calls = state["calls"]
         assert isinstance(calls, list)
         calls.append(argv)
-        if "mount" in argv and state["mount_works"]:
+        if argv[-1] == "srv-ftp.mount" and state["mount_works"]:
             state["mounted"] = True
-        return subprocess.CompletedProcess(argv, 0, stdout="")
+        out = "srv-ftp.mount\n" if argv[0] == "systemd-escape" else ""
+        return subprocess.CompletedProcess(argv, 0, stdout=out)
 
     monkeypatch.setattr(apply, "run", run)
     monkeypatch.setattr(apply, "systemd", lambda: True)
@@ -95,7 +96,8 @@ def test_rejoin_mounts_the_storage_back_and_starts_proftpd(
 
     rejoin({"storage": paths.FTP_ROOT})
     assert machine["calls"] == [
-        ("timeout", "60", "mount", paths.FTP_ROOT),
+        ("systemd-escape", "--path", "--suffix=mount", paths.FTP_ROOT),
+        ("timeout", "90", "systemctl", "start", "srv-ftp.mount"),
         ("systemctl", "start", "proftpd"),
     ]
     assert "is back: proftpd started" in capsys.readouterr().out
@@ -108,7 +110,10 @@ def test_rejoin_waits_while_the_mount_still_fails(
 
     machine["mount_works"] = False
     rejoin({"storage": paths.FTP_ROOT})
-    assert machine["calls"] == [("timeout", "60", "mount", paths.FTP_ROOT)], "no start"
+    calls = machine["calls"]
+    assert isinstance(calls, list)
+    assert calls[-1] == ("timeout", "90", "systemctl", "start", "srv-ftp.mount")
+    assert ("systemctl", "start", "proftpd") not in calls, "no start"
     assert "still not mounted" in capsys.readouterr().out
 
 

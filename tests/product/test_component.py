@@ -17,13 +17,21 @@ from typing import Any
 import pulumi
 import pytest
 
-from ftpstack import outputs, paths
+from ftpstack import ftpcheck, outputs, paths
 from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
 from ftpstack.offline import declared as d
 from ftpstack.offline.errors import PlanError
 from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
-from ftpstack.offline.plan import MASK, Plan, Secret, plan_stack
-from tests.support import ONE_SERVER, OTHER_KEY, PASSWORD, USER, USERS, settings
+from ftpstack.offline.plan import MASK, Plan, Resource, Secret, plan_stack
+from tests.support import (
+    ONE_SERVER,
+    OTHER_KEY,
+    PASSWORD,
+    USER,
+    USERS,
+    certificate_pair,
+    settings,
+)
 
 
 @cache
@@ -212,8 +220,7 @@ def test_a_deployment_narrows_then_opens_then_configures() -> None:
     assert "ftp-vm-narrow" in passive_rule.dependencies
     configure = names["ftp-vm-configure"]
     assert {"ftp-nsg-allow-ftp-passive", "ftp-lb-nat"} <= set(configure.dependencies)
-    smoke = plan().find(d.SMOKE_CHECK)
-    assert smoke and "ftp-vm-configure" in smoke[0].dependencies
+    assert "ftp-vm-configure" in smoke_check(plan()).dependencies
 
 
 @pytest.mark.parametrize("instances", [2, 3])
@@ -267,34 +274,78 @@ def test_instances_spread_over_zones_each_with_its_slice_one_after_the_other() -
 # -- checks, disks, naming, outputs ---------------------------------------------------------------
 
 
-def test_smoke_check_is_encrypted_whenever_tls_is_on_and_its_password_secret() -> None:
-    (check,) = plan().find(d.SMOKE_CHECK)
-    assert "--tls --no-verify" in check.raw_inputs["create"]
-    assert check.inputs["environment"]["FTP_PASSWORD"] == MASK
-    assert PASSWORD not in check.raw_inputs["create"]
-    (plain,) = plan(tls="off").find(d.SMOKE_CHECK)
-    assert "--tls" not in plain.raw_inputs["create"]
+def smoke_check(p: Plan) -> Resource:
+    found = [r for r in p.find(d.LOCAL_COMMAND) if r.name.endswith(d.SMOKE_CHECK_SUFFIX)]
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
+def test_smoke_check_logs_in_as_its_own_account_and_pins_the_stacks_certificate() -> None:
+    p = plan()
+    check = smoke_check(p)
+    argv = check.raw_inputs["create"]
+    assert f"--tls --user {paths.CHECK_USER}" in argv and "--no-verify" not in argv
+    assert check.inputs["environment"][ftpcheck.PASSWORD_ENV] == MASK
+    assert PASSWORD not in json.dumps(check.raw_inputs), "never a customer's password"
+    pinned = check.raw_inputs["environment"][ftpcheck.CA_PEM_ENV]
+    files = {f["path"]: f["content"] for f in p.bundles()[0]["files"]}
+    assert pinned == files[paths.SELF_SIGNED_CERT], "exactly the certificate the server serves"
+    users = files[paths.USERS_FILE]
+    assert users.startswith(f"{USER}:") and f"\n{paths.CHECK_USER}:$6$" in users
+
+
+def test_smoke_check_never_sends_a_password_in_clear() -> None:
+    plain = smoke_check(plan(tls="off"))
+    assert "--tls" not in plain.raw_inputs["create"] and "--user" not in plain.raw_inputs["create"]
+    assert ftpcheck.PASSWORD_ENV not in (plain.raw_inputs.get("environment") or {})
+
+
+def test_smoke_check_checks_a_supplied_certificate_for_its_name() -> None:
+    cert, key = certificate_pair("ftp.example.com")
+    check = smoke_check(plan(tls="required", tlsCertificate=cert, tlsPrivateKey=Secret(key)))
+    assert "--server-name ftp.example.com" in check.raw_inputs["create"]
+    assert ftpcheck.CA_PEM_ENV not in check.raw_inputs["environment"], "the machine's CAs judge"
 
 
 def test_smoke_check_reruns_exactly_when_the_configuration_changes() -> None:
     def trigger(p: Plan) -> Any:
-        return p.find(d.SMOKE_CHECK)[0].raw_inputs["triggers"]
+        return smoke_check(p).raw_inputs["triggers"]
 
     assert trigger(plan()) == trigger(plan(tags={"owner": "ops"}))
     assert trigger(plan(maxClients=19)) != trigger(plan())
-    assert plan().find(d.SMOKE_CHECK)[0].inputs["triggers"] == [MASK]
+    assert smoke_check(plan()).inputs["triggers"] == [MASK]
 
 
-def test_smoke_check_can_be_turned_off() -> None:
-    assert plan(postDeployCheck=False).find(d.SMOKE_CHECK) == []
-    assert plan("prod").find(d.SMOKE_CHECK) == [], "prod's FTP is closed to the deploying machine"
+def test_smoke_check_can_be_turned_off_and_its_account_with_it() -> None:
+    off = plan(postDeployCheck=False)
+    assert not [r for r in off.find(d.LOCAL_COMMAND) if r.name.endswith(d.SMOKE_CHECK_SUFFIX)]
+    users = {f["path"]: f["content"] for f in off.bundles()[0]["files"]}[paths.USERS_FILE]
+    assert paths.CHECK_USER not in users
+    prod = plan("prod")
+    assert not [r for r in prod.find(d.LOCAL_COMMAND) if r.name.endswith(d.SMOKE_CHECK_SUFFIX)], (
+        "prod's FTP is closed to the deploying machine"
+    )
+
+
+def test_the_identity_is_made_once_and_kept_secret() -> None:
+    """Made by a command on the deploying machine whose output is a secret in the state; a new
+    command line (another venv) never makes new keys."""
+    p = plan()
+    (made,) = [r for r in p.find(d.LOCAL_COMMAND) if r.name.endswith(d.IDENTITY_SUFFIX)]
+    assert made.raw_inputs["create"].endswith("-m ftpstack.identity")
+    assert made.options["ignoreChanges"] == ["create"]
+    files = {f["path"]: f for f in p.bundles()[0]["files"]}
+    key = files[paths.SELF_SIGNED_KEY]
+    assert key["mode"] == "0600" and "PRIVATE KEY" in key["content"]
+    assert not paths.SELF_SIGNED_KEY.startswith(paths.FTP_ROOT), "never on the shared storage"
+    assert p.bundles() == plan().bundles(), "the stand-in identity plans the same every time"
 
 
 def test_cloud_init_check_over_ssh_comes_before_the_smoke_check() -> None:
     p = plan(sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True)
     (remote,) = p.find(d.REMOTE_CHECK)
     assert remote.raw_inputs["connection"]["host"] == MOCK_PUBLIC_IP
-    assert "ftp-cloud-init-check" in p.find(d.SMOKE_CHECK)[0].dependencies
+    assert "ftp-cloud-init-check" in smoke_check(p).dependencies
     assert plan().find(d.REMOTE_CHECK) == []
     with pytest.raises(PlanError, match=r"ftpstack:cloudInitCheck = True: SSH is closed"):
         plan(cloudInitCheck=True)

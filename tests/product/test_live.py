@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,34 +12,40 @@ from ftpstack import live, paths
 from ftpstack.agent import apply as agent
 from ftpstack.agent import proftpd
 from ftpstack.agent.base import ApplyFailed
-from tests.support import GOOD_USER, settings
+from tests.support import GOOD_USER, IDENTITY, settings
 
 IP = "198.51.100.10"
 SEED = "ftpstack/dev/ftp"
 
 
 def test_the_bundle_round_trips_through_the_agents_decoder() -> None:
-    bundle = live.bundle(settings(users=[GOOD_USER]), IP, SEED)
+    bundle = live.bundle(settings(users=[GOOD_USER]), IP, SEED, IDENTITY)
     assert agent.decode_bundle(live.encode(bundle)) == bundle
 
 
 def test_the_generation_changes_exactly_when_the_configuration_does() -> None:
-    base = live.bundle(settings(users=[GOOD_USER]), IP, SEED)["generation"]
-    assert live.bundle(settings(users=[GOOD_USER]), IP, SEED)["generation"] == base
-    assert live.bundle(settings(users=[GOOD_USER], maxClients=20), IP, SEED)["generation"] != base
-    assert live.bundle(settings(users=[GOOD_USER]), "198.51.100.11", SEED)["generation"] != base
+    base = live.bundle(settings(users=[GOOD_USER]), IP, SEED, IDENTITY)["generation"]
+    assert live.bundle(settings(users=[GOOD_USER]), IP, SEED, IDENTITY)["generation"] == base
+    assert (
+        live.bundle(settings(users=[GOOD_USER], maxClients=20), IP, SEED, IDENTITY)["generation"]
+        != base
+    )
+    assert (
+        live.bundle(settings(users=[GOOD_USER]), "198.51.100.11", SEED, IDENTITY)["generation"]
+        != base
+    )
 
 
 def test_each_instance_gets_its_own_bundle() -> None:
     s = settings(instances=2, exposure="load-balancer", users=[GOOD_USER])
-    first, second = live.bundle(s, IP, SEED, 0), live.bundle(s, IP, SEED, 1)
+    first, second = live.bundle(s, IP, SEED, IDENTITY, 0), live.bundle(s, IP, SEED, IDENTITY, 1)
     assert first["proftpd"]["passive"] == "50000-50049"
     assert second["proftpd"]["passive"] == "50050-50099"
     assert first["health"] == {"unit": paths.HEALTH_UNIT, "nft": paths.HEALTH_NFT}
 
 
 def test_users_get_private_homes_and_the_admin_key_is_kept_current() -> None:
-    bundle = live.bundle(settings(users=[GOOD_USER], anonymous=True), IP, SEED)
+    bundle = live.bundle(settings(users=[GOOD_USER], anonymous=True), IP, SEED, IDENTITY)
     dirs = {d["path"]: d for d in bundle["dirs"]}
     assert dirs[f"{paths.FTP_ROOT}/alice"]["mode"] == "0750"
     assert dirs[paths.PUBLIC_DIR]["owner"] == "0:0"
@@ -46,11 +53,26 @@ def test_users_get_private_homes_and_the_admin_key_is_kept_current() -> None:
     assert bundle["admin"]["authorized_keys"].startswith("ssh-ed25519 ")
 
 
-def test_the_self_signed_identity_names_the_fqdn_and_the_address() -> None:
-    spec = live.bundle(settings(dnsLabel="files-acme"), IP, SEED)["self_signed"]
-    assert spec["subject"] == "files-acme.westeurope.cloudapp.azure.com"
-    assert spec["san"] == f"DNS:files-acme.westeurope.cloudapp.azure.com,IP:{IP}"
-    assert live.bundle(settings(tls="off"), IP, SEED)["self_signed"] is None
+def test_the_stacks_own_certificate_names_the_fqdn_and_the_address_and_keeps_its_key() -> None:
+    from cryptography import x509
+
+    def files(**raw: Any) -> dict[str, str]:
+        bundle = live.bundle(settings(**raw), IP, SEED, IDENTITY)
+        return {f["path"]: f["content"] for f in bundle["files"]}
+
+    named = files(dnsLabel="files-acme")
+    cert = x509.load_pem_x509_certificate(named[paths.SELF_SIGNED_CERT].encode())
+    alternative = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert alternative.get_values_for_type(x509.DNSName) == [
+        "files-acme.westeurope.cloudapp.azure.com"
+    ]
+    assert [str(a) for a in alternative.get_values_for_type(x509.IPAddress)] == [IP]
+    assert named[paths.SELF_SIGNED_KEY] == IDENTITY.tls_key
+    unnamed = files()
+    assert unnamed[paths.SELF_SIGNED_KEY] == IDENTITY.tls_key, "new names, the same key"
+    assert unnamed[paths.SELF_SIGNED_CERT] != named[paths.SELF_SIGNED_CERT]
+    assert files() == unnamed, "the same certificate every time for the same names"
+    assert paths.SELF_SIGNED_CERT not in files(tls="off")
 
 
 def test_the_script_carries_the_agent_and_runs_the_phase_it_is_given() -> None:

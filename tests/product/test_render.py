@@ -6,8 +6,8 @@ import re
 
 from passlib.hash import sha512_crypt
 
-from ftpstack import paths, render
-from tests.support import GOOD_USER, PASSWORD, certificate_pair, load_key, settings
+from ftpstack import accounts, paths, render
+from tests.support import GOOD_USER, IDENTITY, PASSWORD, certificate_pair, load_key, settings
 
 IP = "198.51.100.10"
 SEED = "ftpstack/dev/ftp"
@@ -68,11 +68,13 @@ def test_proftpd_conf_explains_why_keepalive_matters() -> None:
 
 def test_users_file_holds_hashes_never_passwords() -> None:
     s = settings(users=[GOOD_USER, {"name": "bob", "password": "bob-password-22"}])
-    text = render.users_file(s, SEED)
+    text = accounts.users_file(s, SEED, IDENTITY)
     assert PASSWORD not in text and "bob-password-22" not in text
     lines = text.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["alice", "bob"]
+    assert [line.split(":")[0] for line in lines] == ["alice", "bob", paths.CHECK_USER]
     _, hashed, uid, gid, _, home, shell = lines[0].split(":")
+    checked = lines[2].split(":")[1]
+    assert sha512_crypt.verify(IDENTITY.check_password, checked), "the check's own account"
     assert hashed.startswith("$6$")
     assert sha512_crypt.verify(PASSWORD, hashed)
     assert not sha512_crypt.verify("wrong-password", hashed)
@@ -82,18 +84,22 @@ def test_users_file_holds_hashes_never_passwords() -> None:
 
 def test_hashes_are_stable_so_an_unchanged_config_is_no_change() -> None:
     s = settings(users=[GOOD_USER])
-    assert render.live_files(s, IP, SEED) == render.live_files(s, IP, SEED)
+    assert render.live_files(s, IP, SEED, IDENTITY) == render.live_files(s, IP, SEED, IDENTITY)
 
 
 def test_hashes_differ_per_stack_and_per_password() -> None:
     s = settings(users=[GOOD_USER])
     other = settings(users=[{"name": "alice", "password": "another-password"}])
-    assert render.users_file(s, SEED) != render.users_file(s, "ftpstack/prod/ftp")
-    assert render.users_file(s, SEED) != render.users_file(other, SEED)
+    assert accounts.users_file(s, SEED, IDENTITY) != accounts.users_file(
+        s, "ftpstack/prod/ftp", IDENTITY
+    )
+    assert accounts.users_file(s, SEED, IDENTITY) != accounts.users_file(other, SEED, IDENTITY)
 
 
 def test_hash_rounds_follow_the_setting() -> None:
-    text = render.users_file(settings(users=[GOOD_USER], passwordHashRounds=20000), SEED)
+    text = accounts.users_file(
+        settings(users=[GOOD_USER], passwordHashRounds=20000), SEED, IDENTITY
+    )
     assert "$6$rounds=20000$" in text
 
 
@@ -108,7 +114,7 @@ def test_sysctl_sets_the_three_keepalive_values() -> None:
 
 
 def test_the_live_files_are_the_configuration_and_only_secrets_are_private() -> None:
-    files = {f.path: f for f in render.live_files(settings(users=[GOOD_USER]), IP, SEED)}
+    files = {f.path: f for f in render.live_files(settings(users=[GOOD_USER]), IP, SEED, IDENTITY)}
     assert set(files) == {
         paths.PROFTPD_CONF,
         paths.USERS_FILE,
@@ -117,8 +123,12 @@ def test_the_live_files_are_the_configuration_and_only_secrets_are_private() -> 
         paths.LOGROTATE_FILE,
         paths.REJOIN_SERVICE,
         paths.REJOIN_TIMER,
+        paths.SELF_SIGNED_CERT,
+        paths.SELF_SIGNED_KEY,
     }
-    on_the_os_disk = render.live_files(settings(users=[GOOD_USER], dataDiskSizeGb=0), IP, SEED)
+    on_the_os_disk = render.live_files(
+        settings(users=[GOOD_USER], dataDiskSizeGb=0), IP, SEED, IDENTITY
+    )
     assert paths.REJOIN_TIMER not in {f.path for f in on_the_os_disk}, "no storage to wait for"
     assert files[paths.USERS_FILE].mode == "0600" and files[paths.USERS_FILE].secret
     assert not files[paths.PROFTPD_CONF].secret and files[paths.PROFTPD_CONF].mode == "0644"
@@ -131,7 +141,7 @@ def test_tls_required_loads_mod_tls_and_requires_both_channels() -> None:
     assert directive(conf, "TLSProtocol") == "TLSv1.2 TLSv1.3"
     assert "NoSessionReuseRequired" not in conf, "data connections must resume the session"
     assert directive(conf, "TLSRSACertificateFile") == paths.SELF_SIGNED_CERT
-    assert paths.SELF_SIGNED_CERT.startswith(paths.FTP_ROOT), "it lives on the data disk"
+    assert not paths.SELF_SIGNED_KEY.startswith(paths.FTP_ROOT), "never on the shared storage"
 
 
 def test_tls_allowed_and_off() -> None:
@@ -145,7 +155,7 @@ def test_a_given_certificate_is_served_with_its_chain_and_its_key_kept_private()
     leaf, key = certificate_pair("ftp.example.com", issuer=(ca, load_key(ca_key)))
     s = settings(tls="required", tlsCertificate=leaf + ca, tlsPrivateKey=key)
     conf = render.proftpd_conf(s, IP)
-    files = {f.path: f for f in render.live_files(s, IP, SEED)}
+    files = {f.path: f for f in render.live_files(s, IP, SEED, IDENTITY)}
     cert, chain = (
         directive(conf, "TLSRSACertificateFile"),
         directive(conf, "TLSCertificateChainFile"),
@@ -201,7 +211,7 @@ def test_anonymous_is_off_by_default_and_read_only_when_on() -> None:
     block = conf[conf.index("<Anonymous") :]
     assert block.startswith(f"<Anonymous {paths.PUBLIC_DIR}>")
     assert re.search(r"<Limit WRITE SITE_CHMOD>\s+DenyAll", block)
-    users = render.users_file(settings(anonymous=True), SEED)
+    users = accounts.users_file(settings(anonymous=True), SEED, IDENTITY)
     assert f"{paths.ANON_USER}:*:{paths.ANON_UID}:" in users, "no password, own uid"
 
 
