@@ -193,7 +193,7 @@ ShowSymlinks          off
 ListOptions           "-l"
 # Refused whole: glob patterns that walk up the tree ("*.*/"), and any file mode change by MFF
 # ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below.
-DenyFilter            "\\*.*/|unix\\.mode=" [NC]
+DenyFilter            \\*.*/|unix\\.mode= [NC]
 <Limit SITE_CHMOD>
   DenyAll
 </Limit>
