@@ -46,6 +46,8 @@ def nic(
         ]
     else:
         config["public_ip_address"] = {"id": ip.id}
+    if where.servers is not None:  # the share's NSG admits this group's members
+        config["application_security_groups"] = [{"id": where.servers.id}]
     return network.NetworkInterface(
         f"{name}-nic{instance_suffix(index)}",
         resource_group_name=where.rg_name,

@@ -73,7 +73,13 @@ HEREDOC = "FTPSTACK_AGENT_SOURCE"
 
 def _dirs(settings: Settings, identity: Identity) -> list[dict[str, str]]:
     uid = f"{paths.VIRTUAL_UID}:{paths.VIRTUAL_UID}"
-    dirs = [{"path": paths.FTP_ROOT, "mode": "0755", "owner": "0:0"}]
+    # The data disk's root is root's. The share's: with root squashed it stays as Azure made it
+    # (root's, 0777) or as the users' uid has it; unsquashed, root gives it to the users' uid,
+    # which is what lets the agent, squashed later, still make homes there.
+    root = {"mode": "0755", "owner": "0:0"}
+    if settings.shared_storage:
+        root = {} if settings.share_root_squash else {"mode": "0755", "owner": uid}
+    dirs = [{"path": paths.FTP_ROOT, **root}]
     dirs += [
         {"path": f"{paths.FTP_ROOT}/{name}", "mode": "0750", "owner": uid}
         for name, _ in accounts(settings, identity)
@@ -119,8 +125,12 @@ def bundle(
         },
         "bootstrap_wait_seconds": BOOTSTRAP_WAIT_SECONDS,
         "narrow_wait_seconds": NARROW_WAIT_SECONDS,
-        # Where the FTP tree's own storage must be mounted before proftpd may serve it.
+        # Where the FTP tree's own storage must be mounted before proftpd may serve it, with what
+        # options (nothing on it runs, no device node or setuid bit counts), and whether root
+        # is squashed there.
         "storage": paths.FTP_ROOT if has_storage(settings) else None,
+        "mount_options": list(paths.FTP_TREE_MOUNT_OPTIONS),
+        "squashed": settings.shared_storage and settings.share_root_squash,
         # systemd timers the agent enables (where systemd runs).
         "timers": [Path(paths.REJOIN_TIMER).name] if has_storage(settings) else [],
     }

@@ -74,6 +74,20 @@ class Placement:
     rg_name: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     vnet_id: pulumi.Input[str] | None  # None when the subnet is an existing one
+    # The VNet's group and name (where the share's endpoint gets a subnet of its own), the
+    # servers' subnet when this stack declares it (subnets of one VNet are written one by one),
+    # and the servers' application security group (the share's NSG admits only its members).
+    vnet_rg: pulumi.Input[str] = ""
+    vnet_name: pulumi.Input[str] = ""
+    subnet: pulumi.Resource | None = None
+    servers: network.ApplicationSecurityGroup | None = None
+
+
+EXISTING_SUBNET = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/"
+    r"virtualNetworks/(?P<vnet>[^/]+)/subnets/[^/]+",
+    re.IGNORECASE,
+)
 
 
 def placement(name: str, s: Settings, parent: pulumi.Resource) -> Placement:
@@ -88,8 +102,21 @@ def placement(name: str, s: Settings, parent: pulumi.Resource) -> Placement:
             opts=pulumi.ResourceOptions(parent=parent),
         )
         rg_name = rg.name
+    servers = None
+    if s.shared_storage:
+        servers = network.ApplicationSecurityGroup(
+            f"{name}-servers",
+            resource_group_name=rg_name,
+            location=s.location,
+            tags=s.tags,
+            opts=located(parent),
+        )
     if s.existing_subnet_id:
-        return Placement(rg_name, s.existing_subnet_id, None)
+        found = EXISTING_SUBNET.fullmatch(s.existing_subnet_id)
+        assert found, "the settings refuse any other id"
+        return Placement(
+            rg_name, s.existing_subnet_id, None, found["rg"], found["vnet"], None, servers
+        )
     vnet = network.VirtualNetwork(
         f"{name}-vnet",
         resource_group_name=rg_name,
@@ -105,7 +132,7 @@ def placement(name: str, s: Settings, parent: pulumi.Resource) -> Placement:
         address_prefix=s.subnet_prefix,
         opts=pulumi.ResourceOptions(parent=vnet),
     )
-    return Placement(rg_name, subnet.id, vnet.id)
+    return Placement(rg_name, subnet.id, vnet.id, rg_name, vnet.name, subnet, servers)
 
 
 # -- network security group ---------------------------------------------------------------------

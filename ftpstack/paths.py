@@ -10,6 +10,8 @@ is written on every apply lives on the OS disk and is rewritten by the next appl
 from __future__ import annotations
 
 FTP_ROOT = "/srv/ftp"
+# The FTP tree holds data only: nothing there runs, no device node or setuid bit counts.
+FTP_TREE_MOUNT_OPTIONS = ("nosuid", "nodev", "noexec")
 PUBLIC_DIR = f"{FTP_ROOT}/public"
 # Made by the bootstrap on the storage; it once held the self-signed TLS identity (its key was
 # readable by any host that mounted the share), which the agent now removes (LEGACY_TLS_DIR).

@@ -26,6 +26,7 @@ from ftpstack.parts import Placement, located
 from ftpstack.settings import Settings
 
 SHARE = "ftp"
+NFS_PORT = 2049
 DNS_ZONE = azure.PRIVATE_FILES_ZONE
 
 
@@ -65,7 +66,10 @@ def shared_storage(
         account_name=account.name,
         share_name=SHARE,
         enabled_protocols="NFS",
-        root_squash="NoRootSquash",
+        # Root on a server acts as nobody on the share: nothing on it belongs to root, and the
+        # agent makes the users' homes as the users' own uid (what AUTH_SYS trusts any host to
+        # claim; that no other host reaches the share is the endpoint's NSG, below).
+        root_squash="RootSquash" if s.share_root_squash else "NoRootSquash",
         share_quota=s.shared_storage_gb,
         opts=pulumi.ResourceOptions(parent=account, protect=s.data_disk_protect),
     )
@@ -73,7 +77,7 @@ def shared_storage(
         f"{name}-files-endpoint",
         resource_group_name=where.rg_name,
         location=s.location,
-        subnet={"id": where.subnet_id},
+        subnet={"id": endpoint_subnet(name, s, where, parent).id},
         private_link_service_connections=[
             {"name": "files", "private_link_service_id": account.id, "group_ids": ["file"]}
         ],
@@ -82,6 +86,65 @@ def shared_storage(
     )
     nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
     return SharedStorage(nfs, [share, endpoint, *private_dns(name, s, where, endpoint, parent)])
+
+
+def endpoint_subnet(
+    name: str, s: Settings, where: Placement, parent: pulumi.Resource
+) -> network.Subnet:
+    """The share's private endpoint in a subnet of its own, whose NSG admits NFS only from the
+    FTP servers (their application security group) and nothing else: another VM of the VNet, a
+    peered network or a VPN cannot even open a connection to it. Azure applies a subnet's NSG to
+    its private endpoints only with the subnet's private endpoint network policies enabled."""
+    assert where.servers is not None, "shared storage has a servers' group"
+    nsg = network.NetworkSecurityGroup(
+        f"{name}-files-nsg",
+        resource_group_name=where.rg_name,
+        location=s.location,
+        security_rules=[
+            {
+                "name": "allow-nfs-from-the-ftp-servers",
+                "priority": 100,
+                "direction": "Inbound",
+                "access": "Allow",
+                "protocol": "Tcp",
+                "source_port_range": "*",
+                "source_application_security_groups": [{"id": where.servers.id}],
+                "destination_address_prefix": "*",
+                "destination_port_range": str(NFS_PORT),
+                "description": "NFS 4.1 from the FTP servers only",
+            },
+            {
+                "name": "deny-all-inbound",
+                "priority": 4096,
+                "direction": "Inbound",
+                "access": "Deny",
+                "protocol": "*",
+                "source_port_range": "*",
+                "source_address_prefix": "*",
+                "destination_address_prefix": "*",
+                "destination_port_range": "*",
+                "description": "Nothing else, not even from the VNet (Azure's defaults allow it)",
+            },
+        ],
+        tags=s.tags,
+        opts=located(parent),
+    )
+    return network.Subnet(
+        f"{name}-files-subnet",
+        resource_group_name=where.vnet_rg,
+        virtual_network_name=where.vnet_name,
+        address_prefix=s.files_subnet_prefix,
+        private_endpoint_network_policies="Enabled",
+        network_security_group={"id": nsg.id},
+        # Azure writes one subnet of a VNet at a time, and refuses a new prefix for a subnet
+        # that holds anything (InUseSubnetCannotBeUpdated): a new prefix is a new subnet, and
+        # the endpoint moves with it.
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[where.subnet] if where.subnet else [],
+            replace_on_changes=["addressPrefix"],
+        ),
+    )
 
 
 def share_sku(s: Settings) -> str:

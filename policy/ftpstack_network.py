@@ -80,7 +80,10 @@ def _inbound_allows(rules: Iterable[Rule]) -> Iterable[Rule]:
 def _sources(rule: Rule) -> list[Any]:
     many = dig(rule, "sourceAddressPrefixes") or []
     one = dig(rule, "sourceAddressPrefix")
-    sources = [*many, *([one] if one is not None else [])]
+    # An application security group: the NICs that are its members, never the Internet.
+    groups = [f"asg:{last_segment(dig(g, 'id') or '')}" for g in
+              dig(rule, "sourceApplicationSecurityGroups") or []]  # fmt: skip
+    sources = [*many, *([one] if one is not None else []), *groups]
     return sources or ["*"]  # no source at all: Azure treats it as any
 
 

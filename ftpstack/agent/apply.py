@@ -19,6 +19,7 @@ from ftpstack.agent.files import (
     STAGED,
     changed_files,
     ensure_dirs,
+    harden_mount,
     remove_legacy,
     stage,
     write_atomically,
@@ -91,6 +92,7 @@ def apply(bundle: dict[str, Any]) -> None:
             f"{storage} is not mounted (the data disk or the shared NFS share): proftpd never "
             "serves, or takes uploads into, the OS disk's empty tree; see cloud-init's log"
         )
+    harden_mount(storage, bundle.get("mount_options") or [])
     applied_path = Path(bundle["markers"]["applied"])
     previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
     ensure_dirs(bundle)

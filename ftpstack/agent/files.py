@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pwd
 import shutil
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftpstack.agent.base import say
+from ftpstack.agent.base import ApplyFailed, run, say, systemd
 
 STAGED = ".ftpstack-new"
 
@@ -30,7 +34,11 @@ def stage(path: Path, content: str, mode: int, owner: str = "root:root") -> Stag
     """Write `content` beside `path` (same directory: the rename is atomic), flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = Path(f"{path}{STAGED}")
-    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # Whatever stands at the staging name goes (unlink never follows a link), and the file is
+    # made anew: a link planted there is never written through.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(new)
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, content.encode())
         os.fchmod(fd, mode)
@@ -58,12 +66,101 @@ def changed_files(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def ensure_dirs(bundle: dict[str, Any]) -> None:
+    """Each directory of the configuration: a real directory (never a link followed: what
+    another host or user put in its place is refused), with its owner and mode. Where root is
+    squashed (the shared share), a user's directory is made and kept by the user's own uid,
+    which is all the share lets root do anyway."""
+    squashed = bool(bundle.get("squashed"))
     for entry in bundle["dirs"]:
         path = Path(entry["path"])
-        path.mkdir(parents=True, exist_ok=True)
-        uid, gid = (int(x) for x in entry["owner"].split(":"))
-        os.chown(path, uid, gid)
-        path.chmod(int(entry["mode"], 8))
+        owner = tuple(int(x) for x in entry["owner"].split(":")) if entry.get("owner") else None
+        mode = int(entry["mode"], 8) if entry.get("mode") else None
+        if squashed and owner is not None and owner[0] != 0:
+            as_user(owner[0], owner[1], functools.partial(ensure_dir, path, None, mode))
+        else:
+            ensure_dir(path, owner, mode)
+
+
+def ensure_dir(path: Path, owner: tuple[int, ...] | None, mode: int | None) -> None:
+    """`path` a directory of `owner` and `mode` (None: as it is), set through a descriptor
+    opened without following links; a link or a file in its place is refused."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path, 0o700)
+        found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(found.st_mode) else "not a directory"
+        raise ApplyFailed(f"{path} is {what}: refusing to follow it or write through it")
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        current = os.fstat(fd)
+        if owner is not None and (current.st_uid, current.st_gid) != owner:
+            os.fchown(fd, owner[0], owner[1])
+        if mode is not None and stat.S_IMODE(current.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def as_user(uid: int, gid: int, action: Callable[[], None]) -> None:
+    """`action` in a child process that is `uid`:`gid` and nothing more (no other groups)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(reader)
+        code, said = 0, b""
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            action()
+        except (ApplyFailed, OSError) as error:
+            code, said = 1, str(error).encode()
+        finally:
+            os.write(writer, said)
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        told = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ApplyFailed(told or f"a step as uid {uid} failed")
+
+
+def harden_mount(storage: str | None, options: list[str]) -> None:
+    """The FTP tree's mount with `options` (nosuid, nodev, noexec): now, by remounting it (its
+    per-mount flags only), and at every boot, in its fstab line (where systemd runs it)."""
+    if not storage or not options or not os.path.ismount(storage):
+        return
+    if not set(options) <= mount_flags(storage):
+        run("mount", "-o", ",".join(["remount", "bind", *options]), storage)
+        say(f"{storage} remounted {','.join(options)}")
+    if systemd():
+        fstab = Path("/etc/fstab")
+        lines = fstab.read_text().splitlines(keepends=True)
+        changed = False
+        for index, line in enumerate(lines):
+            fields = line.split()
+            if len(fields) >= 4 and not line.lstrip().startswith("#") and fields[1] == storage:
+                have = fields[3].split(",")
+                missing = [o for o in options if o not in have]
+                if missing:
+                    fields[3] = ",".join([*have, *missing])
+                    lines[index] = " ".join(fields) + "\n"
+                    changed = True
+        if changed:
+            write_atomically(fstab, "".join(lines), 0o644)
+
+
+def mount_flags(mountpoint: str) -> set[str]:
+    """The per-mount options of a mount point (mountinfo's sixth field)."""
+    found: set[str] = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[4] == mountpoint:
+            found = set(fields[5].split(","))  # the last mount there is what is seen
+    return found
 
 
 def remove_legacy(paths: list[str]) -> None:

@@ -50,6 +50,8 @@ INTERNET_SOURCES = frozenset({"*", "internet", "any", "0.0.0.0/0", "::/0"})
 BROADEST_SPECIFIC_PREFIX = 8
 # Azure's service tag for the load balancer's probes.
 PROBE_SOURCE = "AzureLoadBalancer"
+# An application security group as a rule's source, as this vocabulary writes it.
+ASG_SOURCE = "asg:"
 
 Resource = dict[str, Any]
 PortRange = tuple[int, int]
@@ -81,11 +83,20 @@ class SecurityRule:
     direction: str
     access: str
     ports: PortRange | None
-    sources: tuple[str, ...]
+    sources: tuple[str, ...]  # CIDRs, service tags, or "asg:<name>" for a security group
+    nsg: str = ""  # the NSG (its name in Azure) that holds it
 
     @classmethod
-    def from_inputs(cls, inputs: Mapping[str, Any]) -> SecurityRule:
-        sources = inputs.get("sourceAddressPrefixes") or [inputs.get("sourceAddressPrefix", "*")]
+    def from_inputs(cls, inputs: Mapping[str, Any], nsg: str = "") -> SecurityRule:
+        groups = [
+            f"{ASG_SOURCE}{str(g.get('id', '')).rsplit('/', 1)[-1]}"
+            for g in inputs.get("sourceApplicationSecurityGroups") or []
+        ]
+        sources = (
+            inputs.get("sourceAddressPrefixes")
+            or groups
+            or [inputs.get("sourceAddressPrefix", "*")]
+        )
         return cls(
             name=str(inputs.get("securityRuleName") or inputs.get("name")),
             priority=int(inputs["priority"]),
@@ -93,6 +104,7 @@ class SecurityRule:
             access=str(inputs["access"]),
             ports=parse_ports(str(inputs.get("destinationPortRange", "*"))),
             sources=tuple(str(s) for s in sources),
+            nsg=nsg or str(inputs.get("networkSecurityGroupName", "")),
         )
 
     @property
@@ -139,12 +151,32 @@ class Declared:
     def by_name(self, name: str) -> Resource:
         return next(r for r in self.resources if r["name"] == name)
 
-    def security_rules(self) -> list[SecurityRule]:
-        """Every NSG rule, inline or separate, in priority order."""
+    def security_rules(self, nsgs: set[str] | None = None) -> list[SecurityRule]:
+        """Every NSG rule, inline or separate, in priority order (only those of `nsgs`, by the
+        NSGs' names in Azure, when given)."""
         rules = [SecurityRule.from_inputs(r["inputs"]) for r in self.of(SECURITY_RULE)]
         for nsg in self.of(NSG):
-            rules += [SecurityRule.from_inputs(x) for x in nsg["inputs"].get("securityRules", [])]
+            name = str(nsg["inputs"].get("networkSecurityGroupName") or nsg["name"])
+            rules += [
+                SecurityRule.from_inputs(x, name) for x in nsg["inputs"].get("securityRules", [])
+            ]
+        if nsgs is not None:
+            rules = [r for r in rules if r.nsg in nsgs]
         return sorted(rules, key=lambda rule: (rule.direction, rule.priority))
+
+    def server_nsgs(self) -> set[str]:
+        """The NSGs on the servers' NICs (by name in Azure): what reaches the FTP servers."""
+        ids = {str((nic["inputs"].get("networkSecurityGroup") or {}).get("id", "")).lower()
+               for nic in self.of(NIC)}  # fmt: skip
+        return {
+            str(nsg["inputs"].get("networkSecurityGroupName") or nsg["name"])
+            for nsg in self.of(NSG)
+            if str(nsg.get("id", "")).lower() in ids
+        }
+
+    def server_rules(self) -> list[SecurityRule]:
+        """The rules between the clients and the FTP servers (their NICs' NSG)."""
+        return self.security_rules(self.server_nsgs())
 
     def open_to_internet(self) -> list[SecurityRule]:
         return [r for r in self.security_rules() if r.allows and r.from_internet]

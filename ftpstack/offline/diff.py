@@ -288,7 +288,8 @@ def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
     a, b = d.Declared(old or {}), d.Declared(new or {})
     changes, warnings, notes = compare_resources(a, b)
-    warnings += edges.rolling_warnings(changes) + _exposure_warnings(a, b)
+    warnings += edges.rolling_warnings(changes) + edges.endpoint_warnings(changes, b)
+    warnings += _exposure_warnings(a, b)
     notes += edges.slice_notes(a, b)
     path = graph.change(
         old or {},

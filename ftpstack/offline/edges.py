@@ -29,6 +29,26 @@ class Change:
 VM_SIZE = "hardwareProfile.vmSize"
 
 
+def endpoint_warnings(changes: list[Change], new: d.Declared) -> list[str]:
+    """The share's private endpoint replaced (itself, or with the subnet it sits in): a new
+    address under the same name."""
+    replaced = {c.name: c.replaced_by for c in changes if c.replaced_by}
+    out = []
+    for endpoint in new.of(d.PRIVATE_ENDPOINT):
+        subnet_id = str((endpoint["inputs"].get("subnet") or {}).get("id", ""))
+        subnet = next((s["name"] for s in new.of(d.SUBNET) if s.get("id") == subnet_id), "")
+        why = replaced.get(endpoint["name"]) or replaced.get(subnet)
+        if why:
+            out.append(
+                f"the share's private endpoint {endpoint['name']} will be REPLACED "
+                f"({', '.join(why)} changed): its address changes, and a server's mounted share "
+                "waits for the old one until it mounts again: afterwards restart the VMs one at "
+                "a time (`az vm restart -g <resourceGroupName> -n <vmName>`, the next once the "
+                "first serves again)"
+            )
+    return out
+
+
 def rolling_warnings(changes: list[Change]) -> list[str]:
     """Several VMs replaced or restarted by one `pulumi up` are down together: say how to roll."""
     out = []
@@ -131,6 +151,14 @@ def refusals(changes: list[Change], old: d.Declared, new: d.Declared) -> list[st
                     "names it), then set dataDiskSourceId to the snapshot's id with this change "
                     "and `pulumi up`: the new disk is made from the snapshot"
                 )
+        squash = [(a, b) for path, a, b in change.properties if path == "rootSquash"]
+        if change.type == d.FILE_SHARE and squash and squash[0] == ("NoRootSquash", "RootSquash"):
+            out.append(
+                f"share {change.name} turns root squash on: its root belongs to root, so the "
+                "servers, squashed, could no longer make a new user's home. Do it in two steps: "
+                "first `pulumi up` with shareRootSquash: false (the configuration gives the "
+                "share's root to the FTP users' uid), then shareRootSquash: true"
+            )
         if change.type == d.STORAGE_ACCOUNT and change.replaced_by:
             out.append(
                 f"storage account {change.name} would be REPLACED "

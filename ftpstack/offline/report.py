@@ -95,12 +95,15 @@ def _notes(options: dict[str, Any]) -> str:
 
 
 def _network(view: d.Declared) -> Iterator[str]:
-    yield "Inbound NSG rules (priority order):"
-    for rule in view.security_rules():
-        yield (
-            f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} "
-            f"from {', '.join(rule.sources)}  {rule.name}"
-        )
+    servers = view.server_nsgs()
+    for nsg in sorted({r.nsg for r in view.security_rules()}, key=lambda n: (n not in servers, n)):
+        what = "the servers" if nsg in servers else "the share's private endpoint"
+        yield f"Inbound NSG rules of {what} ({nsg}, priority order):"
+        for rule in view.security_rules({nsg}):
+            yield (
+                f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} "
+                f"from {', '.join(rule.sources)}  {rule.name}"
+            )
     for lb in view.of(d.LOAD_BALANCER):
         yield ""
         yield "Load balancer:"

@@ -259,12 +259,45 @@ def network_fits_azure(s: Settings) -> None:
             "use a /29 or larger (a /29 leaves 3 usable addresses)",
         )
     usable = subnet.num_addresses - azure.SUBNET_RESERVED_ADDRESSES
-    if usable < s.instances + 1:  # the VMs, and a private endpoint for shared storage
+    if usable < s.instances:
         raise refuse(
             "subnetPrefix",
             s.subnet_prefix,
             f"leaves {usable} usable addresses",
             "use a larger subnet (Azure reserves 5 in each)",
+        )
+
+
+def files_subnet_fits(s: Settings) -> None:
+    """The share's private endpoint gets a subnet of its own (its NSG admits only the servers)."""
+    if not s.shared_storage:
+        return
+    files = ipaddress.IPv4Network(s.files_subnet_prefix)
+    if s.existing_subnet_id:
+        if "files_subnet_prefix" not in s.model_fields_set:
+            raise refuse(
+                "filesSubnetPrefix",
+                s.files_subnet_prefix,
+                "is the default, but with existingSubnetId the share's endpoint gets a subnet "
+                "of its own in that subnet's VNet, whose free ranges only you know",
+                "set filesSubnetPrefix to a free /28 (or larger) of that VNet",
+            )
+    else:
+        vnet = ipaddress.IPv4Network(s.vnet_address_space)
+        if not files.subnet_of(vnet) or files.overlaps(ipaddress.IPv4Network(s.subnet_prefix)):
+            raise refuse(
+                "filesSubnetPrefix",
+                s.files_subnet_prefix,
+                f"must lie inside vnetAddressSpace ({s.vnet_address_space}) and outside "
+                f"subnetPrefix ({s.subnet_prefix})",
+                "pick a free /28 of the VNet, e.g. 10.20.2.0/28",
+            )
+    if files.prefixlen not in azure.SUBNET_PREFIX:
+        raise refuse(
+            "filesSubnetPrefix",
+            s.files_subnet_prefix,
+            "Azure subnets are /2 to /29",
+            "use a /29 or larger (the endpoint needs one address; Azure reserves 5)",
         )
 
 
@@ -339,6 +372,7 @@ RULES: list[Callable[[Settings], None]] = [
     instances_fit_the_exposure,
     ssh_paths_exist,
     network_fits_azure,
+    files_subnet_fits,
     names_and_tags_fit_azure,
     references_name_what_they_must,
 ]

@@ -87,6 +87,11 @@ class Settings(_Model):
     # -- network ----------------------------------------------------------------------------------
     vnet_address_space: Cidr = Field("10.20.0.0/16", description="Address space of the new VNet.")
     subnet_prefix: Cidr = Field("10.20.1.0/24", description="Prefix of the new subnet.")
+    files_subnet_prefix: Cidr = Field(
+        "10.20.2.0/28",
+        description="instances 2+: the subnet of the file share's private endpoint, behind an NSG "
+        "that lets only the FTP servers mount it (in the VNet of existingSubnetId, if set).",
+    )
     existing_subnet_id: Trimmed = Field(
         "", description="Resource id of an existing subnet; set, no VNet is created."
     )
@@ -201,6 +206,11 @@ class Settings(_Model):
     shared_storage_gb: int = Field(
         100,
         description="instances 2+: GiB of the shared Azure Files NFS share (100-102400).",
+    )
+    share_root_squash: bool = Field(
+        True,
+        description="instances 2+: root on a server that mounts the share acts as nobody there "
+        "(RootSquash); turning it on for an existing share is a step of its own.",
     )
     data_disk_source_id: Trimmed = Field(
         "",

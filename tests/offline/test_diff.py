@@ -311,3 +311,17 @@ def test_a_refused_change_exits_2_and_says_why_on_stderr(clone: Path) -> None:
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith("error: dev: the passive range changes from 50000-50039")
     assert "Refused: not in one step" in result.stdout
+
+
+def test_root_squash_on_an_existing_share_is_refused_with_the_two_steps() -> None:
+    result = changed("prod", {"shareRootSquash": False}, {})
+    assert any(
+        "turns root squash on" in r and "shareRootSquash: false" in r for r in result.refusals
+    )
+    assert changed("prod", {}, {"shareRootSquash": False}).refusals == [], "off is one step"
+
+
+def test_a_replaced_share_endpoint_says_to_restart_the_servers() -> None:
+    result = changed("prod", {}, {"filesSubnetPrefix": "10.20.3.0/28"})
+    assert any("private endpoint ftp-files-endpoint will be REPLACED" in w for w in result.warnings)
+    assert any("az vm restart" in w for w in result.warnings)

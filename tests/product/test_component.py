@@ -75,14 +75,39 @@ def conf(p: Plan, instance: int = 0) -> str:
 def test_only_ftp_is_open_to_clients(stack: str) -> None:
     v = view(plan(stack))
     first, last = v.passive_range[0], v.passive_range[-1]
-    for rule in v.security_rules():
+    for rule in v.server_rules():
         if not rule.allows:
             continue
         if rule.sources == (d.PROBE_SOURCE,):
             assert rule.ports == (paths.HEALTH_PORT, paths.HEALTH_PORT)
             continue
         assert rule.ports in {(21, 21), (first, last)}, rule
-    assert v.security_rules()[-1].access == "Deny" and v.security_rules()[-1].ports is None
+    assert v.server_rules()[-1].access == "Deny" and v.server_rules()[-1].ports is None
+    assert {r.nsg for r in v.open_to_internet()} <= v.server_nsgs()
+
+
+def test_the_shares_endpoint_admits_only_the_ftp_servers() -> None:
+    """The endpoint sits in a subnet of its own whose NSG lets in NFS from the servers' security
+    group only; every server's NIC is a member; nothing else reaches it, not the VNet."""
+    p = plan("prod")
+    v = view(p)
+    (endpoint,) = p.find(d.PRIVATE_ENDPOINT)
+    (files,) = [s for s in p.find(d.SUBNET) if s.name.endswith("-files-subnet")]
+    assert endpoint.raw_inputs["subnet"]["id"] == files.id
+    assert files.raw_inputs["privateEndpointNetworkPolicies"] == "Enabled"
+    nsg = next(n for n in p.find(d.NSG) if n.id == files.raw_inputs["networkSecurityGroup"]["id"])
+    rules = v.security_rules({nsg.name})
+    assert [(r.access, r.port_text, r.sources) for r in rules] == [
+        ("Allow", "2049", ("asg:ftp-servers",)),
+        ("Deny", "*", ("*",)),
+    ]
+    (group,) = p.find("azure-native:network:ApplicationSecurityGroup")
+    for nic in p.find(d.NIC):
+        (config,) = nic.raw_inputs["ipConfigurations"]
+        assert config["applicationSecurityGroups"] == [{"id": group.id}]
+    (share,) = p.find(d.FILE_SHARE)
+    assert share.raw_inputs["rootSquash"] == "RootSquash"
+    assert not plan("dev").find("azure-native:network:ApplicationSecurityGroup"), "no share"
 
 
 def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs() -> None:

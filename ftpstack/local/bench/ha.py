@@ -49,9 +49,10 @@ from ftpstack import paths
 from ftpstack.ftpcheck import connect
 from ftpstack.local.bench.live import PASSWORD, SPACING, USER, Sources, client, logins
 from ftpstack.local.bench.peers import ONE_BYTE
-from ftpstack.local.net.azure import PROBE_INTERVAL_S, PROBE_THRESHOLD, LocalAzure
+from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import FAILURES, environment, last_json, module_argv
 from ftpstack.local.net.netns import NetnsError, end_process, kill_pid
+from ftpstack.local.net.rotation import PROBE_INTERVAL_S, PROBE_THRESHOLD
 from ftpstack.offline.plan import Plan, plan_stack
 
 HA: dict[str, Any] = {"instances": 2, "zones": [1, 2], "tls": "allowed", "maxClients": 50}

@@ -26,8 +26,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,26 +33,23 @@ from typing import Any
 from ftpstack import paths
 from ftpstack.local.net import steps as deployment
 from ftpstack.local.net import topology as net
-from ftpstack.local.net.client import module_argv, run_client
+from ftpstack.local.net.client import run_client
 from ftpstack.local.net.files import FilesStandIn, Share
 from ftpstack.local.net.netns import Netns, NetnsError, StandIn, end_process, kill_pid, veth
+from ftpstack.local.net.rotation import Rotation
 from ftpstack.local.net.steps import Bundle, DeployFailed
 from ftpstack.local.net.vmhost import VmHost
-from ftpstack.offline.plan import PROJECT_DIR, Plan, Resource
+from ftpstack.offline.plan import Plan, Resource
 
 __all__ = ["DeployFailed", "LocalAzure"]
 
-# The load balancer's probe as declared (Azure seconds, before any time scale): every 5 s, an
-# instance changes state after 2 consecutive results.
-PROBE_INTERVAL_S = 5.0
-PROBE_THRESHOLD = 2
 # How long a draining VM waits for the load balancer to notice, as the agent's own drain does:
 # the probe's threshold (2 probes at 5 s) and a margin.
 DRAIN_S = 12.0
 
 
 @dataclasses.dataclass
-class LocalAzure(StandIn):
+class LocalAzure(Rotation, StandIn):
     """`with LocalAzure(plan, time_scale=1/30) as az: ...`"""
 
     plan: Plan
@@ -70,6 +65,7 @@ class LocalAzure(StandIn):
     script_edit: Callable[[str], str] | None = None  # the Run Commands' script, changed
     namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
     vm_namespaces: list[Netns] = dataclasses.field(init=False, default_factory=list)
+    neighbour: Netns | None = dataclasses.field(init=False, default=None)
     # What each Run Command last ran with (its script and parameters as declared): Azure runs an
     # unchanged Run Command never again, not even after it failed (Azure/azure-sdk-for-net#47307).
     ran: dict[str, str] = dataclasses.field(init=False, default_factory=dict)
@@ -142,6 +138,7 @@ class LocalAzure(StandIn):
             ns.delete()
         self.namespaces.clear()
         self.vm_namespaces.clear()
+        self.neighbour = None
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
             self._temp = None
@@ -159,6 +156,12 @@ class LocalAzure(StandIn):
             ns.ip("route", "add", f"{self.public_ip}/32", "via", str(network[1]))
         for index in range(self.topology.instances):
             self._add_vm_netns(index)
+        if self.topology.private_endpoint:  # another host of the VNet, not an FTP server
+            self.neighbour = Netns.create("nb")
+            self.namespaces.append(self.neighbour)
+            self._link(self.neighbour, "n", net.NEIGHBOUR_NET)
+            for inside in (net.ENDPOINT_NET, net.RESOLVER_NET):
+                self.neighbour.ip("route", "add", str(inside), "via", str(net.NEIGHBOUR_NET[1]))
         router.ip("addr", "add", f"{self.public_ip}/32", "dev", "lo")
         self.publish_rules()
         router.sysctl("net.ipv4.ip_forward", 1)
@@ -313,83 +316,6 @@ class LocalAzure(StandIn):
         vm = self._new_vm(index, self._storage(index))
         self.vms.append(vm)
         vm.install_bootstrap(new.user_data)
-
-    def _start_prober(self, up: list[int] | None = None) -> None:
-        """The probe over every instance; `up`: those already in rotation (a prober taking over
-        from another keeps them in), the others join once their probes pass."""
-        if self.topology.balanced is None:
-            return
-        targets = ",".join(
-            f"{net.vm_address(i)}:{net.probe_port(self.topology)}"
-            for i in range(self.topology.instances)
-        )
-        interval = max(0.1, PROBE_INTERVAL_S * self.time_scale)
-        self.prober = self.namespaces[3].popen(
-            *module_argv("ftpstack.local.net.prober"),
-            "--router",
-            self.router.name,
-            "--targets",
-            targets,
-            "--interval",
-            str(interval),
-            "--threshold",
-            str(PROBE_THRESHOLD),
-            "--up",
-            ",".join(map(str, up or [])),
-            stdout=subprocess.PIPE,
-            cwd=PROJECT_DIR,
-        )
-        threading.Thread(target=self._read_probes, args=(self.prober,), daemon=True).start()
-        if up is None:
-            self.wait_balanced(self.topology.instances)
-
-    def _restart_prober(self) -> None:
-        """The probe over a new set of instances (a scale-out): the healthy ones stay in."""
-        assert self.prober is not None
-        up = [i for i, healthy in self.healthy.items() if healthy]
-        end_process(self.prober, timeout=5)
-        self._start_prober(up)
-
-    def _read_probes(self, prober: subprocess.Popen[str]) -> None:
-        assert prober.stdout is not None
-        for line in prober.stdout:
-            event = json.loads(line)
-            self.probe_events.append(event)
-            self.healthy[event["instance"]] = event["up"]
-
-    def wait_balanced(self, count: int, timeout: float = 30) -> None:
-        """Until `count` instances are in rotation (their probes pass)."""
-        deadline = time.monotonic() + timeout
-        while sum(self.healthy.values()) < count:
-            if time.monotonic() > deadline:
-                raise NetnsError(
-                    f"fewer than {count} instances passed the probe within {timeout:.0f} s"
-                )
-            time.sleep(0.05)
-
-    def in_rotation(self, index: int) -> bool:
-        """Whether the router's balanced map sends new connections to instance `index`."""
-        # JSON: nft 1.0.6 crashes listing a `typeof jhash` map as text.
-        listed = self.router.run("nft", "-j", "list", "map", "inet", "azure", "balanced")
-        if listed.returncode != 0:
-            raise NetnsError(f"nft could not list the balanced map: {listed.stderr.strip()}")
-        maps = [x["map"] for x in json.loads(listed.stdout)["nftables"] if "map" in x]
-        return any(value == net.vm_address(index) for _, value in maps[0].get("elem", []))
-
-    def wait_healthy(self, index: int, up: bool, timeout: float | None = None) -> float:
-        """Until the probe has put instance `index` in rotation (`up`) or taken it out, and the
-        router's map says so (the prober reports a change just before it rewrites the map); the
-        seconds that took. By default at most 20 s, or twice the probe's scaled window and more
-        when that is longer."""
-        if timeout is None:
-            timeout = max(20.0, 4 * PROBE_THRESHOLD * PROBE_INTERVAL_S * self.time_scale)
-        started = time.monotonic()
-        while self.healthy.get(index) != up or self.in_rotation(index) != up:
-            if time.monotonic() - started > timeout:
-                state = "up" if up else "down"
-                raise NetnsError(f"instance {index} never went {state} within {timeout:.0f} s")
-            time.sleep(0.05)
-        return time.monotonic() - started
 
     def _agent(self, index: int, *command: str) -> None:
         """The agent's own command on instance `index`, as an administrator runs it."""

@@ -119,6 +119,8 @@ EXPORT {{
   Pseudo = {share.nfs.path};
   Access_Type = RW;
   Squash = {SQUASH[share.root_squash]};
+  # A squashed uid is Azure's anonymous one.
+  Anonymous_Uid = 65534; Anonymous_Gid = 65534;
   SecType = sys;
   Protocols = 4;
   Transports = TCP;
@@ -181,7 +183,8 @@ class FilesStandIn(StandIn):
             self._attach(tag, network)
         self.rundir.mkdir(parents=True, exist_ok=True)
         self.export.mkdir(parents=True, exist_ok=True)
-        self.export.chmod(0o755)
+        # A new Azure Files NFS share's root: root's, writable by all (as observed on Azure).
+        self.export.chmod(0o777)
         self.serve_share()
         self.resolver(True)
 

@@ -20,6 +20,7 @@ Only documentation address ranges are used and there are no default routes.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ SILENT_RESOLVER = "192.0.2.53"
 # documentation address), each on its own link to the router, outside the prod stack's
 # 192.0.2.0/25 sources.
 ENDPOINT_NET = ipaddress.IPv4Network("192.0.2.160/30")
+# Another host of the VNet (another team's VM, a peered network, a VPN): not an FTP server.
+NEIGHBOUR_NET = ipaddress.IPv4Network("192.0.2.168/30")
+NEIGHBOUR_LINK = "nr"
 RESOLVER_NET = ipaddress.IPv4Network("192.0.2.164/30")
 NFS_PORT = 2049
 DNS_PORT = 53
@@ -75,10 +79,18 @@ class Topology:
     nat: tuple[tuple[int, int, int], ...]  # (frontend port, instance, backend port)
     probe_port: int | None
     private_endpoint: bool = False  # the plan reaches storage through a private endpoint
+    # Every host of the VNet reaches the endpoint's NFS port, not only the servers (no NSG on its
+    # subnet, or one that admits more than the servers' application security group).
+    endpoint_open_to_vnet: bool = False
 
     @classmethod
     def from_plan(cls, document: dict[str, object]) -> Topology:
         view = d.Declared(document)
+        found = cls._from_plan(view)
+        return dataclasses.replace(found, endpoint_open_to_vnet=endpoint_open_to_vnet(view))
+
+    @classmethod
+    def _from_plan(cls, view: d.Declared) -> Topology:
         instances = len(view.of(d.VM))
         endpoint = bool(view.of(d.PRIVATE_ENDPOINT))
         lbs = view.of(d.LOAD_BALANCER)
@@ -89,7 +101,7 @@ class Topology:
                 instances,
                 int(ip.get("idleTimeoutInMinutes") or 4) * 60,
                 False,
-                tuple(view.security_rules()),
+                tuple(view.server_rules()),
                 None,
                 (),
                 None,
@@ -104,12 +116,36 @@ class Topology:
             instances,
             int(rule.get("idleTimeoutInMinutes") or 4) * 60,
             bool(rule.get("enableTcpReset")),
-            tuple(view.security_rules()),
+            tuple(view.server_rules()),
             tuple(view.balanced_ports()),
             nat,
             int(lb["probes"][0]["port"]),
             endpoint,
         )
+
+
+def endpoint_open_to_vnet(view: d.Declared) -> bool:
+    """Whether a host of the VNet other than the servers reaches the private endpoint's NFS port:
+    what the NSG of the endpoint's subnet admits (without one, Azure's AllowVnetInBound)."""
+    endpoints = view.of(d.PRIVATE_ENDPOINT)
+    if not endpoints:
+        return False
+    subnet_id = str((endpoints[0]["inputs"].get("subnet") or {}).get("id", "")).lower()
+    subnet = next((s for s in view.of(d.SUBNET) if str(s.get("id", "")).lower() == subnet_id), None)
+    nsg_id = str(((subnet or {}).get("inputs", {}).get("networkSecurityGroup") or {}).get("id", ""))
+    nsg = next((n for n in view.of(d.NSG) if str(n.get("id", "")).lower() == nsg_id.lower()), None)
+    if nsg is None:
+        return True
+    name = str(nsg["inputs"].get("networkSecurityGroupName") or nsg["name"])
+    for rule in view.security_rules({name}):
+        reaches = rule.ports is None or rule.ports[0] <= NFS_PORT <= rule.ports[1]
+        if rule.direction == "Inbound" and reaches:
+            only_servers = all(s.startswith(d.ASG_SOURCE) for s in rule.sources)
+            if rule.access == "Allow" and not only_servers:
+                return True
+            if rule.access == "Deny" and not only_servers:
+                return False
+    return True  # Azure's AllowVnetInBound comes after every rule
 
 
 def _source_match(sources: tuple[str, ...]) -> str | None:
@@ -166,10 +202,11 @@ def vnet_lines(t: Topology) -> list[str]:
     the VNet's resolver (Azure's default AllowVnetInBound/OutBound); else, and for anything else,
     neither address is reachable."""
     links = ", ".join(f'"v{i}r"' for i in range(t.instances))
+    mounters = f'{links}, "{NEIGHBOUR_LINK}"' if t.endpoint_open_to_vnet else links
     lines = []
     if t.private_endpoint:
         lines += [
-            f"iifname {{ {links} }} ip daddr {endpoint_address()} tcp dport {NFS_PORT} accept",
+            f"iifname {{ {mounters} }} ip daddr {endpoint_address()} tcp dport {NFS_PORT} accept",
             f"iifname {{ {links} }} ip daddr {resolver_address()} "
             f"meta l4proto {{ tcp, udp }} th dport {DNS_PORT} accept",
         ]

@@ -159,7 +159,8 @@ def test_the_stand_in_serves_what_the_vms_mount_as_azure_files_does() -> None:
     conf = ganesha_conf(share, Path("/export"), Path("/recovery"))
     for line in (
         f"Pseudo = /{share.account}/{share.name};",
-        "Squash = No_Root_Squash;",  # the share's declared rootSquash: NoRootSquash
+        "Squash = Root_Squash;",  # the share's declared rootSquash: RootSquash
+        "Anonymous_Uid = 65534; Anonymous_Gid = 65534;",
         "Protocols = 4;",
         "Minor_Versions = 1;",
         "SecType = sys;",
