@@ -189,13 +189,14 @@ class FilesStandIn(StandIn):
         self.resolver(True)
 
     def _attach(self, tag: str, network: ipaddress.IPv4Network) -> None:
-        """A namespace on its own link to the router, routed back to every VM's link."""
+        """A namespace on its own link to the router, routed back to every VM's link and to
+        the rest of the VNet (whether the router lets that in is the NSG's business)."""
         ns = Netns.create(tag)
         self.namespaces.append(ns)
         veth(self.router, f"{tag}r", ns, f"{tag}p")
         self.router.ip("addr", "add", f"{network[1]}/{network.prefixlen}", "dev", f"{tag}r")
         ns.ip("addr", "add", f"{network[2]}/{network.prefixlen}", "dev", f"{tag}p")
-        for vm_net in net.VM_NETS[: self.instances]:
+        for vm_net in (*net.VM_NETS[: self.instances], net.NEIGHBOUR_NET):
             ns.ip("route", "add", str(vm_net), "via", str(network[1]))
 
     def serve_share(self) -> None:
