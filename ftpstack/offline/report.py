@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ftpstack.checks import TAG_TLS
 from ftpstack.offline import armcheck, costs, graph
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
@@ -25,15 +26,52 @@ def warnings(plan: Plan) -> list[str]:
     out = []
     if view.of(d.VM) and not view.of(d.DISK) and not view.of(d.FILE_SHARE):
         out.append(
-            "dataDiskSizeGb is 0: the FTP files and the self-signed TLS identity live on the OS "
-            "disk and are LOST whenever the VM is replaced (image, admin user, zone changes)"
+            "dataDiskSizeGb is 0: the FTP files live on the OS disk and are LOST whenever the VM "
+            "is replaced (image, admin user, zone changes)"
         )
+    out += _exposure_warnings(view)
     if plan.stand_ins:
         out.append(
             f"planned with stand-ins for secrets only the Pulumi CLI decrypts "
             f"({', '.join(sorted(set(plan.stand_ins)))}); `pulumi preview` checks the real ones, "
             "or pass --secrets FILE"
         )
+    return out
+
+
+# The comment of the committed example stacks' SSH key: a stack that still has it is not yours.
+EXAMPLE_KEY_SUFFIX = "-example"
+
+
+def _exposure_warnings(view: d.Declared) -> list[str]:
+    """What a reviewer should know before `pulumi up`: passwords in clear on the Internet, a
+    post-deploy check that cannot reach the server, an SSH key that is the example's."""
+    out = []
+    vms = view.of(d.VM)
+    tls = str((vms[0]["inputs"].get("tags") or {}).get(TAG_TLS, "")) if vms else ""
+    ftp = [
+        r for r in view.server_rules() if r.allows and r.ports and r.ports[0] <= 21 <= r.ports[1]
+    ]
+    internet = any(r.from_internet for r in ftp)
+    if tls in ("allowed", "off") and internet:
+        out.append(
+            f"tls is {tls} and FTP is open to the Internet: passwords and files may cross it in "
+            "clear; set tls: required (clients then must use FTPS)"
+        )
+    if view.local_command(d.SMOKE_CHECK_SUFFIX) is not None and ftp and not internet:
+        out.append(
+            "ftpSourceCidrs do not include the whole Internet, and the post-deploy check runs "
+            "from the deploying machine: unless its address is inside them, `pulumi up` waits "
+            "postDeployWaitSeconds and then fails; add its address or set postDeployCheck: false"
+        )
+    for vm in vms[:1]:
+        keys = (((vm["inputs"].get("osProfile") or {}).get("linuxConfiguration") or {})
+                .get("ssh") or {}).get("publicKeys") or []  # fmt: skip
+        if any(str(k.get("keyData", "")).strip().endswith(EXAMPLE_KEY_SUFFIX) for k in keys):
+            out.append(
+                "sshPublicKey is the committed example's key, not yours: pulumi config set "
+                'sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"'
+            )
     return out
 
 

@@ -180,7 +180,7 @@ class Settings(_Model):
     )
     # -- FTPS -------------------------------------------------------------------------------------
     tls: Literal["off", "allowed", "required"] = Field(
-        "allowed",
+        "required",
         description="FTPS (explicit, AUTH TLS): off, allowed, or required (control and data).",
     )
     tls_certificate: str = Field(

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -13,7 +14,7 @@ from ftpstack.offline import project
 from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
-from tests.support import PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack_file
+from tests.support import OTHER_KEY, PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack_file
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -125,7 +126,7 @@ def test_committed_secure_values_plan_with_stand_ins_and_say_so() -> None:
 
 
 def test_opting_out_of_the_data_disk_is_warned_about() -> None:
-    assert "files and the self-signed TLS identity live on the OS disk" in render_text(
+    assert "files live on the OS disk" in render_text(
         plan(dataDiskSizeGb=0)
     )
     assert "live on the OS disk" not in render_text(plan())
@@ -238,3 +239,20 @@ def test_a_private_key_as_the_ssh_key_is_one_line_that_shows_nothing_of_it(
     line = refused_plan(stack_file(tmp_path, "leaked", {"sshPublicKey": private}))
     assert line.startswith("error: ftpstack:sshPublicKey = [secret]: this is a private key"), line
     assert "id_ed25519.pub" in line and "b3BlbnNzaC1rZXkt" not in line, line
+
+
+def test_warnings_for_what_a_reviewer_must_know() -> None:
+    from ftpstack.offline.report import warnings
+
+    def said(stack: str, **raw: Any) -> str:
+        return "\n".join(warnings(plan(stack, **raw)))
+
+    assert "passwords and files may cross it in clear" in said("dev", tls="allowed")
+    assert "in clear" not in said("dev"), "tls: required is the default"
+    assert "in clear" not in said("prod", tls="allowed"), "prod's FTP is not open to all"
+    restricted = said("dev", ftpSourceCidrs=["203.0.113.0/24"])
+    assert "post-deploy check runs from the deploying machine" in restricted
+    assert "post-deploy check" not in said("dev"), "open to all: it reaches"
+    assert "post-deploy check" not in said("prod"), "prod turns the check off"
+    assert "committed example's key" in said("dev")
+    assert "committed example's key" not in said("dev", sshPublicKey=OTHER_KEY)

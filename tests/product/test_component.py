@@ -215,7 +215,7 @@ def test_password_ssh_is_disabled_and_the_first_key_installed() -> None:
             )
         },
         {"maxClients": 19},
-        {"tls": "required"},
+        {"tls": "allowed"},
         {"keepaliveIdleSeconds": 50},
         {"passivePortStart": 40000, "passivePortEnd": 40099},
         {"sshPublicKey": OTHER_KEY},
