@@ -171,18 +171,24 @@ def setup_commands(settings: Settings, share: NfsShare | None) -> list[list[str]
     ]
     if share is not None:
         commands += [
-            ["install", "-d", "-m", "0755", paths.FTP_ROOT],
+            # The mount point (never the share's own root, once it is mounted there).
+            f"mountpoint -q {paths.FTP_ROOT} || install -d -m 0755 {paths.FTP_ROOT}",
             f"grep -q ' {paths.FTP_ROOT} nfs' /etc/fstab || echo '{share.source} {paths.FTP_ROOT} "
             f"nfs {NFS_OPTIONS} 0 0' >> /etc/fstab",
             # The private endpoint's name may take a moment to resolve after the VM boots.
             f"for i in $(seq 60); do mountpoint -q {paths.FTP_ROOT} && break; "
             f"mount {paths.FTP_ROOT} && break; sleep 5; done",
         ]
-    elif settings.data_disk_size_gb:
-        commands.append([paths.DISK_SCRIPT])
+    else:
+        # The share's root is the share's (with root squashed, root could not own it anyway):
+        # only a tree on the VM's own storage gets its root made here.
+        if settings.data_disk_size_gb:
+            commands.append([paths.DISK_SCRIPT])
+        commands += [
+            ["install", "-d", "-o", "root", "-g", "root", "-m", "0755", paths.FTP_ROOT],
+            ["install", "-d", "-o", "root", "-g", "root", "-m", "0700", paths.STATE_DIR],
+        ]
     commands += [
-        ["install", "-d", "-o", "root", "-g", "root", "-m", "0755", paths.FTP_ROOT],
-        ["install", "-d", "-o", "root", "-g", "root", "-m", "0700", paths.STATE_DIR],
         ["install", "-d", "-m", "0755", paths.STATE_MARKERS],
         ["systemctl", "enable", "proftpd"],
     ]

@@ -209,6 +209,13 @@ def smoke(
     log = []
     try:
         ftp = connect(host, user, password, port, timeout, tls, source)
+    except ssl.SSLCertVerificationError as error:
+        # Someone answers, but not with the certificate expected: no password was sent, and
+        # waiting would not change who answers.
+        raise CheckFailed(
+            f"{host}:{port} presents a certificate that is not the one expected "
+            f"({error.verify_message}): another server answers, or the certificate changed"
+        ) from None
     except ftplib.error_perm as error:
         # proftpd serves only a configuration ftpstack applied, so a 530 is an answer, not
         # "not yet" — except a full server, which frees up.

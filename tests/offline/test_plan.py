@@ -126,9 +126,7 @@ def test_committed_secure_values_plan_with_stand_ins_and_say_so() -> None:
 
 
 def test_opting_out_of_the_data_disk_is_warned_about() -> None:
-    assert "files live on the OS disk" in render_text(
-        plan(dataDiskSizeGb=0)
-    )
+    assert "files live on the OS disk" in render_text(plan(dataDiskSizeGb=0))
     assert "live on the OS disk" not in render_text(plan())
 
 

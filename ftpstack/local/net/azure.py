@@ -224,6 +224,9 @@ class LocalAzure(Rotation, StandIn):
         assert self._temp is not None
         shared = self.topology.instances > 1 or self.storage is not None
         path = (self.storage or self._temp / "share") if shared else self._temp / f"disk{index}"
+        if not path.exists() and self.topology.private_endpoint:
+            path.mkdir()
+            path.chmod(0o777)  # a new Azure Files NFS share's root: root's, writable by all
         path.mkdir(exist_ok=True)
         return path
 
