@@ -195,8 +195,9 @@ DeleteAbortedStores   on
 ShowSymlinks          off
 ListOptions           "-l"
 # Refused whole: glob patterns that walk up the tree ("*.*/"), and any file mode change by MFF
-# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below.
-DenyFilter            "\\*.*/|unix\\.mode=" [NC]
+# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below. Unquoted:
+# inside quotes proftpd takes a backslash as an escape and the pattern would start with "*".
+DenyFilter            \\*.*/|unix\\.mode= [NC]
 <Limit SITE_CHMOD>
   DenyAll
 </Limit>
