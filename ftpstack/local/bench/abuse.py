@@ -19,11 +19,19 @@ from typing import Any
 from ftpstack.local.bench.live import Sources, directive, percentile, result, spawn
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.netns import NetnsError, end_process
+from ftpstack.offline.plan import Plan
 
 ATTACKERS = 5  # hostile addresses
 INTERVAL = 0.2  # seconds between the customer's logins
 TIMED_OUT = "421 Login timeout"
 BANNED = "530 Banned"
+
+
+def measure(plan: Plan, sources: Sources, seconds: float) -> dict[str, Any]:
+    """The bench's section: the flood against the stack on a model of its own (its bans and
+    spent processes touch no other section)."""
+    with LocalAzure(plan) as az:
+        return under_idle_flood(az, sources, seconds)
 
 
 def under_idle_flood(
@@ -83,3 +91,15 @@ def _results(
         "flood_banned": sum(n for words, n in said.items() if words.startswith(BANNED)),
         "flood_said": said,
     }
+
+
+def rows(ab: dict[str, Any]) -> list[str]:
+    """The section's row of the bench table."""
+    return [
+        f"| customer login p95 ms, {ab['attackers']} addresses x {ab['per_source']} idle "
+        f"connections | {ab['customer_login_ms_under_idle_flood']} | | p50 "
+        f"{ab['customer_login_ms_p50']}; {ab['customer_failed_logins']} of "
+        f"{ab['customer_logins']} failed; the flood held {ab['flood_held_max']}, "
+        f"{ab['flood_timed_out']} timed out, {ab['flood_banned']} refused by the ban in "
+        f"{ab['flood_seconds']:g} s |",
+    ]
