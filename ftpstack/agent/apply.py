@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ftpstack import paths
 from ftpstack.agent.base import ApplyFailed, run, say, systemd
 from ftpstack.agent.files import (
     STAGED,
     changed_files,
     ensure_dirs,
     ensure_self_signed,
+    secure_logs,
     stage,
     write_atomically,
 )
@@ -94,6 +96,7 @@ def apply(bundle: dict[str, Any]) -> None:
     applied_path = Path(bundle["markers"]["applied"])
     previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
     ensure_dirs(bundle)
+    secure_logs(Path(paths.LOG_DIR), paths.LOGS)
     ensure_self_signed(bundle.get("self_signed"))
     changes = changed_files(bundle)
     conf_changed = any(entry["path"] == p["conf"] for entry in changes)
@@ -130,7 +133,7 @@ def apply(bundle: dict[str, Any]) -> None:
     health(bundle, on=True)
     prune(bundle)
     record = {k: bundle.get(k) for k in ("generation", "users", "proftpd", "health", "storage")}
-    write_atomically(applied_path, json.dumps(record) + "\n", 0o644)
+    write_atomically(applied_path, json.dumps(record) + "\n", 0o600)
     say(f"generation {bundle['generation']} applied ({len(changes)} file(s) changed)")
 
 
