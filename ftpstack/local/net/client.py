@@ -24,7 +24,8 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
                    opened again as soon as the server closes it, until --stop-file exists; prints
                    "ready" once the first round was answered; what the server said
     session        one login, then --do actions in order (retr:F stor:F:BYTES dele:F
-                   rnfr:F:TO nlst cwd:DIR pasv): each one's reply
+                   rnfr:F:TO nlst cwd:DIR pasv raw:COMMAND stor-cut:F:BYTES
+                   stor-vanish:F:BYTES): each one's reply
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack.ftpcheck import Tls, connect, parse_epsv, parse_pasv
-from ftpstack.local.net.hostile import idle_flood
+from ftpstack.local.net.hostile import cut_upload, idle_flood
 from ftpstack.local.net.netns import Netns, NetnsError
 
 MODULE = "ftpstack.local.net.client"
@@ -341,6 +342,10 @@ def _action(ftp: ftplib.FTP, action: str) -> dict[str, Any]:
         return {"reply": ftp.cwd(name), "pwd": ftp.pwd()}
     if verb == "pasv":  # the announced port (it tells which server holds the session)
         return {"port": parse_pasv(ftp.sendcmd("PASV")).port}
+    if verb == "raw":  # a command as written (the rest of the action, colons and all)
+        return {"reply": ftp.sendcmd(rest)}
+    if verb in {"stor-cut", "stor-vanish"}:
+        return {"reply": cut_upload(ftp, name, int(extra), vanish=verb == "stor-vanish")}
     raise SystemExit(f"unknown action {action!r}")
 
 

@@ -1,14 +1,42 @@
-"""Hostile clients for the local stand-ins, run by `python -m ftpstack.local.net.client` (its
-`idle-flood` command): what an attacker does to lock customers out without ever logging in."""
+"""Hostile clients for the local stand-ins, run by `python -m ftpstack.local.net.client`: what an
+attacker does to lock customers out without ever logging in (its `idle-flood` command), and an
+upload cut mid-way (its session's `stor-cut` and `stor-vanish` actions)."""
 
 from __future__ import annotations
 
 import argparse
+import ftplib
 import selectors
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
+
+# SO_LINGER on with a zero timeout: close() resets the connection instead of ending it cleanly.
+RESET = struct.pack("ii", 1, 0)
+
+
+def cut_upload(ftp: ftplib.FTP, name: str, size: int, vanish: bool = False) -> str:
+    """STOR `name`, `size` bytes sent, then the data connection reset: an upload that did not
+    finish (a clean close would be the end of the file, a whole upload in FTP's stream mode).
+    `vanish`: the control connection is reset too, as when the client dies; else the server's
+    reply to the cut upload."""
+    ftp.voidcmd("TYPE I")
+    data = ftp.transfercmd(f"STOR {name}")
+    data.sendall(b"x" * size)
+    time.sleep(0.5)  # the server reads and writes what it got
+    data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+    data.close()
+    if vanish:
+        assert ftp.sock is not None
+        ftp.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+        ftp.close()
+        return "(the client vanished)"
+    try:
+        return ftp.voidresp()
+    except ftplib.Error as error:
+        return str(error)
 
 
 def _words(data: bytes) -> str:
