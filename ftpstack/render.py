@@ -142,9 +142,9 @@ def _passive_section(
     lockout = -(-2 * clients // per_host)
     held = -(-settings.ban_max_failed_logins // per_host) * settings.login_timeout_seconds
     banned = (
-        f"the address is banned within {held} s (its TimeoutLogin ban, below)"
+        f"the address is banned\n# within {held} s (its TimeoutLogin ban, below)"
         if settings.ban
-        else "without bans (ban: false) the address may open them again for ever"
+        else "without bans\n# (ban: false) the address may open them again for ever"
     )
     return f"""
 # --- Passive mode behind Azure ------------------------------------------------------------
@@ -162,9 +162,8 @@ MaxClients            {clients} "Too many users (%m) are connected; try again la
 # counts only the logged-in ones), and at MaxInstances the master closes each new connection at
 # once: customers get an EOF. So the cap is the {clients} logged-in slots plus room for {k}
 # addresses each holding all {per_host} connections one address may hold without logging in (at
-# twice MaxClients, {lockout} such addresses locked every customer out); each such process holds
-# about 1.5 MB. Those connections end at TimeoutLogin, and
-# {banned}.
+# twice MaxClients, {lockout} such addresses would lock every customer out); each such process
+# holds about 1.5 MB. Those connections end at TimeoutLogin, and {banned}.
 MaxInstances          {max_instances(settings)}
 MaxConnectionsPerHost {settings.max_clients_per_host} "Too many connections from your address"
 TimeoutLogin          {settings.login_timeout_seconds}
