@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ftpstack import paths
 from ftpstack.accounts import groups_file, users_file
 from ftpstack.identity import Identity, certificate
-from ftpstack.rules import max_clients_per_instance, passive_slices
+from ftpstack.rules import max_clients_per_instance, max_instances, passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 from ftpstack.settings.tls import split_chain
 
@@ -135,6 +135,14 @@ def _passive_section(
     settings: Settings, public_ip: str, first: int, last: int, clients: int
 ) -> str:
     per = "" if settings.instances == 1 else f" (this instance's share of {settings.max_clients})"
+    k, per_host = settings.idle_flood_hosts, settings.max_clients_per_host
+    lockout = -(-2 * clients // per_host)
+    held = -(-settings.ban_max_failed_logins // per_host) * settings.login_timeout_seconds
+    banned = (
+        f"the address is banned\n# within {held} s (its TimeoutLogin ban, below)"
+        if settings.ban
+        else "without bans\n# (ban: false) the address may open them again for ever"
+    )
     return f"""
 # --- Passive mode behind Azure ------------------------------------------------------------
 # Clients reach this VM through Azure's public IP ({public_ip}); the VM itself only knows its
@@ -147,10 +155,13 @@ PassivePorts          {first} {last}
 # the range, which Azure then blocks. MaxClients{per} stays at or below half the range, so
 # that never happens; the next client is refused cleanly at login instead of hanging.
 MaxClients            {clients} "Too many users (%m) are connected; try again later"
-# Sessions that never log in use no passive port, so the process cap may exceed MaxClients;
-# twice MaxClients keeps a port scan from locking customers out while bounding memory. One
-# address may hold only a few of them, and must log in quickly.
-MaxInstances          {2 * clients}
+# Every connection is a process from the moment it is accepted, logged in or not (MaxClients
+# counts only the logged-in ones), and at MaxInstances the master closes each new connection at
+# once: customers get an EOF. So the cap is the {clients} logged-in slots plus room for {k}
+# addresses each holding all {per_host} connections one address may hold without logging in (at
+# twice MaxClients, {lockout} such addresses would lock every customer out); each such process
+# holds about 1.5 MB. Those connections end at TimeoutLogin, and {banned}.
+MaxInstances          {max_instances(settings)}
 MaxConnectionsPerHost {settings.max_clients_per_host} "Too many connections from your address"
 TimeoutLogin          {settings.login_timeout_seconds}
 """
@@ -192,7 +203,8 @@ DeleteAbortedStores   on
 ShowSymlinks          off
 ListOptions           "-l"
 # Refused whole: glob patterns that walk up the tree ("*.*/"), and any file mode change by MFF
-# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below.
+# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below. Unquoted:
+# inside quotes proftpd takes a backslash as an escape and the pattern would start with "*".
 DenyFilter            \\*.*/|unix\\.mode= [NC]
 <Limit SITE_CHMOD>
   DenyAll
@@ -228,9 +240,11 @@ def _ban_section(settings: Settings) -> str:
 # --- Brute-force and flood protection -------------------------------------------------------
 # One failed password ends the session (MaxLoginAttempts 1), and each such ending is an
 # event: {settings.ban_max_failed_logins} of them from one address within {window} ban that
-# address for {duration}; so do {settings.ban_connects_per_minute or "(off)"} connections in a
-# minute. Bans are held by this server (with several instances, each keeps its own). Lift one with
-# `ftpdctl ban permit host <address>` on the VM (README, "Bans").
+# address for {duration}. So do as many connections that never logged in (TimeoutLogin): an
+# address holding idle connections to keep customers out loses them, and from then on each of
+# its connections ends at once. So do {settings.ban_connects_per_minute or "(off)"} connections
+# in a minute. Bans are held by this server (with several instances, each keeps its own). Lift
+# one with `ftpdctl ban permit host <address>` on the VM (README, "Bans").
 MaxLoginAttempts      1
 <IfModule mod_ban.c>
   BanEngine           on
@@ -238,6 +252,7 @@ MaxLoginAttempts      1
   BanTable            /run/proftpd.ban
   BanControlsACLs     all allow user root
   BanOnEvent          MaxLoginAttempts {rule} "Banned: too many failed logins"
+  BanOnEvent          TimeoutLogin {rule} "Banned: connections that never logged in"
 {rate}</IfModule>
 """
 

@@ -165,6 +165,15 @@ def max_clients_per_instance(settings: Settings) -> int:
     return -(-settings.max_clients // settings.instances)
 
 
+def max_instances(settings: Settings) -> int:
+    """proftpd's process cap on each instance (MaxInstances): its logged-in slots, and room for
+    idleFloodHosts addresses each holding every connection it may without logging in."""
+    return (
+        max_clients_per_instance(settings)
+        + settings.idle_flood_hosts * settings.max_clients_per_host
+    )
+
+
 @dataclass(frozen=True)
 class NatRule:
     """An inbound NAT rule: one frontend port to one port of one instance."""

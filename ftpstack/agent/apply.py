@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ftpstack import paths
 from ftpstack.agent.base import ApplyFailed, run, say, systemd
 from ftpstack.agent.files import (
     STAGED,
@@ -21,6 +22,7 @@ from ftpstack.agent.files import (
     ensure_dirs,
     harden_mount,
     remove_legacy,
+    secure_logs,
     stage,
     write_atomically,
 )
@@ -97,6 +99,7 @@ def apply(bundle: dict[str, Any]) -> None:
     previous = json.loads(applied_path.read_text()) if applied_path.exists() else {}
     ensure_dirs(bundle)
     remove_legacy(bundle.get("legacy") or [])
+    secure_logs(Path(paths.LOG_DIR), paths.LOGS)
     changes = changed_files(bundle)
     conf_changed = any(entry["path"] == p["conf"] for entry in changes)
     staged = [stage(Path(e["path"]), e["content"], int(e["mode"], 8)) for e in changes]
@@ -132,7 +135,7 @@ def apply(bundle: dict[str, Any]) -> None:
     health(bundle, on=True)
     prune(bundle)
     record = {k: bundle.get(k) for k in ("generation", "users", "proftpd", "health", "storage")}
-    write_atomically(applied_path, json.dumps(record) + "\n", 0o644)
+    write_atomically(applied_path, json.dumps(record) + "\n", 0o600)
     say(f"generation {bundle['generation']} applied ({len(changes)} file(s) changed)")
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import grp
 import os
 import pwd
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,44 @@ def mount_flags(mountpoint: str) -> set[str]:
         if len(fields) > 5 and fields[4] == mountpoint:
             found = set(fields[5].split(","))  # the last mount there is what is seen
     return found
+
+
+# Like logrotate's `create 640 root adm` (ftpstack.render.logrotate_conf): root writes, the adm
+# group (Debian's log readers) reads, nobody else.
+LOG_MODE = 0o640
+
+
+def secure_logs(log_dir: Path, names: Iterable[str]) -> None:
+    """proftpd's logs root:adm 0640, made before proftpd first opens them (it creates a missing
+    log 0644, readable by every account on the VM, the FTP users' names and addresses included)
+    and set again on every apply (it never changes the mode of a log that exists). A name that
+    is not a regular file (a symlink put there) is left alone, never followed."""
+    try:
+        adm = grp.getgrnam("adm").gr_gid
+    except KeyError:
+        adm = 0
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = log_dir / name
+        try:
+            kind = os.lstat(path).st_mode
+        except FileNotFoundError:
+            kind = stat.S_IFREG  # made below
+        if not stat.S_ISREG(kind):
+            say(f"{path} is not a regular file ({stat.filemode(kind)}): left alone")
+            continue
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:  # O_NOFOLLOW: a symlink put there since the lstat is refused too
+            fd = os.open(path, flags, LOG_MODE)
+        except OSError as error:
+            say(f"{path} left alone: {error.strerror}")
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchown(fd, 0, adm)
+                os.fchmod(fd, LOG_MODE)
+        finally:
+            os.close(fd)
 
 
 def remove_legacy(paths: list[str]) -> None:

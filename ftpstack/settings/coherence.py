@@ -111,6 +111,26 @@ def keepalive_beats_idle_timeout(s: Settings) -> None:
         )
 
 
+def idle_connections_get_banned(s: Settings) -> None:
+    # An address that holds every connection it may and never logs in ends maxClientsPerHost
+    # of them by login timeout every loginTimeoutSeconds; unless banMaxFailedLogins of those
+    # fit in the ban's window, such an address keeps its connections for ever.
+    if not s.ban:
+        return
+    rounds = -(-s.ban_max_failed_logins // s.max_clients_per_host)
+    needed = rounds * s.login_timeout_seconds
+    if needed > s.ban_window_seconds:
+        raise refuse(
+            "banWindowSeconds",
+            s.ban_window_seconds,
+            f"an address holding maxClientsPerHost ({s.max_clients_per_host}) connections that "
+            f"never log in reaches banMaxFailedLogins ({s.ban_max_failed_logins}) login timeouts "
+            f"only after {needed} s, so it is never banned",
+            f"raise banWindowSeconds to at least {needed}, or lower loginTimeoutSeconds or "
+            "banMaxFailedLogins",
+        )
+
+
 def users_are_distinct_and_sound(s: Settings) -> None:
     if len(s.users) > MAX_USERS:
         raise refuse(
@@ -366,6 +386,7 @@ RULES: list[Callable[[Settings], None]] = [
     passive_range_holds_max_clients,
     idle_timeout_is_in_azure_range,
     keepalive_beats_idle_timeout,
+    idle_connections_get_banned,
     users_are_distinct_and_sound,
     tls_material_is_whole_and_valid,
     storage_fits_azure,

@@ -139,7 +139,14 @@ class Settings(_Model):
         10, description="Most simultaneous connections from one address."
     )
     login_timeout_seconds: Annotated[int, Field(ge=5, le=300)] = Field(
-        30, description="Seconds a connection may take to log in."
+        15,
+        description="Seconds a connection may take to log in; one that does not is closed "
+        "(and, with ban, counts like a failed login).",
+    )
+    idle_flood_hosts: Annotated[int, Field(ge=1, le=100)] = Field(
+        8,
+        description="Addresses that may each hold maxClientsPerHost connections that never log "
+        "in, all at once, while customers still get in (about 1.5 MB a connection).",
     )
     keepalive_idle_seconds: Annotated[int, Field(ge=1, le=32767)] = Field(
         60, description="Seconds of silence before the first TCP keepalive probe."
@@ -166,10 +173,12 @@ class Settings(_Model):
         description="Ban addresses after repeated failed logins or connection floods (mod_ban).",
     )
     ban_max_failed_logins: Annotated[int, Field(ge=1)] = Field(
-        5, description="Failed logins from one address, within banWindowSeconds, before a ban."
+        5,
+        description="Failed logins (or connections that never log in) from one address, within "
+        "banWindowSeconds, before a ban.",
     )
     ban_window_seconds: Annotated[int, Field(ge=1, le=86399)] = Field(
-        600, description="The window in which failed logins are counted."
+        600, description="The window in which failed logins (and login timeouts) are counted."
     )
     ban_seconds: Annotated[int, Field(ge=1, le=86399)] = Field(
         3600, description="How long a banned address stays banned."

@@ -4,7 +4,10 @@ one word after `permit host`."""
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +129,66 @@ def test_rejoin_leaves_a_server_with_its_storage_alone(machine: dict[str, object
     rejoin({"storage": paths.FTP_ROOT})
     rejoin({"storage": None})
     assert machine["calls"] == []
+
+
+# -- the logs' modes: root and adm only, never through a symlink -------------------------------
+
+
+@pytest.fixture
+def owners(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (uid, gid) each log is given, recorded (a test need not run as root to chown)."""
+
+    given: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append((uid, gid)))
+    return given
+
+
+def test_logs_are_made_0640_and_opened_ones_closed_again(
+    tmp_path: Path, owners: list[tuple[int, int]]
+) -> None:
+    from ftpstack.agent.files import secure_logs
+
+    (tmp_path / "old.log").write_text("kept\n")
+    (tmp_path / "old.log").chmod(0o644)
+    secure_logs(tmp_path, ["new.log", "old.log"])
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {
+        "new.log": 0o640,
+        "old.log": 0o640,
+    }
+    assert (tmp_path / "old.log").read_text() == "kept\n"
+    assert {uid for uid, _ in owners} == {0} and len(owners) == 2
+
+
+def planted(tmp_path: Path) -> tuple[Path, Path]:
+    """A log that is a symlink to a secret (as a users file is: 0600)."""
+    secret = tmp_path / "ftpd.passwd"
+    secret.write_text("alice:$6$hash\n")
+    secret.chmod(0o600)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "auth.log").symlink_to(secret)
+    return logs, secret
+
+
+def test_a_log_that_is_a_symlink_is_left_alone(
+    tmp_path: Path, owners: list[tuple[int, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ftpstack.agent.files import secure_logs
+
+    logs, secret = planted(tmp_path)
+    secure_logs(logs, ["auth.log"])
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and owners == []
+    assert (logs / "auth.log").is_symlink()
+    assert "auth.log is not a regular file" in capsys.readouterr().out
+
+
+def test_negative_control_following_the_symlink_opens_the_secret(
+    tmp_path: Path, owners: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftpstack.agent import files
+
+    logs, secret = planted(tmp_path)
+    monkeypatch.setattr(os, "lstat", os.stat)
+    monkeypatch.setattr(os, "O_NOFOLLOW", 0)
+    files.secure_logs(logs, ["auth.log"])
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o640 and len(owners) == 1

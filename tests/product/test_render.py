@@ -52,6 +52,13 @@ def test_one_address_cannot_hold_every_slot_for_long() -> None:
     assert directive(conf, "TimeoutLogin") == "20"
 
 
+def test_the_process_cap_holds_the_logged_in_slots_and_the_idle_flood_budget() -> None:
+    s = settings(maxClients=20, maxClientsPerHost=10, idleFloodHosts=5)
+    assert directive(render.proftpd_conf(s, IP), "MaxInstances") == "70"  # 20 + 5 x 10
+    shared = settings(instances=2, exposure="load-balancer", maxClients=50, idleFloodHosts=8)
+    assert directive(render.proftpd_conf(shared, IP, 1), "MaxInstances") == "105"  # 25 + 8 x 10
+
+
 def test_each_instance_announces_only_its_slice_and_its_share() -> None:
     s = settings(instances=2, exposure="load-balancer", maxClients=50)
     first, second = render.proftpd_conf(s, IP, 0), render.proftpd_conf(s, IP, 1)
@@ -200,7 +207,8 @@ def test_ban_after_failed_logins_and_connection_floods() -> None:
     assert directive(conf, "MaxLoginAttempts") == "1"
     events = re.findall(r"BanOnEvent\s+(.+)", conf)
     assert events[0].startswith("MaxLoginAttempts 4/00:05:00 02:00:00 ")
-    assert events[1].startswith("ClientConnectRate 30/00:01:00 02:00:00 ")
+    assert events[1].startswith("TimeoutLogin 4/00:05:00 02:00:00 ")
+    assert events[2].startswith("ClientConnectRate 30/00:01:00 02:00:00 ")
     assert "ClientConnectRate" not in render.proftpd_conf(settings(banConnectsPerMinute=0), IP)
     assert "mod_ban" not in render.proftpd_conf(settings(ban=False), IP)
 

@@ -379,6 +379,8 @@ def test_an_expired_certificate_is_refused() -> None:
         ({"dataDiskSku": "UltraSSD_LRS"}, "dataDiskSku", "Premium_LRS"),
         ({"loginTimeoutSeconds": 1}, "loginTimeoutSeconds", "greater than or equal to 5"),
         ({"maxClientsPerHost": 0}, "maxClientsPerHost", "greater than or equal to 1"),
+        ({"idleFloodHosts": 0}, "idleFloodHosts", "greater than or equal to 1"),
+        ({"idleFloodHosts": 101}, "idleFloodHosts", "less than or equal to 100"),
     ],
 )
 def test_production_settings_refused(raw: dict[str, Any], key: str, fix: str) -> None:
@@ -619,3 +621,20 @@ def test_negative_control_sound_references_pass() -> None:
     assert settings(dataDiskSourceId=SNAPSHOT).data_disk_source_id == SNAPSHOT
     assert settings(privateDnsZoneId=HUB_ZONE, **HA).private_dns_zone_id == HUB_ZONE
     assert settings(applyRetry=3).apply_retry == 3
+
+
+def test_an_address_holding_idle_connections_must_reach_the_ban_within_its_window() -> None:
+    # 2 connections per address, 5 timeouts to a ban: 3 rounds of 60 s, past a 120 s window.
+    raw = {"maxClientsPerHost": 2, "loginTimeoutSeconds": 60, "banWindowSeconds": 120}
+    message = refused(**raw)
+    assert message.startswith("ftpstack:banWindowSeconds = 120: "), message
+    assert "only after 180 s" in message and "at least 180" in message, message
+    assert "\n" not in message
+    # Negative controls: a window that holds the rounds, or no bans at all, pass.
+    assert settings(**{**raw, "banWindowSeconds": 180}).ban_window_seconds == 180
+    assert not settings(**raw, ban=False).ban
+
+
+def test_login_timeouts_are_short_and_idle_floods_absorbed_by_default() -> None:
+    s = settings()
+    assert s.login_timeout_seconds == 15 and s.idle_flood_hosts == 8

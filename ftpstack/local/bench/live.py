@@ -164,13 +164,18 @@ def concurrency(az: LocalAzure, sources: Sources, seconds: float) -> dict[str, A
 
 def _max_clients(az: LocalAzure) -> int:
     """MaxClients of the proftpd.conf this model applied."""
-    conf = next(
+    return int(directive(az, "MaxClients").split()[0])
+
+
+def directive(az: LocalAzure, name: str) -> str:
+    """A directive's value in the proftpd.conf this model applied (its edits included)."""
+    conf: str = next(
         f["content"]
         for f in az.edit(az.plan.bundles()[0])["files"]
         if f["path"].endswith("/proftpd.conf")
     )
-    line = next(x for x in conf.splitlines() if x.split()[:1] == ["MaxClients"])
-    return int(line.split()[1])
+    line = next(x for x in conf.splitlines() if x.split()[:1] == [name])
+    return line.split(None, 1)[1]
 
 
 def new_user(index: int) -> tuple[str, str]:

@@ -16,7 +16,8 @@ medians of interleaved rounds (this machine is noisy: ±30-40 % between runs of 
   across running downloads;
 - ha (in `ha`): two instances behind the load balancer, unscaled: the failover after a
   server's sudden death, logins across a rolling replacement of both instances, and the login
-  p50 with two instances against one.
+  p50 with two instances against one;
+- abuse (in `abuse`): a customer's logins while five addresses hold idle connections.
 
 Clients are `python -m ftpstack.local.net.client` (and curl, iperf3) in the client namespace, each
 run from a fresh source address: the stack bans an address after `banConnectsPerMinute`
@@ -44,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
+from ftpstack.local.bench import abuse, live, scale
 from ftpstack.local.bench import ha as bench_ha
-from ftpstack.local.bench import live, scale
 from ftpstack.local.bench.live import (
     PASSWORD,
     SPACING,
@@ -66,7 +67,7 @@ RESULTS = PROJECT_DIR / "bench" / "results.json"
 OVERRIDES: dict[str, Any] = {"users": Secret([{"name": USER, "password": PASSWORD}]), "tls": "off"}
 BLOB = "blob.bin"
 SETTLE = 0.5  # seconds of quiet before each throughput sample
-SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha", "scale")
+SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha", "scale", "abuse")
 
 
 def _curl(az: LocalAzure, sources: Sources, netrc: Path, size: int) -> dict[str, float]:
@@ -231,6 +232,11 @@ TARGETS: list[tuple[str, str, Check]] = [
      lambda r: r["login_p50_2_instances_ms"] <= 1.5 * r["login_p50_1_instance_ms"]),
     ("scale", "login p50 with 5,000 users <= 1.5 x with 10",
      lambda r: r["login_p50_ratio_5000_vs_10"] <= 1.5),
+    ("abuse", "customer login p95 <= 2000 ms under an idle flood",
+     lambda r: r["customer_login_ms_under_idle_flood"] <= 2000),
+    ("abuse", "no customer login failed while every hostile connection was held",
+     lambda r: r["customer_logins"] > 0 and r["customer_failed_logins"] == 0
+     and r["flood_held_max"] == r["attackers"] * r["per_source"]),
 ]
 # fmt: on
 
@@ -317,6 +323,7 @@ ROWS: dict[str, Callable[[Any], list[str]]] = {
     "reconfigure": _reconfigure_rows,
     "ha": _ha_rows,
     "scale": _scale_rows,
+    "abuse": abuse.rows,
 }
 
 
@@ -373,6 +380,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dic
     if "scale" in sections:
         print("scale ...", file=sys.stderr)
         results["scale"] = scale.measure(sources, args.logins, args.login_rounds)
+    if "abuse" in sections:
+        print("abuse ...", file=sys.stderr)
+        results["abuse"] = abuse.measure(plan, sources, args.flood_seconds)
     results["load_average_end"] = os.getloadavg()[0]
     return results
 
@@ -410,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=5, help="reconfigure: live changes")
     parser.add_argument("--slow-seconds", type=float, default=4, help="reconfigure: each download")
     parser.add_argument("--failovers", type=int, default=3, help="ha: servers killed in turn")
+    parser.add_argument("--flood-seconds", type=float, default=45, help="abuse: its duration")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument(
         "--proftpd-directive",

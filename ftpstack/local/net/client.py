@@ -9,7 +9,8 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     slow-download  RETR paced to last --seconds; whether the 226 arrived afterwards
     pasv           --count PASV and EPSV replies
     logins         --count logins (connect, login, 1-byte RETR, quit), spaced --spacing s apart
-    login-loop     a login every --interval s until --stop-file exists; every failure listed
+    login-loop     a login every --interval s until --stop-file exists; every failure listed,
+                   each login's seconds
     pasv-loop      PASV and a data connection (NLST) every --interval s until --stop-file
                    exists, in one session that is reopened when the server ends it; every
                    announced port, and every data connection that failed
@@ -19,8 +20,12 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     try-login      one login: ok, or the server's reply
     sessions       --count new sessions, each PASV and a listing: ports announced, failures
     connects       --count connections, each read its greeting and closed: the greetings
+    idle-flood     --per-source connections from each of --sources that never log in, each
+                   opened again as soon as the server closes it, until --stop-file exists; prints
+                   "ready" once the first round was answered; what the server said
     session        one login, then --do actions in order (retr:F stor:F:BYTES dele:F
-                   rnfr:F:TO nlst cwd:DIR pasv): each one's reply
+                   rnfr:F:TO nlst cwd:DIR pasv raw:COMMAND stor-cut:F:BYTES
+                   stor-vanish:F:BYTES): each one's reply
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack.ftpcheck import Tls, connect, parse_epsv, parse_pasv
+from ftpstack.local.net.hostile import cut_upload, idle_flood
 from ftpstack.local.net.netns import Netns, NetnsError
 
 MODULE = "ftpstack.local.net.client"
@@ -219,7 +225,8 @@ def login_loop(args: argparse.Namespace) -> dict[str, Any]:
         return time.perf_counter() - started
 
     out = _until_stopped(args, once)
-    out["slowest_s"] = max(out.pop("results"), default=0.0)
+    out["seconds"] = [round(x, 4) for x in out.pop("results")]
+    out["slowest_s"] = max(out["seconds"], default=0.0)
     return out
 
 
@@ -335,6 +342,10 @@ def _action(ftp: ftplib.FTP, action: str) -> dict[str, Any]:
         return {"reply": ftp.cwd(name), "pwd": ftp.pwd()}
     if verb == "pasv":  # the announced port (it tells which server holds the session)
         return {"port": parse_pasv(ftp.sendcmd("PASV")).port}
+    if verb == "raw":  # a command as written (the rest of the action, colons and all)
+        return {"reply": ftp.sendcmd(rest)}
+    if verb in {"stor-cut", "stor-vanish"}:
+        return {"reply": cut_upload(ftp, name, int(extra), vanish=verb == "stor-vanish")}
     raise SystemExit(f"unknown action {action!r}")
 
 
@@ -378,6 +389,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "hold": hold,
     "try-login": try_login,
     "connects": connects,
+    "idle-flood": idle_flood,
     "session": session,
     "sessions": sessions,
 }
@@ -405,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-file", default="/nonexistent")
     parser.add_argument("--no-login", action="store_true", help="hold: connect only")
     parser.add_argument("--do", action="append", default=[], help="session: an action")
+    parser.add_argument("--sources", default="", help="idle-flood: source addresses, a,b,...")
+    parser.add_argument("--per-source", type=int, default=1, help="idle-flood: each one's")
+    parser.add_argument(
+        "--reopen-delay", type=float, default=0.0, help="idle-flood: s before reopening"
+    )
     args = parser.parse_args(argv)
     print(json.dumps(COMMANDS[args.command](args)), flush=True)
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,15 @@ class LocalServer(StandIn):
     """`with LocalServer(plan) as server: server.client("upload", ..., user=, password=)`."""
 
     def __init__(
-        self, plan: Plan, edit: steps.Edit | None = None, addresses: Sequence[str] = ()
+        self,
+        plan: Plan,
+        edit: steps.Edit | None = None,
+        addresses: Sequence[str] = (),
+        script_edit: Callable[[str], str] | None = None,
     ) -> None:
         self.plan = plan
         self.edit = edit
+        self.script_edit = script_edit  # the configuration step's script, changed
         self.addresses = list(addresses)
         self.public_ip = str(plan.outputs[outputs.PUBLIC_IP])
         self.netns: Netns | None = None
@@ -45,7 +50,7 @@ class LocalServer(StandIn):
         self.storage.chmod(0o755)
         self.vm = VmHost(self.netns, {paths.FTP_ROOT: self.storage})
         self.vm.start()
-        steps.deploy([self.vm], self.plan, self.edit)
+        steps.deploy([self.vm], self.plan, self.edit, script_edit=self.script_edit)
 
     def close(self) -> None:
         if self.vm is not None:

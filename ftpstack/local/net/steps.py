@@ -135,10 +135,15 @@ def run_step(
 
 
 def deploy(
-    vms: Sequence[VmHost], plan: Plan, edit: Edit | None = None, race: float = 0.0
+    vms: Sequence[VmHost],
+    plan: Plan,
+    edit: Edit | None = None,
+    race: float = 0.0,
+    script_edit: Callable[[str], str] | None = None,
 ) -> list[subprocess.CompletedProcess[str]]:
     """The first `pulumi up`. With `race`, each bootstrap lags that many seconds behind the
-    configuration step, as on Azure where the VM agent is ready before cloud-init finished."""
+    configuration step, as on Azure where the VM agent is ready before cloud-init finished;
+    `script_edit` changes the configuration step's script (negative controls)."""
     threads = []
     for vm in vms:
         if race:
@@ -152,7 +157,8 @@ def deploy(
         else:
             vm.install_bootstrap(plan.user_data)
     results = [run_step(vm, s, edit) for vm, s in zip(vms, steps(plan, "narrow"), strict=True)]
-    results += [run_step(vm, s, edit) for vm, s in zip(vms, steps(plan, "configure"), strict=True)]
+    configure = zip(vms, steps(plan, "configure"), strict=True)
+    results += [run_step(vm, s, edit, script_edit) for vm, s in configure]
     for thread in threads:
         thread.join()
     return results

@@ -92,6 +92,23 @@ KEYS = {
         "login_p50_ratio_5000_vs_10",
         "login_n",
     },
+    "abuse": {
+        "attackers",
+        "per_source",
+        "flood_seconds",
+        "max_instances",
+        "login_timeout_s",
+        "customer_logins",
+        "customer_failed_logins",
+        "customer_failures",
+        "customer_login_ms_p50",
+        "customer_login_ms_under_idle_flood",
+        "flood_held_max",
+        "flood_connections",
+        "flood_timed_out",
+        "flood_banned",
+        "flood_said",
+    },
 }
 TOP = {"cpus", "load_average_start", "load_average_end", "targets", *KEYS}
 
@@ -124,6 +141,8 @@ def test_every_key_is_written(tmp_path: Path) -> None:
             "2",
             "--failovers",
             "1",
+            "--flood-seconds",
+            "2",
             "--out",
             str(out),
         ]
@@ -139,6 +158,7 @@ def test_every_key_is_written(tmp_path: Path) -> None:
     assert ha["failovers"] == len(ha["failover_samples_s"]) == 1
     assert ha["rolling_replaced"] == ha["instances"] == 2 and ha["login_n"] == 1
     assert results["scale"]["login_n"] == 1 and results["scale"]["users_5000_apply_s"] > 0
+    assert results["abuse"]["flood_seconds"] == 2 and results["abuse"]["customer_logins"] > 0
     assert len(results["targets"]) == len(suite.TARGETS)
     assert code == (0 if all(results["targets"].values()) else 1)
     # Every namespace it made is gone (names carry this process's id).
@@ -181,6 +201,14 @@ MET: dict[str, Any] = {
         "login_p50_1_instance_ms": 53.0,
     },
     "scale": {"login_p50_ratio_5000_vs_10": 1.02},
+    "abuse": {
+        "attackers": 5,
+        "per_source": 10,
+        "customer_logins": 200,
+        "customer_failed_logins": 0,
+        "customer_login_ms_under_idle_flood": 250.0,
+        "flood_held_max": 50,
+    },
 }
 # Ways to miss each target: (its index in TARGETS, section, the change).
 MISSES: list[tuple[int, str, dict[str, Any]]] = [
@@ -205,6 +233,11 @@ MISSES: list[tuple[int, str, dict[str, Any]]] = [
     (10, "ha", {"rolling_replaced": 1}),  # one instance was not replaced
     (11, "ha", {"login_p50_2_instances_ms": 79.6}),  # 1.5 x 53.0 = 79.5
     (12, "scale", {"login_p50_ratio_5000_vs_10": 1.51}),
+    (13, "abuse", {"customer_login_ms_under_idle_flood": 2000.1}),
+    (13, "abuse", {"customer_login_ms_under_idle_flood": float("inf")}),  # no login succeeded
+    (14, "abuse", {"customer_failed_logins": 1}),
+    (14, "abuse", {"customer_logins": 0}),  # nothing was tried
+    (14, "abuse", {"flood_held_max": 49}),  # the flood never held all it may
 ]
 
 

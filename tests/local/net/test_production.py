@@ -250,7 +250,7 @@ def hold(server: LocalServer, count: int, source: str) -> subprocess.Popen[str]:
     return proc
 
 
-def test_one_address_cannot_take_every_slot_and_idle_connections_are_dropped(
+def test_one_address_cannot_take_every_slot_and_idle_connections_are_dropped_and_banned(
     server: LocalServer,
 ) -> None:
     holder = hold(server, PER_HOST, CUSTOMER_A)
@@ -267,6 +267,12 @@ def test_one_address_cannot_take_every_slot_and_idle_connections_are_dropped(
         out, _ = holder.communicate(input="", timeout=60)
     states = last_json(out)["session"]
     assert len(states) == PER_HOST and all(s.startswith("ended") for s in states), states
+    # PER_HOST (4) login timeouts reach BAN_AFTER (3): the address that held them is banned.
+    banned = server.client(
+        "try-login", "--tls", "--source", CUSTOMER_A, user="alice", password=PW["alice"]
+    )
+    assert not banned["ok"] and "Banned: connections that never logged in" in banned["reply"]
+    server.machine.exec("/usr/bin/python3", paths.AGENT_PATH, "unban", CUSTOMER_A)
 
 
 def test_a_connection_flood_bans_its_address(server: LocalServer) -> None:
