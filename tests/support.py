@@ -84,15 +84,21 @@ def certificate_pair(
     issuer: tuple[str, Any] | None = None,
     ca: bool = False,
     ips: tuple[str, ...] | list[str] = (),
+    rsa_bits: int = 0,
 ) -> tuple[str, str]:
     """A throw-away certificate and its key, as PEM text; self-signed unless `issuer` is a
-    (certificate PEM, key object) pair. Returns (certificate PEM, key PEM)."""
+    (certificate PEM, key object) pair; an ECDSA P-256 key, or RSA of `rsa_bits`. Returns
+    (certificate PEM, key PEM)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: Any = (
+        rsa.generate_private_key(65537, rsa_bits)
+        if rsa_bits
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     issuer_name, signer = name, key

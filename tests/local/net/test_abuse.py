@@ -33,7 +33,7 @@ PAST_THE_TIMEOUT = LOGIN_TIMEOUT + 7  # seconds of flood: a timeout round, the b
 
 def attacked(seconds: float, edit: Edit | None = None) -> dict[str, Any]:
     needs_root()
-    with LocalAzure(plan("dev"), time_scale=SCALE, bundle_edit=edit) as az:
+    with LocalAzure(plan("dev", tls="allowed"), time_scale=SCALE, bundle_edit=edit) as az:
         found = abuse.under_idle_flood(az, Sources(), seconds)
         found["log"] = az.vms[0].path(paths.SYSTEM_LOG).read_text()
     return found
