@@ -217,7 +217,9 @@ class FtpServer(pulumi.ComponentResource):
                     ),
                     # `status --wait` exits non-zero on errors; --long says which module failed.
                     create="cloud-init status --wait --long",
-                    opts=pulumi.ResourceOptions(parent=first, depends_on=[first]),
+                    # After the configuration, which moves sshd to its port while SFTP has 22
+                    # (it too waits for cloud-init); then this reports cloud-init's errors.
+                    opts=pulumi.ResourceOptions(parent=first, depends_on=[first, *configured]),
                 )
             )
         if not s.post_deploy_check:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ftpstack import paths
+from ftpstack import paths, sftp
 from ftpstack.accounts import accounts
 
 # The agent owns the parameters' names; they are re-exported for the program's side.
@@ -89,6 +89,11 @@ def _dirs(settings: Settings, identity: Identity) -> list[dict[str, str]]:
         dirs.append({"path": paths.PUBLIC_DIR, "mode": "0755", "owner": "0:0"})
     if settings.tls != "off":
         dirs.append({"path": paths.TLS_DIR, "mode": "0755", "owner": "0:0"})
+    if settings.sftp:
+        dirs += [
+            {"path": path, "mode": "0755", "owner": "0:0"}
+            for path in (sftp.HOST_KEY_DIR, sftp.AUTHORIZED_DIR)
+        ]
     return dirs
 
 
@@ -110,6 +115,8 @@ def bundle(
         "tls_dir": paths.TLS_DIR,
         "sysctl": paths.SYSCTL_FILE,
         "admin": {"user": settings.admin_username, "authorized_keys": settings.ssh_public_key},
+        # Where the VM's own sshd listens (22 is SFTP's while the stack serves it).
+        "sshd": sftp.sshd(settings),
         "proftpd": {
             "conf": paths.PROFTPD_CONF,
             "pid_file": paths.PID_FILE,

@@ -26,6 +26,7 @@ T = TypeVar("T")
 LB_FRONTEND = "frontend"
 LB_POOL = "backend"
 LB_RULE = "ftp-control"
+LB_SFTP_RULE = "sftp"
 # The load balancer's API version in azure-native 3 (its SDK's `network.LoadBalancer`), so that
 # both writers of the load balancer speak the same shape.
 LB_API_VERSION = "2024-05-01"
@@ -244,14 +245,22 @@ def lb_id(name: str, s: Settings, where: Placement) -> pulumi.Output[str]:
     )
 
 
-def control_rule(s: Settings, lb: pulumi.Input[str]) -> dict[str, Any]:
-    """Port 21 over the instances whose probe passes; outbound traffic goes through the
-    explicit outbound rule instead."""
+def balancing_rules(s: Settings, lb: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """Port 21 (and SFTP's 22) over the instances whose probe passes."""
+    names = {FTP_CONTROL_PORT: LB_RULE, r.SFTP_PORT: LB_SFTP_RULE}
+    return [control_rule(s, lb, names[port], port) for port in r.load_balancer_rule_ports(s)]
+
+
+def control_rule(
+    s: Settings, lb: pulumi.Input[str], name: str = LB_RULE, port: int = FTP_CONTROL_PORT
+) -> dict[str, Any]:
+    """A port over the instances whose probe passes; outbound traffic goes through the explicit
+    outbound rule instead."""
     return {
-        "name": LB_RULE,
+        "name": name,
         "protocol": "Tcp",
-        "frontendPort": FTP_CONTROL_PORT,
-        "backendPort": FTP_CONTROL_PORT,
+        "frontendPort": port,
+        "backendPort": port,
         "frontendIPConfiguration": {"id": child_id(lb, "frontendIPConfigurations", LB_FRONTEND)},
         "backendAddressPool": {"id": child_id(lb, "backendAddressPools", LB_POOL)},
         "probe": {"id": child_id(lb, "probes", r.PROBE_NAME)},
@@ -286,7 +295,7 @@ def lb_body(s: Settings, lb: pulumi.Input[str], ip: pulumi.Input[str]) -> dict[s
                 "probeThreshold": r.PROBE_THRESHOLD,
             }
         ],
-        "loadBalancingRules": [control_rule(s, lb)],
+        "loadBalancingRules": balancing_rules(s, lb),
         "outboundRules": [
             {
                 "name": "outbound",

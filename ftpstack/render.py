@@ -13,22 +13,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ftpstack import paths
+from ftpstack import paths, sftp
 from ftpstack.accounts import groups_file, users_file
 from ftpstack.identity import Identity, certificate
 from ftpstack.rules import max_clients_per_instance, max_instances, passive_slices
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 from ftpstack.settings.tls import split_chain
-
-
-@dataclass(frozen=True)
-class VmFile:
-    """One file of the live configuration."""
-
-    path: str
-    content: str
-    mode: str = "0644"
-    secret: bool = False  # holds a password hash or a private key
+from ftpstack.system import logrotate_conf, rejoin_units, sysctl_conf
+from ftpstack.vmfile import VmFile
 
 
 @dataclass(frozen=True)
@@ -68,21 +60,42 @@ def proftpd_conf(settings: Settings, public_ip: str, instance: int = 0) -> str:
     """A complete proftpd.conf for Debian 12's proftpd-core 1.3.8 (no Debian defaults included)."""
     passive = passive_slices(settings)[instance]
     clients = max_clients_per_instance(settings)
+    shared = "".join(
+        [
+            _limits_section(settings, clients),
+            _timeouts_section(),
+            _users_section(settings),
+            _ban_events(settings),
+        ]
+    )
     return "".join(
         [
             _head(settings),
             _passive_section(settings, public_ip, passive.first, passive.last, clients),
             _keepalive_section(settings),
-            _users_section(settings),
+            "\n# === Shared by every server of this daemon (FTP on 21, SFTP on 22) "
+            "=================\n<Global>\n",
+            _indented(shared),
+            "</Global>\n",
+            _read_only_section(settings),
             _ban_section(settings),
             _tls_section(settings),
             _anonymous_section(settings, clients),
+            sftp.vhost(settings, keepalive_spec(settings)),
         ]
     )
 
 
+def _indented(text: str) -> str:
+    return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(True))
+
+
 def _head(settings: Settings) -> str:
-    wanted = (("mod_tls.c", settings.tls != "off"), ("mod_ban.c", settings.ban))
+    wanted = (
+        ("mod_tls.c", settings.tls != "off"),
+        ("mod_ban.c", settings.ban),
+        ("mod_sftp.c", settings.sftp),
+    )
     modules = "".join(f"LoadModule            {m}\n" for m, on in wanted if on)
     if modules:
         modules = (
@@ -110,10 +123,7 @@ PidFile               {paths.PID_FILE}
 ScoreboardFile        /run/proftpd.scoreboard
 DelayTable            /run/proftpd.delay
 SystemLog             {paths.SYSTEM_LOG}
-# Every upload and download (xferlog format), and every login attempt with its outcome.
-TransferLog           {paths.LOG_DIR}/xferlog
 LogFormat             auth "%t %a user=%u %s %r"
-ExtendedLog           {paths.LOG_DIR}/auth.log AUTH auth
 
 # Local administration (`ftpdctl`: lift a ban), for root on the VM only.
 ControlsEngine        on
@@ -134,7 +144,6 @@ UseReverseDNS         off
 def _passive_section(
     settings: Settings, public_ip: str, first: int, last: int, clients: int
 ) -> str:
-    per = "" if settings.instances == 1 else f" (this instance's share of {settings.max_clients})"
     k, per_host = settings.idle_flood_hosts, settings.max_clients_per_host
     lockout = -(-2 * clients // per_host)
     held = -(-settings.ban_max_failed_logins // per_host) * settings.login_timeout_seconds
@@ -143,6 +152,7 @@ def _passive_section(
         if settings.ban
         else "without bans\n# (ban: false) the address may open them again for ever"
     )
+    servers = " (for FTP and for SFTP: each server counts its own)" if settings.sftp else ""
     return f"""
 # --- Passive mode behind Azure ------------------------------------------------------------
 # Clients reach this VM through Azure's public IP ({public_ip}); the VM itself only knows its
@@ -151,19 +161,30 @@ def _passive_section(
 # this server.
 MasqueradeAddress     {public_ip}
 PassivePorts          {first} {last}
+# Every connection is a process from the moment it is accepted, logged in or not (MaxClients,
+# below, counts only the logged-in ones), and at MaxInstances the master closes each new
+# connection at once: customers get an EOF. So the cap is the {clients} logged-in slots{servers}
+# plus room for {k} addresses each holding all {per_host} connections one address may hold
+# without logging in (at twice MaxClients, {lockout} such addresses would lock every customer
+# out); each such process holds about 1.5 MB. Those connections end at TimeoutLogin, and
+# {banned}.
+MaxInstances          {max_instances(settings)}
+"""
+
+
+def _limits_section(settings: Settings, clients: int) -> str:
+    per = "" if settings.instances == 1 else f" (this instance's share of {settings.max_clients})"
+    return f"""
+# --- Limits ---------------------------------------------------------------------------------
 # When every port of PassivePorts is busy proftpd silently falls back to a random port outside
 # the range, which Azure then blocks. MaxClients{per} stays at or below half the range, so
 # that never happens; the next client is refused cleanly at login instead of hanging.
 MaxClients            {clients} "Too many users (%m) are connected; try again later"
-# Every connection is a process from the moment it is accepted, logged in or not (MaxClients
-# counts only the logged-in ones), and at MaxInstances the master closes each new connection at
-# once: customers get an EOF. So the cap is the {clients} logged-in slots plus room for {k}
-# addresses each holding all {per_host} connections one address may hold without logging in (at
-# twice MaxClients, {lockout} such addresses would lock every customer out); each such process
-# holds about 1.5 MB. Those connections end at TimeoutLogin, and {banned}.
-MaxInstances          {max_instances(settings)}
 MaxConnectionsPerHost {settings.max_clients_per_host} "Too many connections from your address"
 TimeoutLogin          {settings.login_timeout_seconds}
+# Every upload and download (xferlog format), and every login attempt with its outcome.
+TransferLog           {paths.LOG_DIR}/xferlog
+ExtendedLog           {paths.LOG_DIR}/auth.log AUTH auth
 """
 
 
@@ -178,7 +199,11 @@ def _keepalive_section(settings: Settings) -> str:
 # keep the flow alive: the first after IDLE s of silence, then one every INTVL s, COUNT in all
 # (IDLE:COUNT:INTVL below). The kernel gets the same values from {paths.SYSCTL_FILE}.
 SocketOptions         keepalive {keepalive_spec(settings)}
+"""
 
+
+def _timeouts_section() -> str:
+    return """
 TimeoutNoTransfer     600
 TimeoutStalled        600
 TimeoutIdle           1200
@@ -210,12 +235,6 @@ DenyFilter            \\*.*/|unix\\.mode= [NC]
   DenyAll
 </Limit>
 """
-    read_only = [u.name for u in settings.users if u.read_only]
-    if read_only:
-        out += (
-            "\n# Read-only users: they list and download, never upload, delete or rename.\n"
-            f"<Limit WRITE>\n  DenyUser {','.join(read_only)}\n</Limit>\n"
-        )
     limits = [u for u in settings.users if u.max_upload_mb is not None]
     if limits:
         out += "\n# Per-user upload limits (a larger upload is aborted).\n"
@@ -225,7 +244,18 @@ DenyFilter            \\*.*/|unix\\.mode= [NC]
     return out
 
 
-def _ban_section(settings: Settings) -> str:
+def _read_only_section(settings: Settings) -> str:
+    read_only = [u.name for u in settings.users if u.read_only]
+    if not read_only:
+        return ""
+    return (
+        "\n# Read-only users: they list and download, never upload, delete or rename (over SFTP:\n"
+        "# its own server's limit, below).\n"
+        f"<Limit WRITE>\n  DenyUser {','.join(read_only)}\n</Limit>\n"
+    )
+
+
+def _ban_events(settings: Settings) -> str:
     if not settings.ban:
         return ""
     window, duration = _hms(settings.ban_window_seconds), _hms(settings.ban_seconds)
@@ -237,23 +267,35 @@ def _ban_section(settings: Settings) -> str:
             f'{duration} "Banned: too many connections"\n'
         )
     return f"""
-# --- Brute-force and flood protection -------------------------------------------------------
-# One failed password ends the session (MaxLoginAttempts 1), and each such ending is an
-# event: {settings.ban_max_failed_logins} of them from one address within {window} ban that
-# address for {duration}. So do as many connections that never logged in (TimeoutLogin): an
-# address holding idle connections to keep customers out loses them, and from then on each of
-# its connections ends at once. So do {settings.ban_connects_per_minute or "(off)"} connections
-# in a minute. Bans are held by this server (with several instances, each keeps its own). Lift
-# one with `ftpdctl ban permit host <address>` on the VM (README, "Bans").
 MaxLoginAttempts      1
 <IfModule mod_ban.c>
   BanEngine           on
-  BanLog              {paths.LOG_DIR}/ban.log
-  BanTable            /run/proftpd.ban
-  BanControlsACLs     all allow user root
   BanOnEvent          MaxLoginAttempts {rule} "Banned: too many failed logins"
   BanOnEvent          TimeoutLogin {rule} "Banned: connections that never logged in"
 {rate}</IfModule>
+"""
+
+
+def _ban_section(settings: Settings) -> str:
+    if not settings.ban:
+        return ""
+    window, duration = _hms(settings.ban_window_seconds), _hms(settings.ban_seconds)
+    return f"""
+# --- Brute-force and flood protection -------------------------------------------------------
+# One failed password ends the session (MaxLoginAttempts 1, in <Global>), and each such ending
+# is an event: {settings.ban_max_failed_logins} of them from one address within {window} ban that
+# address for {duration}. So do as many connections that never logged in (TimeoutLogin): an
+# address holding idle connections to keep customers out loses them, and from then on each of
+# its connections ends at once. So do {settings.ban_connects_per_minute or "(off)"} connections
+# in a minute. A ban holds for FTP and SFTP alike (MatchAnyServer), on this server (with several
+# instances, each keeps its own). Lift one with `ftpdctl ban permit host <address>` on the VM
+# (README, "Bans").
+<IfModule mod_ban.c>
+  BanLog              {paths.LOG_DIR}/ban.log
+  BanTable            /run/proftpd.ban
+  BanOptions          MatchAnyServer
+  BanControlsACLs     all allow user root
+</IfModule>
 """
 
 
@@ -318,71 +360,6 @@ def _hms(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def sysctl_conf(settings: Settings) -> str:
-    return f"""\
-# Written by ftpstack. TCP keepalive for every socket that asks for it: Azure forgets a flow that
-# is idle for {settings.idle_timeout_seconds} s, and the kernel default (7200 s) is far too late.
-# proftpd also sets these per socket (SocketOptions keepalive); this covers everything else.
-net.ipv4.tcp_keepalive_time = {settings.keepalive_idle_seconds}
-net.ipv4.tcp_keepalive_intvl = {settings.keepalive_interval_seconds}
-net.ipv4.tcp_keepalive_probes = {settings.keepalive_count}
-"""
-
-
-def logrotate_conf() -> str:
-    """Every proftpd log, rotated with a reload (proftpd re-opens its logs on SIGHUP while the
-    sessions go on); Debian's own file would restart proftpd and cut every transfer."""
-    logs = " ".join(f"{paths.LOG_DIR}/{name}" for name in paths.LOGS)
-    return f"""\
-# Written by ftpstack in place of Debian's proftpd-core file, which restarts proftpd.
-{logs} {{
-\tweekly
-\tmissingok
-\trotate 8
-\tcompress
-\tdelaycompress
-\tnotifempty
-\tcreate 640 root adm
-\tsharedscripts
-\tpostrotate
-\t\t{paths.AGENT_COMMAND} reload >/dev/null 2>&1 || true
-\tendscript
-}}
-"""
-
-
-def rejoin_units() -> list[VmFile]:
-    """A timer that retries the storage's mount and then starts proftpd: a server whose storage
-    was missing at boot (the share's name did not resolve, the disk came late) rejoins by
-    itself once it is back, instead of staying out until someone restarts the VM."""
-    service = f"""\
-# Written by ftpstack.
-[Unit]
-Description=ftpstack: start proftpd once the FTP tree's storage is back
-ConditionPathExists={paths.CONFIGURED}
-# Never while the boot's own mounts are still being made.
-After=local-fs.target remote-fs.target
-
-[Service]
-Type=oneshot
-TimeoutStartSec=120
-ExecStart={paths.AGENT_COMMAND} rejoin
-"""
-    timer = f"""\
-# Written by ftpstack.
-[Unit]
-Description=ftpstack: retry the FTP tree's storage while proftpd is down
-
-[Timer]
-OnBootSec={paths.REJOIN_BOOT_SECONDS}s
-OnUnitInactiveSec={paths.REJOIN_SECONDS}s
-
-[Install]
-WantedBy=timers.target
-"""
-    return [VmFile(paths.REJOIN_SERVICE, service), VmFile(paths.REJOIN_TIMER, timer)]
-
-
 def certificate_names(settings: Settings, public_ip: str) -> list[str]:
     """What the stack's own certificate names: its DNS name, if any, and its public address."""
     return [settings.fqdn, public_ip] if settings.fqdn else [public_ip]
@@ -414,7 +391,7 @@ def live_files(
         ]
     if has_storage(settings):
         files += rejoin_units()
-    return files
+    return files + sftp.files(settings, identity)
 
 
 def has_storage(settings: Settings) -> bool:

@@ -32,8 +32,12 @@ PROBE_NAME = "ftp-control"
 PROBE_INTERVAL_SECONDS = 5
 PROBE_THRESHOLD = 2
 # Behind a load balancer with several instances, instance i's SSH is <public address>:2200+i
-# (a single VM keeps 22).
+# (a single VM keeps 22 unless SFTP takes it).
 SSH_NAT_BASE = 2200
+# SFTP is served on 22 of the public address and of the VM; the VM's own sshd then moves here.
+SFTP_PORT = SSH_PORT
+ADMIN_SSH_PORT = 2200
+SFTP_RULE = "allow-sftp"
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,25 @@ def inbound_rules(settings: Settings) -> list[InboundRule]:
             "FTP passive data connections: the range proftpd announces (PassivePorts)",
         ),
     ]
+    if settings.sftp:
+        rules.append(
+            InboundRule(
+                SFTP_RULE,
+                115,
+                SFTP_PORT,
+                SFTP_PORT,
+                ftp,
+                "Allow",
+                "SFTP (proftpd's mod_sftp), from the same sources as FTP",
+            )
+        )
     if settings.ssh_open:
         rules.append(
             InboundRule(
                 "allow-ssh",
                 120,
-                SSH_PORT,
-                SSH_PORT,
+                admin_ssh_port(settings),
+                admin_ssh_port(settings),
                 tuple(settings.ssh_source_cidrs),
                 "Allow",
                 "SSH for administrators, from the listed CIDRs only",
@@ -166,9 +182,11 @@ def max_clients_per_instance(settings: Settings) -> int:
 
 
 def max_instances(settings: Settings) -> int:
-    """proftpd's process cap on each instance (MaxInstances): its logged-in slots, and room for
-    idleFloodHosts addresses each holding every connection it may without logging in."""
-    return (
+    """proftpd's process cap on each instance (MaxInstances): its logged-in slots (FTP's, and
+    SFTP's: each server counts its own), and room for idleFloodHosts addresses each holding every
+    connection it may without logging in (to each server)."""
+    servers = 2 if settings.sftp else 1
+    return servers * (
         max_clients_per_instance(settings)
         + settings.idle_flood_hosts * settings.max_clients_per_host
     )
@@ -194,17 +212,27 @@ def nat_rules(settings: Settings) -> list[NatRule]:
     ]
     if settings.ssh_open:
         rules += [
-            NatRule(f"ssh-{i}", i, ssh_port(settings, i), SSH_PORT)
+            NatRule(f"ssh-{i}", i, ssh_port(settings, i), admin_ssh_port(settings))
             for i in range(settings.instances)
         ]
     return rules
 
 
+def admin_ssh_port(settings: Settings) -> int:
+    """The port the VM's own sshd listens on: 22 is SFTP's while the stack serves it."""
+    return ADMIN_SSH_PORT if settings.sftp else SSH_PORT
+
+
 def ssh_port(settings: Settings, instance: int) -> int:
-    """Where an administrator reaches instance `instance`'s SSH on the public address."""
-    return SSH_PORT if settings.instances == 1 else SSH_NAT_BASE + instance
+    """Where an administrator reaches instance `instance`'s SSH on the public address: 22 with
+    one server and no SFTP; else 2200, and 2200+i behind a load balancer with several."""
+    if not settings.sftp and settings.instances == 1:
+        return SSH_PORT
+    if settings.exposure == "load-balancer":
+        return SSH_NAT_BASE + instance
+    return ADMIN_SSH_PORT
 
 
 def load_balancer_rule_ports(settings: Settings) -> list[int]:
-    """Ports that are balanced over the healthy instances: only the control port."""
-    return [FTP_CONTROL_PORT]
+    """Ports that are balanced over the healthy instances: FTP's control port, and SFTP's."""
+    return [FTP_CONTROL_PORT, *([SFTP_PORT] if settings.sftp else [])]

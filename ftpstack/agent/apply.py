@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
+from ftpstack.agent import sshd
 from ftpstack.agent.base import ApplyFailed, run, say, systemd
 from ftpstack.agent.files import (
     STAGED,
@@ -126,12 +127,14 @@ def apply(bundle: dict[str, Any]) -> None:
     removed = set(previous.get("users", [])) - set(bundle["users"])
     if removed:
         say(f"ended {end_sessions(p['pid_file'], removed)} session(s) of removed user(s)")
+    sshd.move(bundle.get("sshd"), leaving_sftp_port=True)  # before proftpd takes 22
     if master_pid(p["pid_file"]) is None:
         start_proftpd(p["conf"], p["pid_file"], p["port"], bundle["markers"]["configured"])
         say("proftpd started")
     elif conf_changed:
         reload_proftpd(p["pid_file"], p["port"], p["log"])
         say("proftpd reloaded its configuration")
+    sshd.move(bundle.get("sshd"), leaving_sftp_port=False)  # once proftpd gave 22 up
     health(bundle, on=True)
     prune(bundle)
     record = {k: bundle.get(k) for k in ("generation", "users", "proftpd", "health", "storage")}

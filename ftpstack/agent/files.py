@@ -164,7 +164,7 @@ def mount_flags(mountpoint: str) -> set[str]:
     return found
 
 
-# Like logrotate's `create 640 root adm` (ftpstack.render.logrotate_conf): root writes, the adm
+# Like logrotate's `create 640 root adm` (ftpstack.system.logrotate_conf): root writes, the adm
 # group (Debian's log readers) reads, nobody else.
 LOG_MODE = 0o640
 

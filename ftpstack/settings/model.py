@@ -28,6 +28,7 @@ from ftpstack.settings.types import (
     Password,
     Region,
     ResourceGroupName,
+    SftpUserKey,
     SshPublicKey,
     TagName,
     TagValue,
@@ -61,6 +62,8 @@ class FtpUser(_Model):
     password: Password
     read_only: bool = False
     max_upload_mb: Annotated[int, Field(ge=1)] | None = None
+    # OpenSSH public keys that log this user in over SFTP instead of the password.
+    ssh_keys: list[SftpUserKey] = []
 
 
 class Settings(_Model):
@@ -186,6 +189,12 @@ class Settings(_Model):
     ban_connects_per_minute: Annotated[int, Field(ge=0)] = Field(
         600,
         description="Connections from one address in a minute that ban it (0: no such ban).",
+    )
+    sftp: bool = Field(
+        True,
+        description="Serve SFTP on port 22 of the same address, from the same proftpd (the "
+        "same users, files and limits); admin SSH then listens on 2200 (2200+i behind a load "
+        "balancer).",
     )
     # -- FTPS -------------------------------------------------------------------------------------
     tls: Literal["off", "allowed", "required"] = Field(

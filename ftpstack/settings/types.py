@@ -118,7 +118,8 @@ def is_private_key(text: str) -> bool:
     return any(mark in text for mark in PRIVATE_KEY_MARKS)
 
 
-def _ssh_public_key(value: str) -> str:
+def _ssh_public_key(value: str, types: tuple[str, ...] = azure.SSH_KEY_TYPES) -> str:
+    """One OpenSSH public key line of one of `types` (the admin's: the types Azure accepts)."""
     if is_private_key(value):
         raise _problem(
             "this is a private key, which must never leave your machine; paste the .pub file "
@@ -132,10 +133,16 @@ def _ssh_public_key(value: str) -> str:
             count=str(len(lines)),
         )
     parts = value.split()
-    if not parts or parts[0] not in azure.SSH_KEY_TYPES:
+    if not parts or parts[0] not in types:
+        if types == azure.SSH_KEY_TYPES:
+            raise _problem(
+                "not an OpenSSH public key Azure accepts; give one line starting with "
+                "ssh-ed25519 or ssh-rsa (Azure refuses ECDSA keys)"
+            )
         raise _problem(
-            "not an OpenSSH public key Azure accepts; give one line starting with ssh-ed25519 "
-            "or ssh-rsa (Azure refuses ECDSA keys)"
+            "not an OpenSSH public key of a type the SFTP server takes; give one line starting "
+            "with {kinds}",
+            kinds=", ".join(types),
         )
     # Every key's base64 starts with AAAA: the length of its type name, a small number.
     if len(parts) < 2 or not parts[1].startswith("AAAA"):
@@ -159,11 +166,29 @@ def _ssh_public_key(value: str) -> str:
         bits = int.from_bytes(fields[2], "big").bit_length() if len(fields) > 2 else 0
         if bits < azure.SSH_RSA_MIN_BITS:
             raise _problem(
-                "is an RSA key of {bits} bits; Azure requires at least 2048: make a new one "
+                "is an RSA key of {bits} bits; at least 2048 are required: make a new one "
                 "with ssh-keygen -t ed25519",
                 bits=str(bits),
             )
     return value
+
+
+# A partner's SFTP login key (users[].sshKeys): the types mod_sftp takes, RSA of 2048 bits or
+# more (its SHA-2 signatures).
+SFTP_USER_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+
+
+def _sftp_user_key(value: str) -> str:
+    return _ssh_public_key(value, SFTP_USER_KEY_TYPES)
+
+
+SftpUserKey = Annotated[str, AfterValidator(_sftp_user_key)]
 
 
 def _ssh_key_fields(body: str) -> list[bytes] | None:

@@ -6,7 +6,7 @@ import re
 
 from passlib.hash import sha512_crypt
 
-from ftpstack import accounts, paths, render
+from ftpstack import accounts, paths, render, system
 from tests.support import GOOD_USER, IDENTITY, PASSWORD, certificate_pair, load_key, settings
 
 IP = "198.51.100.10"
@@ -111,7 +111,7 @@ def test_hash_rounds_follow_the_setting() -> None:
 
 
 def test_sysctl_sets_the_three_keepalive_values() -> None:
-    text = render.sysctl_conf(settings(keepaliveIdleSeconds=50, keepaliveIntervalSeconds=20))
+    text = system.sysctl_conf(settings(keepaliveIdleSeconds=50, keepaliveIntervalSeconds=20))
     values = dict(line.split(" = ") for line in text.splitlines() if line and line[0] != "#")
     assert values == {
         "net.ipv4.tcp_keepalive_time": "50",
@@ -227,7 +227,7 @@ def test_logs_are_rotated_with_a_reload_never_a_restart() -> None:
     conf = render.proftpd_conf(settings(), IP)
     assert directive(conf, "TransferLog") == f"{paths.LOG_DIR}/xferlog"
     assert directive(conf, "ExtendedLog").startswith(f"{paths.LOG_DIR}/auth.log AUTH")
-    rotate = render.logrotate_conf()
+    rotate = system.logrotate_conf()
     for log in paths.LOGS:
         assert f"{paths.LOG_DIR}/{log}" in rotate
     assert f"{paths.AGENT_COMMAND} reload" in rotate
