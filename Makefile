@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
-.PHONY: plan diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml \
+.PHONY: plan diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml docs \
 	system-deps clean clean-cache
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
@@ -68,6 +68,11 @@ pulumi-yaml: $(VENV)/.installed
 	@$(PY) -m ftpstack.offline.project > Pulumi.yaml.new
 	@if cmp -s Pulumi.yaml Pulumi.yaml.new; then rm Pulumi.yaml.new; echo "Pulumi.yaml is up to date"; \
 	else mv Pulumi.yaml.new Pulumi.yaml; echo "Pulumi.yaml regenerated: review and commit it"; fi
+
+## make docs [ARGS=--check] — regenerate docs/configuration.md and the outputs table of
+## docs/outputs.md from the code (says whether each changed; --check only says which are stale)
+docs: $(VENV)/.installed
+	@$(PY) -m ftpstack.offline.reference $(ARGS)
 
 ## make clean — the venv and tool caches (keeps .cache/, the test VM image: make clean-cache)
 clean:

@@ -22,7 +22,8 @@ What is deployed (`ftpstack/`):
 What reads the declared plan offline (`ftpstack/offline/`): plan (the program under mocks),
 errors (`PlanError`), stackfile (stack files as the Pulumi CLI reads them), standins (TLS
 stand-ins for `secure:` keys), declared (the one vocabulary of a plan), report, show (`make plan`:
-plan + report), diff, armcheck, costs, project (Pulumi.yaml).
+plan + report), diff, armcheck, costs, project (Pulumi.yaml), reference (the generated
+docs: docs/configuration.md, the outputs table).
 
 What stands in for Azure locally (`ftpstack/local/`), by what each part stands in for:
     net/    the local Azure network model: netns (namespaces and the `StandIn` lifecycle),

@@ -1,28 +1,50 @@
 """The stack outputs contract: names that `__main__.py` exports and consumers read.
 
 Other projects read these with `pulumi.StackReference(...).get_output(outputs.FTP_ENDPOINT)`;
-renaming one breaks them, so the names live here, once, and tests import them.
+renaming one breaks them, so the names live here, once, and tests import them. `CONTRACT` says
+what each one holds: docs/outputs.md's table is generated from it (`make docs`).
 """
 
-FTP_ENDPOINT = "ftpEndpoint"  # str: ftp://<fqdn or public IP>:21
-PUBLIC_IP = "publicIp"  # str: the static public IP clients connect to (and MasqueradeAddress)
-FQDN = "fqdn"  # str: <dnsLabel>.<region>.cloudapp.azure.com, "" without a DNS label
-CONTROL_PORT = "controlPort"  # int: 21
-PASSIVE_PORT_RANGE = "passivePortRange"  # str: "50000-50099", as opened in the NSG
-VM_ID = "vmId"  # str: the Azure resource id of the VM
-VM_NAME = "vmName"  # str: the VM's name in Azure
-RESOURCE_GROUP_NAME = "resourceGroupName"  # str: where everything lives
-# list: one {name, privateIp, passivePorts} per instance (passivePorts: the slice it announces)
+from typing import Literal, NamedTuple
+
+FTP_ENDPOINT = "ftpEndpoint"
+PUBLIC_IP = "publicIp"
+FQDN = "fqdn"
+CONTROL_PORT = "controlPort"
+PASSIVE_PORT_RANGE = "passivePortRange"
+VM_ID = "vmId"
+VM_NAME = "vmName"
+RESOURCE_GROUP_NAME = "resourceGroupName"
 INSTANCES = "instances"
 
-ALL = (
-    FTP_ENDPOINT,
-    PUBLIC_IP,
-    FQDN,
-    CONTROL_PORT,
-    PASSIVE_PORT_RANGE,
-    VM_ID,
-    VM_NAME,
-    RESOURCE_GROUP_NAME,
-    INSTANCES,
-)
+
+class Output(NamedTuple):
+    """What a consumer gets: its type (as JSON names it) and its meaning (markdown)."""
+
+    type: Literal["string", "integer", "list"]
+    meaning: str
+
+
+CONTRACT: dict[str, Output] = {
+    FTP_ENDPOINT: Output("string", "`ftp://<fqdn or public IP>:21`"),
+    PUBLIC_IP: Output(
+        "string", "the static public IP; clients connect here, and PASV replies name it"
+    ),
+    FQDN: Output("string", '`<dnsLabel>.<region>.cloudapp.azure.com`, or `""` without a DNS label'),
+    CONTROL_PORT: Output("integer", "`21`"),
+    PASSIVE_PORT_RANGE: Output(
+        "string", '`"50000-50099"`, as opened in the NSG and split over the instances'
+    ),
+    VM_ID: Output("string", "Azure resource id of the first VM (`ftp-vm`)"),
+    VM_NAME: Output("string", "the first VM's name"),
+    RESOURCE_GROUP_NAME: Output("string", "the resource group holding everything"),
+    INSTANCES: Output(
+        "list",
+        'one entry per VM, in order (`ftp-vm`, `ftp-vm-1`, …): `{"name", "privateIp", '
+        '"passivePorts"}`, all strings; `passivePorts` is the slice of `passivePortRange` that '
+        'this server announces and alone receives (`"50000-50049"`), the whole range with one '
+        "instance",
+    ),
+}
+
+ALL = tuple(CONTRACT)

@@ -1,5 +1,6 @@
 """Shared storage for several instances: an Azure Files NFS 4.1 share every VM mounts at the FTP
-root, so a file uploaded through one server is there for all, and the TLS identity with it.
+root, so a file uploaded through one server is there for all (the TLS identity is not on it: it
+comes with the configuration, from the state).
 
 - A premium FileStorage account (NFS needs premium; zone-redundant when the instances are spread
   over zones), with no public network access: it is reached from the subnet through a private
@@ -7,9 +8,10 @@ root, so a file uploaded through one server is there for all, and the TLS identi
 - "Secure transfer required" is off: Azure refuses plain NFS mounts otherwise, and encryption in
   transit for NFS needs Microsoft's aznfs mount helper (stunnel), which does not support Debian.
   The traffic never leaves the VNet (private endpoint, no public access), which is the trade-off
-  README.md documents.
-- The share keeps root's identity (no root squash): the agent, as root, creates the users'
-  homes owned by the one virtual uid every instance uses.
+  docs/high-availability.md documents.
+- The private endpoint sits in a subnet of its own behind an NSG that admits NFS only from the
+  servers' application security group, and root is squashed on the share by default
+  (`shareRootSquash`): the agent then makes the users' homes as their own uid.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 publishes the FTP endpoint as an A record in an existing Azure DNS zone (and, if asked, as app
 settings of an existing web app).
 
-The names read here are ftpstack's outputs contract (README "Outputs contract",
+The names read here are ftpstack's outputs contract (docs/outputs.md,
 `ftpstack/outputs.py`); `require_output` fails the deployment loudly if ftpstack ever stops
 exporting one, instead of publishing an empty value.
 """

@@ -1,6 +1,6 @@
 """examples/consumer: a second project reading ftpstack's outputs through a StackReference.
 
-The outputs contract is the README's table: the test parses it, checks it is exactly
+The outputs contract is the table of docs/outputs.md: the test parses it, checks it is exactly
 `ftpstack.outputs.ALL`, checks the consumer reads only names from it, and runs the consumer under
 Pulumi mocks with the StackReference answering what the real program exports (`plan_stack`).
 """
@@ -39,11 +39,10 @@ CONFIG = {
 
 
 def contract() -> dict[str, str]:
-    """README "Outputs contract": {output name: type}."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Outputs contract", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([a-z]+)\s*\|", section, re.MULTILINE)
-    assert rows, "no outputs table in README.md"
+    """docs/outputs.md, the outputs contract: {output name: type}."""
+    text = (ROOT / "docs" / "outputs.md").read_text()
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([a-z]+)\s*\|", text, re.MULTILINE)
+    assert rows, "no outputs table in docs/outputs.md"
     return dict(rows)
 
 

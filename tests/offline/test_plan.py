@@ -162,16 +162,6 @@ def test_model_defaults_round_trip_through_pulumi_yaml() -> None:
     assert settings(**raw) == settings()
 
 
-def test_readme_documents_every_key_and_output() -> None:
-    from ftpstack import outputs
-
-    readme = (ROOT / "README.md").read_text()
-    for field in Settings.model_fields.values():
-        assert f"| `{field.alias}` |" in readme, field.alias
-    for name in outputs.ALL:
-        assert f"| `{name}` |" in readme, name
-
-
 def test_the_plan_prints_the_critical_path_of_a_first_deploy() -> None:
     """Prod's first `pulumi up` writes to Azure in series along its longest chain of
     dependencies; the NAT rules are one write of the load balancer, not a chain of 100."""
