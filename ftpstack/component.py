@@ -27,9 +27,9 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, render, storage
+from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, render, sftp, storage
 from ftpstack.identity import Identity, certificate
-from ftpstack.rules import passive_slices, ssh_port
+from ftpstack.rules import SFTP_PORT, passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
 
 TYPE_TOKEN = "ftpstack:azure:FtpServer"
@@ -68,6 +68,10 @@ class FtpServer(pulumi.ComponentResource):
     """The resource group holding every resource of the server."""
     instances: pulumi.Output[list[dict[str, str]]]
     """Each instance: its VM name, private address and passive slice."""
+    sftp_endpoint: pulumi.Output[str]
+    """sftp://<fqdn or public IP>:22, "" without SFTP."""
+    sftp_host_keys: pulumi.Output[list[str]]
+    """The SSH host keys as known_hosts lines (FQDN and public IP), [] without SFTP."""
 
     def __init__(
         self, name: str, args: FtpServerArgs, opts: pulumi.ResourceOptions | None = None
@@ -260,6 +264,16 @@ class FtpServer(pulumi.ComponentResource):
             lambda p: f"ftp://{p[0] or p[1]}:{FTP_CONTROL_PORT}"
         )
         self.control_port = pulumi.Output.from_input(FTP_CONTROL_PORT)
+        names = pulumi.Output.all(self.fqdn, address).apply(lambda p: [n for n in p if n])
+        self.sftp_endpoint = pulumi.Output.all(self.fqdn, address).apply(
+            lambda p: f"sftp://{p[0] or p[1]}:{SFTP_PORT}" if s.sftp else ""
+        )
+        # Public keys: not secret, though the identity they come from is.
+        self.sftp_host_keys = pulumi.Output.unsecret(
+            pulumi.Output.all(names, self._identity).apply(
+                lambda v: sftp.known_hosts(v[0], v[1]) if s.sftp else []
+            )
+        )
         self.passive_port_range = pulumi.Output.from_input(
             f"{s.passive_port_start}-{s.passive_port_end}"
         )
@@ -285,6 +299,8 @@ class FtpServer(pulumi.ComponentResource):
                 "vm_name": self.vm_name,
                 "resource_group_name": self.resource_group_name,
                 "instances": self.instances,
+                "sftp_endpoint": self.sftp_endpoint,
+                "sftp_host_keys": self.sftp_host_keys,
             }
         )
 

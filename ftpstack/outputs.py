@@ -16,6 +16,8 @@ VM_ID = "vmId"
 VM_NAME = "vmName"
 RESOURCE_GROUP_NAME = "resourceGroupName"
 INSTANCES = "instances"
+SFTP_ENDPOINT = "sftpEndpoint"
+SFTP_HOST_KEYS = "sftpHostKeys"
 
 
 class Output(NamedTuple):
@@ -44,6 +46,15 @@ CONTRACT: dict[str, Output] = {
         '"passivePorts"}`, all strings; `passivePorts` is the slice of `passivePortRange` that '
         'this server announces and alone receives (`"50000-50049"`), the whole range with one '
         "instance",
+    ),
+    SFTP_ENDPOINT: Output(
+        "string", '`sftp://<fqdn or public IP>:22`, or `""` with `sftp: false`'
+    ),
+    SFTP_HOST_KEYS: Output(
+        "list",
+        "the server's SSH host keys as `known_hosts` lines under its FQDN and public IP "
+        "(ed25519, ECDSA, RSA): the same on every instance and after every replacement, for a "
+        "client to pin; `[]` with `sftp: false`",
     ),
 }
 
