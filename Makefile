@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
+<<<<<<< HEAD
 .PHONY: plan diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml docs \
+=======
+.PHONY: plan plan-full diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml \
+>>>>>>> door-plan
 	system-deps clean clean-cache
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
@@ -19,10 +23,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 system-deps:
 	@scripts/system-deps test
 
-## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks); exits 2 on
-## a refused config, 3 when the ARM check finds a problem
+## make plan [STACK=dev] [ARGS=--json] — the program evaluated offline (Pulumi mocks), summed up
+## (--json: all of it, for tools); exits 2 on a refused config, 3 when the ARM check finds a problem
 plan: $(VENV)/.installed
 	@$(PY) -m ftpstack.offline.show --stack $(STACK) $(ARGS)
+
+## make plan-full [STACK=dev] — the summary, then the rendered files (cloud-init user-data, each
+## instance's live configuration; secrets masked): make plan ARGS=--full
+plan-full: $(VENV)/.installed
+	@$(PY) -m ftpstack.offline.show --stack $(STACK) --full $(ARGS)
 
 ## make diff BASE=<git ref> [STACK=dev] — offline plan at BASE vs. the working tree
 # make itself can only fail with 2, so changes (the module's exit 1) count as success here; the

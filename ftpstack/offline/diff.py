@@ -4,11 +4,15 @@
 
 Both sides are planned by their own code (the base ref is exported with `git archive` into a
 temporary directory and planned there, by whichever planner it has), so a change to the program
-shows up exactly like a change to a stack file. The output is written for reviewers: what is
-added, removed and changed, property by property (secrets masked, but a changed secret shows as
-changed: both sides fingerprint with one key per run), what changes live on the running servers
-("in place, no downtime") and loud warnings for what costs users something: a VM replaced, the
-public IP changing, the data disk replaced, shrunk or deleted, a port opened to the Internet.
+shows up exactly like a change to a stack file. The output is written for reviewers, to be read
+at a glance: the monthly cost before and after, the critical path of the change, a plain line
+for every changed resource saying what it does and costs in downtime (`explain`), then what is
+added, removed and changed, property by property, where runs of alike changes are one line
+(`runs`: 50 NAT rules that move, 100 added) and long values are shown around what differs
+(secrets masked, but a changed secret shows as changed: both sides fingerprint with one key per
+run), and a few changed lines of each live configuration file. Loud warnings say what costs
+users something: a VM replaced, the public IP changing, the data disk replaced, shrunk or
+deleted, a port opened to the Internet.
 
 Exit code: 0 no changes, 1 changes, 2 errors, among them a change that cannot be made in one
 `pulumi up` without losing files or breaking transfers (a zone move of a data disk, a storage
@@ -34,9 +38,10 @@ from typing import Any
 
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
-from ftpstack.offline import edges, graph
+from ftpstack.offline import edges, explain, graph, runs, text, tree
 from ftpstack.offline.edges import VM_SIZE, Change
 from ftpstack.offline.mocks import ARM_PATHS, RESOURCE_GROUP_NAME
+from ftpstack.offline.runs import Row, property_changes
 from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -46,6 +51,8 @@ PLANNERS = (
     ("ftpstack/offline/plan.py", "ftpstack.offline.plan"),
     ("ftpstack/plan.py", "ftpstack.plan"),
 )
+# Changed lines shown per file of the live configuration; a count says how many more there are.
+LIVE_LINES = 6
 # Inputs that name a resource in Azure's path: a change makes azure-native replace it.
 NAME_INPUTS = {RESOURCE_GROUP_NAME, *(name for _, name in ARM_PATHS.values())}
 
@@ -65,6 +72,8 @@ class StackDiff:
     outputs: list[tuple[str, Any, Any]]
     refusals: list[str] = field(default_factory=list)  # what cannot be done in one step
     path: graph.Path = field(default_factory=lambda: graph.Path(()))
+    cost: str = ""  # the monthly cost before and after
+    rows: dict[str, list[Row]] = field(default_factory=dict)  # each change's, by name
 
     @property
     def changed(self) -> bool:
@@ -117,38 +126,6 @@ def stacks_in(*dirs: Path) -> list[str]:
 
 
 # -- comparing -------------------------------------------------------------------------------------
-
-
-def _keyed(items: list[Any]) -> dict[str, Any] | None:
-    """List elements by their "name", when every element has a distinct one (rules, probes)."""
-    if not items or not all(isinstance(i, dict) and "name" in i for i in items):
-        return None
-    keyed = {str(i["name"]): i for i in items}
-    return keyed if len(keyed) == len(items) else None
-
-
-def property_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        changes = []
-        for key in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            changes += property_changes(old.get(key), new.get(key), sub)
-        return changes
-    if isinstance(old, list) and isinstance(new, list):
-        old_keyed, new_keyed = _keyed(old), _keyed(new)
-        if old_keyed is not None and new_keyed is not None:
-            changes = []
-            for name in sorted(set(old_keyed) | set(new_keyed)):
-                changes += property_changes(
-                    old_keyed.get(name), new_keyed.get(name), f"{path}[{name}]"
-                )
-            return changes
-        if len(old) == len(new):
-            changes = []
-            for index, (a, b) in enumerate(zip(old, new, strict=True)):
-                changes += property_changes(a, b, f"{path}[{index}]")
-            return changes
-    return [] if old == new else [(path, old, new)]
 
 
 def _replacing(resource: dict[str, Any], paths: list[str]) -> list[str]:
@@ -217,25 +194,10 @@ def _change_warnings(change: Change, before: dict[str, Any], after: dict[str, An
     return out
 
 
-def _live_notes(change: Change) -> list[str]:
-    if (
-        change.type == d.RUN_COMMAND
-        and change.name.endswith("-configure")
-        and not change.replaced_by
-    ):
-        return [
-            f"{change.name}: the configuration changes in place, no downtime (applied live, "
-            "proftpd reloaded only if its configuration changed)"
-        ]
-    return []
-
-
-def compare_resources(
-    old: d.Declared, new: d.Declared
-) -> tuple[list[Change], list[str], list[str]]:
+def compare_resources(old: d.Declared, new: d.Declared) -> tuple[list[Change], list[str]]:
     before = {(r["type"], r["name"]): r for r in old.resources}
     after = {(r["type"], r["name"]): r for r in new.resources}
-    changes, warnings, notes = [], [], []
+    changes, warnings = [], []
     for key in sorted(set(before) | set(after)):
         type_, name = key
         if key not in before:
@@ -251,8 +213,7 @@ def compare_resources(
                 )
                 changes.append(change)
                 warnings += _change_warnings(change, before[key], after[key])
-                notes += _live_notes(change)
-    return changes, warnings, notes
+    return changes, warnings
 
 
 def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
@@ -265,32 +226,69 @@ def _exposure_warnings(old: d.Declared, new: d.Declared) -> list[str]:
 
 
 def _text_diff(old: str, new: str, label: str) -> list[str]:
-    return list(
-        difflib.unified_diff(
-            old.splitlines(), new.splitlines(), f"base {label}", f"head {label}", lineterm="", n=1
+    """The changed lines, at most LIVE_LINES of them (directives before comments), then how many
+    more there are."""
+    changed = [
+        line
+        for line in difflib.unified_diff(
+            old.splitlines(), new.splitlines(), f"base {label}", f"head {label}", lineterm="", n=0
         )
-    )[2:]
+        if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    ]
+    if len(changed) <= LIVE_LINES:
+        return changed
+    comment = [line[1:].lstrip().startswith("#") for line in changed]
+    first = [i for i, c in enumerate(comment) if not c] + [i for i, c in enumerate(comment) if c]
+    kept = sorted(first[:LIVE_LINES])
+    return [changed[i] for i in kept] + [f"… {len(changed) - len(kept)} more changed lines"]
 
 
 def _live_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    out = []
+    """Each instance's changed files; a file that changes alike on several instances once; an
+    instance added or removed as one line."""
     before, after = old.get("live", []), new.get("live", [])
+    same: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    out = []
+    whole = []
     for index in range(max(len(before), len(after))):
-        files_a = {f["path"]: f["content"] for f in (before[index] if index < len(before) else [])}
-        files_b = {f["path"]: f["content"] for f in (after[index] if index < len(after) else [])}
+        if index >= len(before) or index >= len(after):
+            files = after[index] if index < len(after) else before[index]
+            what = "new" if index < len(after) else "removed"
+            whole.append(
+                f"instance {index}: {what}, {len(files)} files (make plan-full shows them)"
+            )
+            continue
+        files_a = {f["path"]: f["content"] for f in before[index]}
+        files_b = {f["path"]: f["content"] for f in after[index]}
         for path in sorted(set(files_a) | set(files_b)):
             lines = _text_diff(files_a.get(path, ""), files_b.get(path, ""), path)
             if lines:
-                out += [f"instance {index} {path}:", *lines]
-    return out
+                same.setdefault((path, tuple(lines)), []).append(index)
+    for (path, changed), instances in same.items():
+        which = "instances " + ", ".join(map(str, instances)) if len(instances) > 1 else ""
+        out += [f"{which or f'instance {instances[0]}'} {path}:", *changed]
+    return out + whole
+
+
+def _rows(changes: list[Change], old: d.Declared, new: d.Declared) -> dict[str, list[Row]]:
+    """Each changed resource's properties as people read them (runs of alike items grouped)."""
+    shown = {}
+    for change in changes:
+        if change.kind == "change":
+            before, after = (
+                next(r for r in view.of(change.type) if r["name"] == change.name)
+                for view in (old, new)
+            )
+            shown[change.name] = runs.rows(before.get("inputs", {}), after.get("inputs", {}))
+    return shown
 
 
 def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
     a, b = d.Declared(old or {}), d.Declared(new or {})
-    changes, warnings, notes = compare_resources(a, b)
+    changes, warnings = compare_resources(a, b)
     warnings += edges.rolling_warnings(changes) + edges.endpoint_warnings(changes, b)
     warnings += _exposure_warnings(a, b)
-    notes += edges.slice_notes(a, b)
+    notes = explain.lines(changes, a, b) + edges.slice_notes(a, b)
     path = graph.change(
         old or {},
         new or {},
@@ -315,15 +313,38 @@ def compare(stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) 
         outputs,
         edges.refusals(changes, a, b) if old and new else [],
         path,
+        explain.monthly(a, b),
+        _rows(changes, a, b),
     )
 
 
 # -- presenting ------------------------------------------------------------------------------------
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _changes(diff: StackDiff) -> list[str]:
+    """The ```diff block: each resource added, removed or changed, with its rows; resources
+    whose rows read the same are one entry naming them all."""
+    symbols = {"add": "+", "remove": "-", "change": "~"}
+    alike: dict[tuple[Any, ...], tuple[list[str], list[Change]]] = {}
+    for change in diff.changes:
+        shown = [runs.line(row) for row in diff.rows.get(change.name, [])]
+        key = (change.kind, tuple(change.replaced_by), *shown) if shown else (id(change),)
+        alike.setdefault(key, (shown, []))[1].append(change)
+    out = []
+    for shown, members in alike.values():
+        first = members[0]
+        tail = f"  (REPLACE: {', '.join(first.replaced_by)})" if first.replaced_by else ""
+        head = f"{symbols[first.kind]} {first.kind:<6} "
+        if len(members) == 1:
+            out.append(f"{head}{tree.short_type(first.type)}  {first.name}{tail}")
+        else:
+            names = ", ".join(f"{tree.short_type(c.type)} {c.name}" for c in members)
+            out += text.wrap(f"{names} ({len(members)}){tail}", head, " " * len(head))
+        out += [f"    {line}" for line in shown]
+    for name, old, new in diff.outputs:
+        before, after = text.values(old, new)
+        out.append(f"~ output {name}: {before} => {after}")
+    return out
 
 
 def render(diff: StackDiff, base: str) -> str:
@@ -332,20 +353,11 @@ def render(diff: StackDiff, base: str) -> str:
         return "\n".join([*out, "No changes.", ""])
     if diff.refusals:
         out += ["**Refused: not in one step**", "", *[f"- ERROR: {r}" for r in diff.refusals], ""]
-    out += [f"Critical path of this change: {diff.path}", ""]
     if diff.warnings:
         out += ["**Warnings**", "", *[f"- WARNING: {w}" for w in diff.warnings], ""]
-    if diff.notes:
-        out += ["**Live changes**", "", *[f"- {n}" for n in diff.notes], ""]
-    symbols = {"add": "+", "remove": "-", "change": "~"}
-    out += ["```diff"]
-    for change in diff.changes:
-        tail = f"  (REPLACE: {', '.join(change.replaced_by)})" if change.replaced_by else ""
-        out.append(f"{symbols[change.kind]} {change.kind:<6} {change.type}  {change.name}{tail}")
-        for path, before, after in change.properties:
-            out.append(f"    {path}: {_short(before)} => {_short(after)}")
-    out += [f"~ output {n}: {_short(a)} => {_short(b)}" for n, a, b in diff.outputs]
-    out += ["```", ""]
+    out += [f"- {diff.cost}", f"- Critical path of this change: {diff.path}"]
+    out += [*[f"- {n}" for n in diff.notes], ""]
+    out += ["```diff", *_changes(diff), "```", ""]
     if diff.live:
         out += [
             "Live configuration (secrets masked; [secret:…] fingerprints change with the secret):",

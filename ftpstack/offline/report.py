@@ -1,20 +1,21 @@
-"""The plan as people read it (`make plan`) and the parts tools read beside it (`--json`):
-resources, what is open, the load balancer, billable units, the ARM check, warnings, outputs,
-the bootstrap and each instance's live configuration (secrets masked)."""
+"""The plan as people read it (`make plan`) and the parts tools read beside it (`--json`).
+
+The summary is short, like `terraform plan`'s: the resources (one line per resource or per run
+of alike ones), what is open (the NSGs' rules, the load balancer), billable units and the
+monthly total, the critical path of a first deploy, the ARM check, warnings, outputs, every line
+within `text.WIDTH`; its last line says how to see the rest. `full` (`make plan-full`) adds the
+resources' options whole, the outputs whole, the bootstrap and each instance's live
+configuration (secrets masked)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from ftpstack.checks import TAG_TLS
-from ftpstack.offline import armcheck, costs, graph
+from ftpstack.offline import armcheck, costs, graph, text, tree
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
-
-# Sibling resources of one type beyond this many are shown as one line.
-COLLAPSE_AFTER = 4
 
 
 def arm_findings(plan: Plan) -> list[armcheck.Finding]:
@@ -89,62 +90,17 @@ def extras(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _tree(plan: Plan) -> list[str]:
-    children: dict[str, list[Any]] = {}
-    for r in plan.resources:
-        children.setdefault(r.parent, []).append(r)
-    lines: list[str] = []
-
-    def walk(parent: str, depth: int) -> None:
-        kids = children.get(parent, [])
-        by_type: dict[str, list[Any]] = {}
-        for r in kids:
-            by_type.setdefault(r.type, []).append(r)
-        for r in kids:
-            group = by_type[r.type]
-            if len(group) > COLLAPSE_AFTER and r is not group[0]:
-                continue
-            if len(group) > COLLAPSE_AFTER:
-                lines.append(
-                    f"{'  ' * depth}{r.type}  {group[0].name} … {group[-1].name} "
-                    f"({len(group)} resources, chained)"
-                )
-                continue
-            lines.append(f"{'  ' * depth}{r.type}  {r.name}{_notes(r.options)}")
-            walk(r.name, depth + 1)
-
-    names = {r.name for r in plan.resources}
-    for root in sorted({r.parent for r in plan.resources if r.parent not in names}):
-        walk(root, 0)
-    return lines
-
-
-def _notes(options: dict[str, Any]) -> str:
-    notes = []
-    if options.get("replaceOnChanges"):
-        notes.append(f"replaced when {', '.join(options['replaceOnChanges'])} change")
-    if options.get("ignoreChanges"):
-        notes.append(f"kept as created: {', '.join(options['ignoreChanges'])}")
-    if options.get("deleteBeforeReplace"):
-        notes.append("delete before replace")
-    if options.get("protect"):
-        notes.append("protected from deletion")
-    return f"   ({'; '.join(notes)})" if notes else ""
-
-
 def _network(view: d.Declared) -> Iterator[str]:
     servers = view.server_nsgs()
     for nsg in sorted({r.nsg for r in view.security_rules()}, key=lambda n: (n not in servers, n)):
         what = "the servers" if nsg in servers else "the share's private endpoint"
         yield f"Inbound NSG rules of {what} ({nsg}, priority order):"
         for rule in view.security_rules({nsg}):
-            yield (
-                f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} "
-                f"from {', '.join(rule.sources)}  {rule.name}"
-            )
+            head = f"  {rule.priority:>5}  {rule.access:<5}  port {rule.port_text:<12} from "
+            room = text.WIDTH - len(head) - len(rule.name) - 2
+            yield f"{head}{text.fit(rule.sources, room)}  {rule.name}"
     for lb in view.of(d.LOAD_BALANCER):
-        yield ""
-        yield "Load balancer:"
+        yield f"Load balancer {lb['name']}:"
         for rule in lb["inputs"].get("loadBalancingRules", []):
             yield (
                 f"  balanced: port {rule['frontendPort']} over pool "
@@ -173,30 +129,78 @@ def _nat_lines(view: d.Declared) -> Iterator[str]:
                 yield f"  NAT: port {n.frontend_port} -> {pool} port {n.backend_port} ({n.name})"
 
 
-def render_text(plan: Plan) -> str:
-    view = d.Declared(plan.to_json())
-    out = [
-        f"ftpstack plan for stack '{plan.stack}' ({plan.label}; offline, Pulumi mocks; "
-        "no Azure call)",
-        "",
-        "Resources:",
-        *[f"  {x}" for x in _tree(plan)],
-        "",
+def _costs(view: d.Declared) -> list[str]:
+    found, total, _ = costs.summary(view)
+    priced = [
+        f"{u.count} x {u.what} "
+        + (f"~${u.monthly:,.0f}" if u.monthly is not None else "(see pricing)")
+        for u in found
     ]
-    out += [*_network(view), ""]
-    found, total, biggest = costs.summary(view)
-    out += [f"Billable units (list prices {costs.PRICES_AS_OF}; approximate):"]
-    out += [f"  {u}" for u in found]
-    out += [f"  total ~${total:,.0f}/month; biggest: {biggest.what if biggest else '-'}", ""]
-    out += [f"Critical path of a first deploy: {graph.first_deploy(plan.to_json())}", ""]
-    findings = arm_findings(plan)
-    out += [f"ARM check: {len(findings)} problem(s)", *[f"  {f}" for f in findings], ""]
-    for warning in warnings(plan):
-        out.append(f"WARNING: {warning}")
-    out += ["", "Outputs:", *[f"  {k}: {json.dumps(v)}" for k, v in plan.outputs.items()], ""]
-    out += ["Bootstrap (cloud-init user-data; replaces the VM when it changes):", plan.user_data]
+    return [
+        f"Billable units: ~${total:,.0f}/month (approximate; list prices {costs.PRICES_AS_OF}):",
+        *text.pack(priced),
+    ]
+
+
+def _outputs(outputs: dict[str, Any], full: bool) -> list[str]:
+    """Short outputs side by side, a long one around its middle, a list's items a line each;
+    `full`: each output whole on its line."""
+    if full:
+        return ["Outputs:", *[f"  {k}: {text.value(v)}" for k, v in outputs.items()]]
+    short, long = [], []
+    for key, value in outputs.items():
+        if isinstance(value, list) and value:
+            long += [f"  {key}[{i}]: {text.middle(text.value(v), 96)}" for i, v in enumerate(value)]
+        else:
+            short.append(f"{key}: {text.middle(text.value(value), 36)}")
+    return ["Outputs:", *text.pack(short, sep="  "), *long]
+
+
+def _files(plan: Plan) -> list[str]:
+    out = ["Bootstrap (cloud-init user-data; replaces the VM when it changes):", plan.user_data]
     for index, files in enumerate(plan.live_files()):
         out += [f"Live configuration of instance {index} (applied in place; secrets masked):"]
         for f in files:
             out += [f"--- {f['path']} (mode {f['mode']})", f["content"].rstrip("\n"), ""]
+    return out
+
+
+# The summary's last line: how to see what it leaves out.
+FULL_HINT = (
+    "Not shown: the rendered files (cloud-init, each instance's configuration), options in full: "
+    "make plan-full"
+)
+
+
+def _resources(plan: Plan, full: bool) -> list[str]:
+    top = tree.roots(plan)
+    heads = [r for r in plan.resources if r.parent in top]
+    under = ""
+    if len(heads) == 1:  # one component holds everything: it heads the list
+        top, under = [heads[0].name], f", under {tree.short_type(heads[0].type)} {heads[0].name}"
+    return [
+        f"Resources ({len(plan.resources)}{under}; azure-native types by their last name):",
+        *tree.lines(plan, full, top),
+    ]
+
+
+def render_text(plan: Plan, full: bool = False) -> str:
+    """The summary (under 60 lines for prod, no line over text.WIDTH), or with `full` the
+    resources' options whole and every rendered file."""
+    view = d.Declared(plan.to_json())
+    out = [
+        f"ftpstack plan for stack '{plan.stack}' ({plan.label}; offline, Pulumi mocks; "
+        "no Azure call)",
+        *_resources(plan, full),
+        "",
+        *_network(view),
+        *_costs(view),
+    ]
+    out += text.wrap(f"Critical path of a first deploy: {graph.first_deploy(plan.to_json())}")
+    findings = arm_findings(plan)
+    out += [f"ARM check: {len(findings)} problem(s)"]
+    out += [line for f in findings for line in text.wrap(str(f), "  ", "    ")]
+    out += [line for w in warnings(plan) for line in text.wrap(w, "WARNING: ", "  ")]
+    out += ["", *_outputs(plan.outputs, full)]
+    out += ["", *_files(plan)] if full else text.wrap(FULL_HINT)
     return "\n".join(out)

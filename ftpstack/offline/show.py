@@ -1,8 +1,9 @@
-"""`make plan`: the stack evaluated offline (`plan`) and shown (`report`): for people, or as one
-JSON document for tools (`--json`). Exits 2 when the config is refused (one line on stderr), 3
-when the ARM check finds a problem, else 0.
+"""`make plan`: the stack evaluated offline (`plan`) and shown (`report`): for people a summary
+(`--full`, `make plan-full`: with the resources' options whole and every rendered file), or as
+one JSON document for tools (`--json`). Exits 2 when the config is refused (one line on stderr),
+3 when the ARM check finds a problem, else 0.
 
-    python -m ftpstack.offline.show [--stack dev] [--json] [--stack-file F] [--secrets F]
+    python -m ftpstack.offline.show [--stack dev] [--full | --json] [--stack-file F] [--secrets F]
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="make plan", description="Evaluate the stack offline and show what it declares."
     )
     parser.add_argument("--stack", default="dev", help="reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--json", action="store_true", help="one JSON document, for tools")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="one JSON document, for tools")
+    shown.add_argument(
+        "--full",
+        action="store_true",
+        help="the summary with the resources' options whole, then the rendered files "
+        "(cloud-init user-data, each instance's live configuration)",
+    )
     parser.add_argument(
         "--stack-file", type=Path, help="plan this config file instead of Pulumi.<stack>.yaml"
     )
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump({**plan.to_json(), **report.extras(plan)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(report.render_text(plan))
+        print(report.render_text(plan, full=args.full))
     if findings:
         print(f"error: the ARM check found {len(findings)} problem(s); see above", file=sys.stderr)
         return 3

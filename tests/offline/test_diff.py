@@ -8,6 +8,9 @@ base), changes it the way a pull request would, and runs the real command.
 
 from __future__ import annotations
 
+import json
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from ftpstack.offline.diff import StackDiff, compare
+from ftpstack.offline import costs, runs, text
+from ftpstack.offline.diff import LIVE_LINES, StackDiff, compare, render
 from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 from tests.support import ONE_SERVER, ROOT, plan
 
@@ -325,3 +329,188 @@ def test_a_replaced_share_endpoint_says_to_restart_the_servers() -> None:
     result = changed("prod", {}, {"filesSubnetPrefix": "10.20.3.0/28"})
     assert any("private endpoint ftp-files-endpoint will be REPLACED" in w for w in result.warnings)
     assert any("az vm restart" in w for w in result.warnings)
+
+
+# -- as a reviewer reads it: grouped, short, what each change costs ---------------------------
+
+
+def shown(result: StackDiff) -> list[str]:
+    return render(result, "base").splitlines()
+
+
+def test_widening_prods_range_reads_in_40_lines_with_each_run_of_nat_rules_one_line() -> None:
+    result = changed("prod", {}, {"passivePortEnd": 50199})
+    lines = shown(result)
+    text_ = "\n".join(lines)
+    assert len(lines) <= 40, text_
+    for expected in (
+        '    NAT rules passive-50050 … passive-50099 (50): backendAddressPool.id "…/instance-1" '
+        '=> "…/instance-0"',
+        '    + NAT rules passive-50100 … passive-50199 (100): backendAddressPool.id "…/instance-1"',
+        "- NSG rule allow-ftp-passive: opens 50000-50199 (was 50000-50099), in place, after every "
+        "server narrowed",
+        "- the load balancer's NAT rules (ftp-lb-nat): 50 move instance-1 → instance-0, 100 new → "
+        "instance-1; one write, after every server narrowed",
+        "- ftp-vm-configure, ftp-vm-1-configure: the configuration changes in place, no downtime",
+        "- ftp-vm-1-narrow: ftp-vm-1 keeps none of its ports: it steps aside during the change",
+        "- Critical path of this change: 4 write(s)",
+    ):
+        assert expected in text_, expected
+    assert re.search(r"^- Monthly cost: ~\$\d+ \(unchanged\)$", text_, re.M), text_
+    assert "inboundNatRules[passive-" not in text_, "no rule on a line of its own"
+    # Negative control: the load balancer's deployment changes 150 properties, one per rule.
+    nat = next(c for c in result.changes if c.name == "ftp-lb-nat")
+    assert len(nat.properties) == 150
+
+
+def test_a_third_instance_reads_well_and_says_what_it_costs() -> None:
+    result = changed("prod", {}, {"instances": 3, "maxClients": 48})
+    lines = shown(result)
+    text_ = "\n".join(lines)
+    assert result.refusals == [] and len(lines) <= 60, text_
+    cost = re.search(
+        r"Monthly cost: ~\$(\d+) → ~\$(\d+) \(\+\$(\d+): VM Standard_D2s_v5 2 → 3", text_
+    )
+    assert cost, text_
+    before, after, delta = map(int, cost.groups())
+    assert after - before == delta and 80 <= delta <= 90, "one D2s_v5 VM and its OS disk"
+    for expected in (
+        "- VM ftp-vm-2: new (Standard_D2s_v5",
+        "17 move instance-0 → instance-1, 33 move instance-1 → instance-2, 1 removed",
+        '(17): backendAddressPool.id "…/instance-0" => "…/instance-1"',
+        '(33): backendAddressPool.id "…/instance-1" => "…/instance-2"',
+        '    - NAT rules passive-50099: backendAddressPool.id "…/instance-1"',
+        "- ftp-vm-narrow: ftp-vm announces only 50000-50032 of 50000-50049 until the network",
+        "- ftp-vm-2-configure: new, configures the new server",
+    ):
+        assert expected in text_, expected
+    assert re.search(r"^instance 2: new, \d+ files \(make plan-full shows them\)$", text_, re.M)
+    for change in result.changes:
+        assert any(change.name in note for note in result.notes), change.name
+
+
+def test_the_live_configuration_shows_a_few_changed_lines_per_file_directives_first() -> None:
+    three = "\n".join(shown(changed("prod", {}, {"instances": 3, "maxClients": 48})))
+    conf = three.split("instance 0 /etc/proftpd/proftpd.conf:\n")[1].split("\ninstance ")[0]
+    changes = conf.splitlines()
+    assert len(changes) == LIVE_LINES + 1, conf
+    assert re.fullmatch(r"… \d+ more changed lines", changes[-1]), conf
+    assert "+PassivePorts          50000 50032" in changes and "+MaxInstances          96" in conf
+    assert not any(line[1:].startswith("#") for line in changes[:-1]), "directives first"
+    # Negative control: a file with fewer changed lines shows them all, with no count.
+    wide = "\n".join(shown(changed("prod", {}, {"passivePortEnd": 50199})))
+    assert "+PassivePorts          50100 50199" in wide and "more changed lines" not in wide
+
+
+def test_a_file_that_changes_alike_on_every_instance_is_shown_once() -> None:
+    check = "\n".join(shown(changed("prod", {}, {"postDeployCheck": True})))
+    assert check.count("/etc/proftpd/ftpd.passwd:") == 1, check
+    assert "instances 0, 1 /etc/proftpd/ftpd.passwd:\n+ftpstack-check:[secret:" in check
+    # Negative control: files that differ per instance are shown per instance.
+    wide = "\n".join(shown(changed("prod", {}, {"passivePortEnd": 50199})))
+    assert "instance 0 /etc/proftpd/proftpd.conf:" in wide
+    assert "instance 1 /etc/proftpd/proftpd.conf:" in wide
+
+
+def test_the_cost_line_says_before_after_and_the_difference() -> None:
+    result = changed("prod", {}, {"vmSize": "Standard_D4s_v5"})
+    hourly = costs.VM_HOURLY["Standard_D4s_v5"] - costs.VM_HOURLY["Standard_D2s_v5"]
+    delta = round(2 * hourly * costs.HOURS)
+    assert re.fullmatch(
+        rf"Monthly cost: ~\$(\d+) → ~\$(\d+) \(\+\${delta}: VM Standard_D2s_v5 2 → 0; "
+        r"VM Standard_D4s_v5 0 → 2\)",
+        result.cost,
+    ), result.cost
+    assert (
+        "VM ftp-vm, VM ftp-vm-1: restarts (vmSize Standard_D2s_v5 → Standard_D4s_v5): down for "
+        "minutes" in result.notes
+    )
+    assert any("will RESTART" in w for w in result.warnings), "the loud line stays"
+    assert changed("prod", {}, {"maxClients": 40}).cost.endswith("(unchanged)")
+
+
+def test_resources_that_change_alike_are_one_entry_and_every_one_is_explained() -> None:
+    result = changed("dev", {}, {"tags": {"environment": "development"}})
+    text_ = "\n".join(shown(result))
+    assert text_.count('tags.environment: "dev" => "development"') == 1, text_
+    assert "VirtualMachine ftp-vm" in text_ and "ResourceGroup ftp-rg" in text_
+    (said,) = [n for n in result.notes if "tags change" in n]
+    assert said.endswith(": tags change, in place, no downtime")
+    assert all(c.name in said for c in result.changes), said
+    # Negative control: rows that differ keep their resources apart.
+    wide = "\n".join(shown(changed("prod", {}, {"passivePortEnd": 50199})))
+    assert "~ change VirtualMachineRunCommandByVirtualMachine  ftp-vm-narrow" in wide
+    assert "~ change VirtualMachineRunCommandByVirtualMachine  ftp-vm-1-narrow" in wide
+
+
+def test_a_type_nobody_explains_still_gets_its_plain_line() -> None:
+    nic = "azure-native:network:NetworkInterface"
+    asg = "azure-native:network:ApplicationSecurityGroup"
+    before = _plan([_resource(nic, "ftp-nic", tags={"a": "1"}, enableIPForwarding=False)])
+    after = _plan(
+        [
+            _resource(nic, "ftp-nic", tags={"a": "2"}, enableIPForwarding=True),
+            _resource(asg, "ftp-servers"),
+        ]
+    )
+    notes = compare("dev", before, after).notes
+    assert "NetworkInterface ftp-nic: enableIPForwarding, tags updated in place" in notes
+    assert "ApplicationSecurityGroup ftp-servers: new" in notes
+
+
+# -- runs and elision ----------------------------------------------------------------------------
+
+
+def _rules(pools: list[str | None]) -> list[dict[str, Any]]:
+    return [
+        {"name": f"rule-{i}", "port": 100 + i, "pool": pool, "protocol": "Tcp"}
+        for i, pool in enumerate(pools)
+        if pool is not None
+    ]
+
+
+def test_a_run_is_alike_changes_of_items_next_to_each_other() -> None:
+    before = _rules(["a", "a", "a", "a", "a", "a", "b", None, None])
+    after = _rules(["b", "b", "a", "b", "b", "c", "b", "c", "c"])
+    found = runs.rows({"rules": before}, {"rules": after})
+    shown_ = [runs.line(r) for r in found]
+    assert shown_ == [
+        'rules rule-0, rule-1 (2): pool "a" => "b"',
+        'rules rule-3, rule-4 (2): pool "a" => "b"',
+        'rules[rule-5].pool: "a" => "c"',
+        '+ rules rule-7, rule-8 (2): pool "c"',
+    ], shown_
+    # Negative control: with nothing unchanged between them, one run.
+    joined = runs.rows({"rules": _rules(["a"] * 4)}, {"rules": _rules(["b"] * 4)})
+    assert [runs.line(r) for r in joined] == ['rules rule-0 … rule-3 (4): pool "a" => "b"']
+
+
+ARM_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ftp-rg/providers/"
+    "Microsoft.Network/loadBalancers/ftp-lb/backendAddressPools/instance-"
+)
+
+
+def test_long_values_are_shown_around_what_differs_and_never_read_the_same() -> None:
+    pairs: list[tuple[Any, Any]] = [
+        (ARM_ID + "1", ARM_ID + "0"),
+        ("x" * 90 + "a" + "y" * 90, "x" * 90 + "b" + "y" * 90),
+        ("x" * 200, "x" * 200 + "tail"),
+        (None, {"name": "passive-50100", "properties": {"id": ARM_ID + "1"}}),
+        ([{"name": "ftp-vm", "ports": "50000-50049"}] * 3, [{"name": "ftp-vm", "ports": "5"}] * 3),
+    ]
+    rng = random.Random(23)
+    for _ in range(500):
+        common = "".join(rng.choices("ab/", k=rng.randrange(0, 120)))
+        end = "".join(rng.choices("ab/", k=rng.randrange(0, 120)))
+        a, b = (common + "".join(rng.choices("ab/", k=rng.randrange(0, 5))) + end for _ in "ab")
+        if a != b:
+            pairs.append((a, b))
+    for old, new in pairs:
+        before, after = text.values(old, new)
+        assert before != after, (old, new)
+        assert len(before) <= 60 and len(after) <= 60, (before, after)
+    assert text.values(ARM_ID + "1", ARM_ID + "0") == ('"…/instance-1"', '"…/instance-0"')
+    # Negative control: cutting both at a fixed length (what the diff did) reads the same.
+    cut = [json.dumps(v)[:77] + "..." for v in (ARM_ID + "1", ARM_ID + "0")]
+    assert cut[0] == cut[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from ftpstack.offline import project
+from ftpstack.offline import project, text
 from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
@@ -32,13 +33,18 @@ def test_plan_json_is_one_document_for_tools() -> None:
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) >= {
+        "stack",
+        "label",
         "resources",
         "outputs",
         "cloud_init",
         "live",
+        "stand_ins",
+        "critical_path",
         "arm_check",
         "billable",
         "monthly_usd",
+        "biggest_cost",
         "warnings",
     }
     for r in document["resources"]:
@@ -48,50 +54,116 @@ def test_plan_json_is_one_document_for_tools() -> None:
     assert "$6$" not in result.stdout
 
 
-def test_plan_text_shows_every_part_and_masks_every_secret() -> None:
-    result = run_plan("--stack", "prod")
-    assert result.returncode == 0, result.stderr
-    for expected in (
-        "ftpstack plan for stack 'prod' (Pulumi.prod.yaml;",
-        "ftpstack:azure:FtpServer",
-        "allow-ftp-passive",
-        "balanced: port 21",
-        "NAT: ports 50000-50049 (50 rules) -> instance-0",
-        "NAT: ports 50050-50099 (50 rules) -> instance-1",
-        "Billable units",
-        "ARM check: 0 problem(s)",
-        "ftpEndpoint",
-        "#cloud-config",
-        "Live configuration of instance 0",
-        "Live configuration of instance 1",
-        "--- /etc/proftpd/proftpd.conf",
-    ):
-        assert expected in result.stdout, expected
-    assert "$6$" not in result.stdout and MASK in result.stdout
-    assert "TCP reset off" in result.stdout and "[False]" not in result.stdout
+SUMMARY_PARTS = (
+    "ftpstack plan for stack 'prod' (Pulumi.prod.yaml;",
+    "ftpstack:azure:FtpServer",
+    "allow-ftp-passive",
+    "allow-nfs-from-the-ftp-servers",
+    "balanced: port 21",
+    "probe ftp-control",
+    "NAT: ports 50000-50049 (50 rules) -> instance-0",
+    "NAT: ports 50050-50099 (50 rules) -> instance-1",
+    "Billable units: ~$",
+    "Critical path of a first deploy",
+    "ARM check: 0 problem(s)",
+    "WARNING: ",
+    "ftpEndpoint",
+)
+FILES_PARTS = (
+    "#cloud-config",
+    "Live configuration of instance 0",
+    "Live configuration of instance 1",
+    "--- /etc/proftpd/proftpd.conf",
+)
+
+
+def test_plan_text_is_a_summary_and_full_adds_every_file_with_secrets_masked() -> None:
+    summary = run_plan("--stack", "prod")
+    assert summary.returncode == 0, summary.stderr
+    for expected in SUMMARY_PARTS:
+        assert expected in summary.stdout, expected
+    assert "TCP reset off" in summary.stdout and "[False]" not in summary.stdout
+    assert not [x for x in FILES_PARTS if x in summary.stdout], "the files only with --full"
+    assert summary.stdout.splitlines()[-1].endswith("make plan-full")
+    full = run_plan("--stack", "prod", "--full")
+    assert full.returncode == 0, full.stderr
+    for expected in (*SUMMARY_PARTS, *FILES_PARTS):
+        assert expected in full.stdout, expected
+    assert "$6$" not in full.stdout and MASK in full.stdout
+
+
+def test_the_prod_summary_is_under_60_lines_and_none_is_wider_than_the_width() -> None:
+    """The summary abbreviates: the VMs' replacement triggers alone take 300 characters."""
+    prod = plan_stack("prod")
+    lines = render_text(prod).splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    assert max(map(len, lines)) <= text.WIDTH, max(lines, key=len)
+    vm = next(x for x in lines if "VirtualMachine x2" in x)
+    assert "ftp-vm, ftp-vm-1" in vm and "+" in vm, vm
+    # Negative control: in full, the same plan has a longer line (the VMs' options whole) and
+    # is many times longer.
+    full = render_text(prod, full=True).splitlines()
+    assert max(map(len, full)) > text.WIDTH and len(full) > 5 * len(lines)
+    assert "osProfile.customData" in "\n".join(full) and "osProfile.customData" not in vm
+
+
+def test_make_plan_full_is_make_plan_with_full() -> None:
+    def make(*args: str) -> str:
+        result = subprocess.run(
+            ["make", *args, "STACK=dev", f"VENV={sys.prefix}"],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS"}},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    full = make("plan-full")
+    assert "#cloud-config" in full and full == make("plan", "ARGS=--full")
 
 
 def test_the_nat_rules_show_as_one_line_per_instance_and_one_write() -> None:
-    text = render_text(plan("prod"))
-    assert "NAT: ports 50000-50049 (50 rules) -> instance-0" in text
-    assert "NAT: ports 50050-50099 (50 rules) -> instance-1" in text
-    assert text.count("azure-native:resources:Deployment  ftp-lb-nat") == 1
+    text_ = render_text(plan("prod"))
+    assert "NAT: ports 50000-50049 (50 rules) -> instance-0" in text_
+    assert "NAT: ports 50050-50099 (50 rules) -> instance-1" in text_
+    assert text_.count("Deployment  ftp-lb-nat") == 1
 
 
-def test_a_long_run_of_sibling_resources_is_one_line() -> None:
-    def rule(n: int) -> Resource:
-        return Resource("azure-native:network:Subnet", f"r-{n}", "vnet", f"/x/{n}", {}, {}, [])
+def _resource(type_: str, name: str, parent: str) -> Resource:
+    return Resource(type_, name, parent, f"/x/{name}", {}, {}, [])
 
-    vnet = Resource("azure-native:network:VirtualNetwork", "vnet", "ftp", "/x", {}, {}, [])
-    text = render_text(Plan("t", "t", [vnet, *map(rule, range(7))], {}))
-    assert "r-0 … r-6 (7 resources, chained)" in text
-    assert text.count("network:Subnet") == 1
+
+def test_a_run_of_alike_siblings_is_one_line_and_different_steps_are_not() -> None:
+    subnet, vm, step = (
+        "azure-native:network:Subnet",
+        "azure-native:compute:VirtualMachine",
+        "azure-native:compute:VirtualMachineRunCommandByVirtualMachine",
+    )
+    vnet = _resource("azure-native:network:VirtualNetwork", "vnet", "ftp")
+    subnets = [_resource(subnet, f"r-{n}", "vnet") for n in range(7)]
+    text_ = render_text(Plan("t", "t", [vnet, *subnets], {}))
+    assert "Subnet x7  r-0, r-1, r-2, r-3, r-4, r-5, r-6" in text_
+    assert text_.count("Subnet") == 1
+    many = [_resource(subnet, f"subnet-of-a-long-name-{n}", "vnet") for n in range(40)]
+    shown = render_text(Plan("t", "t", [vnet, *many], {})).splitlines()
+    line = next(x for x in shown if "x40" in x)
+    assert line.endswith(" more") and len(line) <= text.WIDTH, line
+    # Each VM's two steps are alike in type and options but not a run (their names differ in
+    # more than a number): a line per step, naming it under every VM.
+    vms = [_resource(vm, "vm", "ftp"), _resource(vm, "vm-1", "ftp")]
+    steps = [_resource(step, f"{v.name}-{role}", v.name) for v in vms for role in ("a", "b")]
+    each = render_text(Plan("t", "t", [*vms, *steps], {}))
+    assert "VirtualMachine x2  vm, vm-1" in each
+    assert "VirtualMachineRunCommandByVirtualMachine x2  vm-a, vm-1-a" in each
+    assert "VirtualMachineRunCommandByVirtualMachine x2  vm-b, vm-1-b" in each
 
 
 def test_every_file_reads_as_a_file_never_as_an_escaped_string() -> None:
-    text = render_text(plan())
-    assert "\\n" not in text and "\\t" not in text
-    assert "\tweekly" in text, "logrotate's tabs are kept"
+    shown = render_text(plan(), full=True)
+    assert "\\n" not in shown and "\\t" not in shown
+    assert "\tweekly" in shown, "logrotate's tabs are kept"
 
 
 def test_a_stack_file_plan_is_labelled_by_its_file(tmp_path: Path) -> None:
@@ -131,7 +203,7 @@ def test_opting_out_of_the_data_disk_is_warned_about() -> None:
 
 
 def test_no_password_reaches_any_output() -> None:
-    shown = json.dumps(plan().to_json()) + render_text(plan())
+    shown = json.dumps(plan().to_json()) + render_text(plan()) + render_text(plan(), full=True)
     assert PASSWORD not in shown and "$6$" not in shown
 
 
@@ -165,9 +237,9 @@ def test_model_defaults_round_trip_through_pulumi_yaml() -> None:
 def test_the_plan_prints_the_critical_path_of_a_first_deploy() -> None:
     """Prod's first `pulumi up` writes to Azure in series along its longest chain of
     dependencies; the NAT rules are one write of the load balancer, not a chain of 100."""
-    text = render_text(plan("prod"))
-    line = next(x for x in text.splitlines() if x.startswith("Critical path of a first deploy"))
-    writes = int(line.split(": ")[1].split(" ")[0])
+    shown = render_text(plan("prod")).split("Critical path of a first deploy: ")[1]
+    line = " ".join(shown.split("\nARM check")[0].split())  # wrapped within the width
+    writes = int(line.split(" ")[0])
     assert writes <= 25, line
     assert "-narrow -> " in line and line.endswith("ftp-vm-configure -> ftp-vm-1-configure")
 
