@@ -126,7 +126,6 @@ class Mocks(pulumi.runtime.Mocks):
     deploying machine's identity command prints (a stand-in made from the stack's name)."""
 
     def __init__(self, stack: str = "dev") -> None:
-        self.nic_count = 0
         self.stack = stack
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -142,8 +141,11 @@ class Mocks(pulumi.runtime.Mocks):
                     "fqdn": f"{label}.{region}.cloudapp.azure.com",
                 }
         if args.typ == "azure-native:network:NetworkInterface":
-            self.nic_count += 1
-            address = f"{MOCK_PRIVATE_PREFIX}{3 + self.nic_count}"
+            # Azure gives the first free address from .4; the NICs register in any order, so the
+            # address follows the instance's index in the NIC's name (ftp-nic, ftp-nic-1, ...),
+            # or two plans of one stack would differ in the instances' addresses.
+            tail = args.name.rsplit("-", 1)[-1]
+            address = f"{MOCK_PRIVATE_PREFIX}{4 + (int(tail) if tail.isdigit() else 0)}"
             state["ipConfigurations"] = [
                 {**c, "privateIPAddress": address} for c in state.get("ipConfigurations", [])
             ]
