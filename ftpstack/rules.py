@@ -81,62 +81,26 @@ def inbound_rules(settings: Settings) -> list[InboundRule]:
     """The NSG's inbound rules, in priority order."""
     ftp = tuple(settings.ftp_source_cidrs)
     first, last = settings.passive_port_start, settings.passive_port_end
+    ssh = admin_ssh_port(settings)
+    # (wanted, name, priority, first port, last port, sources, what it is for)
+    allowed = [
+        (True, "allow-ftp-control", 100, FTP_CONTROL_PORT, FTP_CONTROL_PORT, ftp,
+         "FTP control connection"),
+        (True, PASSIVE_RULE, 110, first, last, ftp,
+         "FTP passive data connections: the range proftpd announces (PassivePorts)"),
+        (settings.sftp, SFTP_RULE, 115, SFTP_PORT, SFTP_PORT, ftp,
+         "SFTP (proftpd's mod_sftp), from the same sources as FTP"),
+        (settings.ssh_open, "allow-ssh", 120, ssh, ssh, tuple(settings.ssh_source_cidrs),
+         "SSH for administrators, from the listed CIDRs only"),
+        (settings.exposure == "load-balancer", "allow-lb-health-probe", 130, paths.HEALTH_PORT,
+         paths.HEALTH_PORT, (LB_PROBE_SOURCE,),
+         "The load balancer's health probe (forwarded to 21 while in service)"),
+    ]  # fmt: skip
     rules = [
-        InboundRule(
-            "allow-ftp-control",
-            100,
-            FTP_CONTROL_PORT,
-            FTP_CONTROL_PORT,
-            ftp,
-            "Allow",
-            "FTP control connection",
-        ),
-        InboundRule(
-            PASSIVE_RULE,
-            110,
-            first,
-            last,
-            ftp,
-            "Allow",
-            "FTP passive data connections: the range proftpd announces (PassivePorts)",
-        ),
+        InboundRule(name, priority, low, high, sources, "Allow", note)
+        for wanted, name, priority, low, high, sources, note in allowed
+        if wanted
     ]
-    if settings.sftp:
-        rules.append(
-            InboundRule(
-                SFTP_RULE,
-                115,
-                SFTP_PORT,
-                SFTP_PORT,
-                ftp,
-                "Allow",
-                "SFTP (proftpd's mod_sftp), from the same sources as FTP",
-            )
-        )
-    if settings.ssh_open:
-        rules.append(
-            InboundRule(
-                "allow-ssh",
-                120,
-                admin_ssh_port(settings),
-                admin_ssh_port(settings),
-                tuple(settings.ssh_source_cidrs),
-                "Allow",
-                "SSH for administrators, from the listed CIDRs only",
-            )
-        )
-    if settings.exposure == "load-balancer":
-        rules.append(
-            InboundRule(
-                "allow-lb-health-probe",
-                130,
-                paths.HEALTH_PORT,
-                paths.HEALTH_PORT,
-                (LB_PROBE_SOURCE,),
-                "Allow",
-                "The load balancer's health probe (forwarded to 21 while in service)",
-            )
-        )
     rules.append(
         InboundRule(
             "deny-all-inbound",

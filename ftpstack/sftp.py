@@ -74,9 +74,6 @@ def vhost(settings: Settings, keepalive: str) -> str:
 <VirtualHost 0.0.0.0>
   Port                {SFTP_PORT}
   ServerIdent         off
-  <IfModule mod_tls.c>
-    TLSEngine         off
-  </IfModule>
   SFTPEngine          on
   SFTPLog             {paths.LOG_DIR}/sftp.log
 {host_keys}  SFTPHostKeys        {HOST_KEY_ALGORITHMS}

@@ -72,18 +72,24 @@ def conf(p: Plan, instance: int = 0) -> str:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_only_ftp_is_open_to_clients(stack: str) -> None:
+def test_only_ftp_and_sftp_are_open_to_clients(stack: str) -> None:
     v = view(plan(stack))
     first, last = v.passive_range[0], v.passive_range[-1]
+    sources = {}
     for rule in v.server_rules():
         if not rule.allows:
             continue
         if rule.sources == (d.PROBE_SOURCE,):
             assert rule.ports == (paths.HEALTH_PORT, paths.HEALTH_PORT)
             continue
-        assert rule.ports in {(21, 21), (first, last)}, rule
+        assert rule.ports in {(21, 21), (22, 22), (first, last)}, rule
+        sources[rule.ports] = rule.sources
+    # SFTP is open exactly where FTP is.
+    assert sources[(22, 22)] == sources[(21, 21)] == sources[(first, last)]
     assert v.server_rules()[-1].access == "Deny" and v.server_rules()[-1].ports is None
     assert {r.nsg for r in v.open_to_internet()} <= v.server_nsgs()
+    without = view(plan(stack, sftp=False))
+    assert all(r.ports != (22, 22) for r in without.server_rules() if r.allows)
 
 
 def test_the_shares_endpoint_admits_only_the_ftp_servers() -> None:
@@ -110,21 +116,28 @@ def test_the_shares_endpoint_admits_only_the_ftp_servers() -> None:
     assert not plan("dev").find("azure-native:network:ApplicationSecurityGroup"), "no share"
 
 
-def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs() -> None:
-    assert all(r.ports != (22, 22) for r in view(plan()).security_rules() if r.allows)
+@pytest.mark.parametrize("sftp, port", [(True, 2200), (False, 22)])
+def test_ssh_is_closed_by_default_and_opens_only_from_its_cidrs(sftp: bool, port: int) -> None:
+    """Admin SSH is sshd's port: 2200 while SFTP has 22, else 22."""
+    assert all(r.ports != (2200, 2200) for r in view(plan()).security_rules() if r.allows)
     ssh = [
         r
-        for r in view(plan(sshSourceCidrs=["203.0.113.9/32"])).security_rules()
-        if r.ports == (22, 22)
+        for r in view(plan(sshSourceCidrs=["203.0.113.9/32"], sftp=sftp)).security_rules()
+        if r.name == "allow-ssh"
     ]
-    assert [r.sources for r in ssh] == [("203.0.113.9/32",)]
+    assert [(r.sources, r.ports) for r in ssh] == [(("203.0.113.9/32",), (port, port))]
 
 
-def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule() -> None:
-    v = view(plan("prod", **ONE_SERVER, sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True))
+@pytest.mark.parametrize("sftp, port", [(True, 2200), (False, 22)])
+def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule(sftp: bool, port: int) -> None:
+    v = view(
+        plan(
+            "prod", **ONE_SERVER, sshSourceCidrs=["203.0.113.9/32"], cloudInitCheck=True, sftp=sftp
+        )
+    )
     assert [
         (n.frontend_port, n.backend_port, n.pool) for n in v.nat_rules() if n.name == "ssh-0"
-    ] == [(22, 22, "instance-0")]
+    ] == [(port, port, "instance-0")]
     assert not [n for n in view(plan("prod")).nat_rules() if n.name.startswith("ssh")]
 
 
@@ -133,7 +146,7 @@ def test_behind_a_load_balancer_ssh_goes_through_its_own_nat_rule() -> None:
 )
 def test_nsg_passive_range_equals_proftpd_passive_ports(overrides: dict[str, Any]) -> None:
     p = plan(**overrides)
-    nsg = {r.port_text for r in view(p).security_rules() if r.allows} - {"21"}
+    nsg = {r.port_text for r in view(p).security_rules() if r.allows} - {"21", "22"}
     first, last = directive(conf(p), "PassivePorts").split()
     assert nsg == {f"{first}-{last}"} and p.outputs[outputs.PASSIVE_PORT_RANGE] == f"{first}-{last}"
 
@@ -146,11 +159,12 @@ def test_masquerade_address_is_the_declared_public_ip() -> None:
     assert ip["idleTimeoutInMinutes"] == 4
 
 
-def test_behind_a_load_balancer_only_21_is_balanced_and_passive_ports_are_free_nat_rules() -> None:
+def test_behind_a_load_balancer_21_and_22_are_balanced_and_passive_ports_are_nat_rules() -> None:
     p = plan("prod", **ONE_SERVER)
     v = view(p)
     lb = raw(p, d.LOAD_BALANCER)
-    assert v.balanced_ports() == [21] and len(lb["outboundRules"]) == 1
+    assert v.balanced_ports() == [21, 22] and len(lb["outboundRules"]) == 1
+    assert view(plan("prod", **ONE_SERVER, sftp=False)).balanced_ports() == [21]
     assert [n.frontend_port for n in v.nat_rules()] == list(v.passive_range)
     assert all(n.frontend_port == n.backend_port and n.pool == "instance-0" for n in v.nat_rules())
     (probe,) = lb["probes"]

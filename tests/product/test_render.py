@@ -6,7 +6,7 @@ import re
 
 from passlib.hash import sha512_crypt
 
-from ftpstack import accounts, paths, render, system
+from ftpstack import accounts, paths, render, sftp, system
 from tests.support import GOOD_USER, IDENTITY, PASSWORD, certificate_pair, load_key, settings
 
 IP = "198.51.100.10"
@@ -53,9 +53,14 @@ def test_one_address_cannot_hold_every_slot_for_long() -> None:
 
 
 def test_the_process_cap_holds_the_logged_in_slots_and_the_idle_flood_budget() -> None:
-    s = settings(maxClients=20, maxClientsPerHost=10, idleFloodHosts=5)
+    """Each server (FTP, SFTP) counts its own clients: the cap holds both."""
+    s = settings(maxClients=20, maxClientsPerHost=10, idleFloodHosts=5, sftp=False)
     assert directive(render.proftpd_conf(s, IP), "MaxInstances") == "70"  # 20 + 5 x 10
-    shared = settings(instances=2, exposure="load-balancer", maxClients=50, idleFloodHosts=8)
+    both = s.model_copy(update={"sftp": True})
+    assert directive(render.proftpd_conf(both, IP), "MaxInstances") == "140"  # 2 x (20 + 5 x 10)
+    shared = settings(
+        instances=2, exposure="load-balancer", maxClients=50, idleFloodHosts=8, sftp=False
+    )
     assert directive(render.proftpd_conf(shared, IP, 1), "MaxInstances") == "105"  # 25 + 8 x 10
 
 
@@ -132,7 +137,11 @@ def test_the_live_files_are_the_configuration_and_only_secrets_are_private() -> 
         paths.REJOIN_TIMER,
         paths.SELF_SIGNED_CERT,
         paths.SELF_SIGNED_KEY,
+        *(sftp.host_key_path(kind) for kind in ("ed25519", "ecdsa", "rsa")),
     }
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        host_key = files[sftp.host_key_path(kind)]
+        assert host_key.mode == "0600" and host_key.secret
     on_the_os_disk = render.live_files(
         settings(users=[GOOD_USER], dataDiskSizeGb=0), IP, SEED, IDENTITY
     )
