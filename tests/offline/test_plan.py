@@ -11,10 +11,20 @@ from typing import Any
 import yaml
 
 from ftpstack.offline import project
-from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
+from ftpstack.offline.plan import MASK, Plan, Resource
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
-from tests.support import OTHER_KEY, PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack_file
+from tests.support import (
+    OTHER_KEY,
+    PASSWORD,
+    ROOT,
+    SSH_KEY,
+    STACK_FILES,
+    certificate_pair,
+    plan,
+    plan_test_stack,
+    stack_file,
+)
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +38,7 @@ def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_plan_json_is_one_document_for_tools() -> None:
-    result = run_plan("--json", "--stack", "prod")
+    result = run_plan("--json", "--stack-file", str(STACK_FILES["prod"]))
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) >= {
@@ -49,7 +59,7 @@ def test_plan_json_is_one_document_for_tools() -> None:
 
 
 def test_plan_text_shows_every_part_and_masks_every_secret() -> None:
-    result = run_plan("--stack", "prod")
+    result = run_plan("--stack-file", str(STACK_FILES["prod"]))
     assert result.returncode == 0, result.stderr
     for expected in (
         "ftpstack plan for stack 'prod' (Pulumi.prod.yaml;",
@@ -96,14 +106,14 @@ def test_every_file_reads_as_a_file_never_as_an_escaped_string() -> None:
 
 def test_a_stack_file_plan_is_labelled_by_its_file(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.custom.yaml"
-    path.write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    path.write_text(STACK_FILES["dev"].read_text())
     result = run_plan("--stack-file", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ftpstack plan for stack 'custom' (Pulumi.custom.yaml;")
 
 
 def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) -> None:
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    stack = yaml.safe_load(STACK_FILES["dev"].read_text())
     stack["config"].update(
         {
             "ftpstack:passivePortStart": 30000,
@@ -119,8 +129,8 @@ def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) 
     assert len(lines) == 1 and "passivePortStart..passivePortEnd" in lines[0], result.stderr
 
 
-def test_committed_secure_values_plan_with_stand_ins_and_say_so() -> None:
-    p = plan_stack("dev")
+def test_secure_values_plan_with_stand_ins_and_say_so() -> None:
+    p = plan_test_stack("dev")
     assert p.stand_ins == ["users[0].password"]
     assert "planned with stand-ins" in render_text(p)
 
@@ -252,5 +262,8 @@ def test_warnings_for_what_a_reviewer_must_know() -> None:
     assert "post-deploy check runs from the deploying machine" in restricted
     assert "post-deploy check" not in said("dev"), "open to all: it reaches"
     assert "post-deploy check" not in said("prod"), "prod turns the check off"
-    assert "committed example's key" in said("dev")
+    # The committed examples' key is known by its comment; the tests' own key is not one.
+    example_key = f"{SSH_KEY.rsplit(' ', 1)[0]} ftpstack-dev-example"
+    assert "committed example's key" in said("dev", sshPublicKey=example_key)
+    assert "committed example's key" not in said("dev")
     assert "committed example's key" not in said("dev", sshPublicKey=OTHER_KEY)
