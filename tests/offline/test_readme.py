@@ -1,5 +1,9 @@
 """L1: the README is the user's door — every command it shows works as shown, its examples are the
-committed files, and it links to nothing outside the repository."""
+committed files, and it links to nothing outside the repository.
+
+The committed stacks are the operator's to edit (their SSH key, their customers' CIDRs, their
+users and passwords, a `dnsLabel`): what the README shows of those is checked for what it is,
+never for the README's own values, so an operator's edit fails nothing here."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import sys
 import yaml
 
 from ftpstack import ftpcheck
+from ftpstack.offline import declared
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -57,15 +62,29 @@ def test_every_make_command_the_readme_shows_is_a_target() -> None:
     assert shown and shown <= targets, shown - targets
 
 
+# What the README tells the operator to make their own in the example stacks.
+OPERATORS = {
+    "ftpstack:ftpSourceCidrs",
+    "ftpstack:sshPublicKey",
+    "ftpstack:users",
+    "ftpstack:dnsLabel",
+}
+
+
 def test_the_production_example_is_what_pulumi_prod_yaml_sets() -> None:
+    """The README's block is the example's settings; the customers' CIDRs it shows are the
+    operator's to replace, so the example's own are only checked to be customers' (restricted)."""
     block = re.search(r"```yaml\n(config:\n.+?)```", section("Production features"), re.S)
     assert block
     shown = yaml.safe_load(block.group(1))["config"]
     committed = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-    assert {k: committed[k] for k in shown} == shown
-    names = [u["name"] for u in committed["ftpstack:users"]]
-    assert names == ["acme", "auditor", "globex"]
-    assert all(f"`{n}`" in section("Production features") for n in names)
+    assert set(shown) <= set(committed) and "ftpstack:ftpSourceCidrs" in shown
+    assert {k: committed[k] for k in shown if k not in OPERATORS} == {
+        k: v for k, v in shown.items() if k not in OPERATORS
+    }
+    cidrs = committed["ftpstack:ftpSourceCidrs"]
+    assert cidrs and not [c for c in cidrs if declared.is_internet(c)], "prod's FTP is restricted"
+    assert all(set(u["password"]) == {"secure"} for u in committed["ftpstack:users"])
 
 
 def test_the_smoke_check_example_parses_and_speaks_tls() -> None:
@@ -79,9 +98,20 @@ def test_the_smoke_check_example_parses_and_speaks_tls() -> None:
 
 
 def test_the_example_stacks_leave_the_dns_label_to_their_owner() -> None:
-    for stack in ("dev", "prod"):
-        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-        assert "ftpstack:dnsLabel" not in config, "a shared label would collide for every user"
+    """A label is unique per region: the examples set none, and a label an operator sets is
+    never one the README or an example's comment shows as an example (it would collide)."""
+    stacks = {stack: (ROOT / f"Pulumi.{stack}.yaml").read_text() for stack in ("dev", "prod")}
+    shown = {
+        label
+        for text in (README, *stacks.values())
+        for line in text.splitlines()
+        if "dnsLabel" in line
+        for label in re.findall(r"e\.g\. ([a-z0-9][a-z0-9-]*)", line)
+    }
+    assert shown >= {"acme-files-dev"}, "the README shows an example label"
+    for stack, text in stacks.items():
+        label = yaml.safe_load(text)["config"].get("ftpstack:dnsLabel")
+        assert label not in shown, f"{stack}: {label} is an example label; choose your own"
 
 
 def test_the_readme_links_to_nothing_outside_the_repository() -> None:
