@@ -111,7 +111,7 @@ def test_opening_ftp_to_the_internet_is_loud(clone: Path) -> None:
     assert "REPLACED" not in result.stdout, "an NSG change updates in place"
 
 
-def test_a_tag_change_is_a_change_without_warnings(clone: Path) -> None:
+def test_a_tag_change_is_a_quiet_change(clone: Path) -> None:
     edit(clone / "Pulumi.dev.yaml", "environment: dev", "environment: development")
     result = diff(clone, "--stack", "dev")
     assert result.returncode == 1
