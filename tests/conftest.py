@@ -4,7 +4,9 @@ The tree mirrors the package: `tests/product` (what is deployed: L0 pure functio
 component under mocks, L2 the agent on a real proftpd), `tests/offline` (plan, diff, ARM check),
 `tests/local` (on the local stand-ins: `net/` L2 and L3, `vm/` L4, `bench/` the benchmark),
 plus the policy pack, the workflows and the consumer example. Levels are markers (l2, l3, l4);
-shared helpers live in `tests/support.py`.
+shared helpers live in `tests/support.py`, the tests' own dev and prod stacks in `tests/fixtures`
+(the committed `Pulumi.<stack>.yaml` are the operator's: only `tests/offline/test_examples.py`
+and `test_readme.py` read them).
 """
 
 from __future__ import annotations

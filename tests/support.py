@@ -1,5 +1,11 @@
-"""What the tests share: one set of test credentials, the stacks' SSH key, plan and settings
-helpers, a throw-away certificate. No test module imports another test module; they import this.
+"""What the tests share: one set of test credentials, the tests' own stacks and their SSH key,
+plan and settings helpers, a throw-away certificate. No test module imports another test module;
+they import this.
+
+"dev" and "prod" here are the tests' own stack files (`tests/fixtures/`): the committed
+`Pulumi.dev.yaml` and `Pulumi.prod.yaml` are examples the operator edits (README: their SSH key,
+their customers' CIDRs, their passwords), so only the tests that document them read them
+(`tests/product/test_layout.py` keeps it so).
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ ROOT = PROJECT_DIR
 USER, PASSWORD = "alice", "alice-password-1"
 OTHER_USER, OTHER_PASSWORD = "bob", "bob-password-222"
 USERS = Secret([{"name": USER, "password": PASSWORD}])
-SSH_KEY: str = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][
-    "ftpstack:sshPublicKey"
-]
+# The tests' stacks, as the planner reads them (`plan_test_stack`).
+FIXTURES = ROOT / "tests" / "fixtures"
+STACK_FILES = {stack: FIXTURES / f"Pulumi.{stack}.yaml" for stack in ("dev", "prod")}
+# The tests' SSH key: made for the test stacks, its private half never kept.
+SSH_KEY: str = yaml.safe_load(STACK_FILES["dev"].read_text())["config"]["ftpstack:sshPublicKey"]
 GOOD_USER = {"name": USER, "password": PASSWORD}
 # prod's load balancer in front of a single server (prod itself runs two: see test_ha).
 ONE_SERVER = {"instances": 1, "zones": []}
@@ -47,13 +55,18 @@ IDENTITY = Identity.from_json(identity_stand_in("tests/ftp-identity"))
 
 
 def settings(**raw: Any) -> Settings:
-    """Settings from raw keys (camelCase), with the stacks' SSH key."""
+    """Settings from raw keys (camelCase), with the test stacks' SSH key."""
     return parse_settings({"sshPublicKey": SSH_KEY, **raw})
 
 
+def plan_test_stack(stack: str, overrides: dict[str, Any] | None = None) -> Plan:
+    """The tests' own stack ("dev" or "prod") planned as it is, or with keys overridden."""
+    return plan_stack(stack, overrides=overrides, stack_file=STACK_FILES[stack])
+
+
 def plan(stack: str = "dev", **overrides: Any) -> Plan:
-    """A stack's plan with the test user (and any other keys) overridden."""
-    return plan_stack(stack, overrides={"users": USERS, **overrides})
+    """A test stack's plan with the test user (and any other keys) overridden."""
+    return plan_test_stack(stack, {"users": USERS, **overrides})
 
 
 def many_users(count: int) -> list[dict[str, Any]]:

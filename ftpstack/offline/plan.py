@@ -152,8 +152,10 @@ def evaluate(
     stack: str = "dev",
     program: Path = PROJECT_DIR / "__main__.py",
     label: str = "",
+    stack_dir: Path | None = None,
 ) -> Plan:
-    """Run the program under mocks with this config; raise PlanError on a refused config."""
+    """Run the program under mocks with this config; raise PlanError on a refused config. The
+    program runs in `stack_dir` (default: its own directory), where it finds its stack file."""
     set_all_config(config, secret_keys)
     runtime_settings.ROOT.set(None)
     mock = mocks.Mocks(stack)
@@ -162,7 +164,7 @@ def evaluate(
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            _sync_await(run_pulumi_func(lambda: _run(program)))
+            _sync_await(run_pulumi_func(lambda: _run(program, stack_dir or program.parent)))
     except SystemExit as stop:
         message = stderr.getvalue().strip().removeprefix("error: ")
         raise PlanError(
@@ -205,10 +207,11 @@ def _without_aliases(
     return pulumi.ResourceTransformationResult(args.props, opts)
 
 
-def _run(program: Path) -> None:
+def _run(program: Path, stack_dir: Path) -> None:
     pulumi.runtime.register_stack_transformation(_without_aliases)
-    # The program reads the stack file beside it (for its plaintext check), as under the CLI.
-    with contextlib.chdir(program.parent):
+    # The program reads its stack file in the working directory (for its plaintext check), as
+    # under the CLI: there, the one planned.
+    with contextlib.chdir(stack_dir):
         runpy.run_path(str(program), run_name="__main__")
 
 
@@ -265,7 +268,8 @@ def plan_stack(
         stack, project_dir, overrides, stack_file, secrets_file
     )
     label = stack_file.name if stack_file else f"Pulumi.{stack}.yaml"
-    plan = evaluate(config, secret_keys, stack, project_dir / "__main__.py", label)
+    stack_dir = stack_file.resolve().parent if stack_file else project_dir
+    plan = evaluate(config, secret_keys, stack, project_dir / "__main__.py", label, stack_dir)
     plan.stand_ins = [
         p for p in stand_ins if p.split(".")[0].split("[")[0] not in (overrides or {})
     ]

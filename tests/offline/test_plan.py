@@ -12,10 +12,20 @@ from typing import Any
 import yaml
 
 from ftpstack.offline import project, text
-from ftpstack.offline.plan import MASK, Plan, Resource, plan_stack
+from ftpstack.offline.plan import MASK, Plan, Resource
 from ftpstack.offline.report import render_text
 from ftpstack.settings import Settings
-from tests.support import OTHER_KEY, PASSWORD, ROOT, SSH_KEY, certificate_pair, plan, stack_file
+from tests.support import (
+    OTHER_KEY,
+    PASSWORD,
+    ROOT,
+    SSH_KEY,
+    STACK_FILES,
+    certificate_pair,
+    plan,
+    plan_test_stack,
+    stack_file,
+)
 
 
 def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +39,7 @@ def run_plan(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_plan_json_is_one_document_for_tools() -> None:
-    result = run_plan("--json", "--stack", "prod")
+    result = run_plan("--json", "--stack-file", str(STACK_FILES["prod"]))
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) >= {
@@ -78,14 +88,14 @@ FILES_PARTS = (
 
 
 def test_plan_text_is_a_summary_and_full_adds_every_file_with_secrets_masked() -> None:
-    summary = run_plan("--stack", "prod")
+    summary = run_plan("--stack-file", str(STACK_FILES["prod"]))
     assert summary.returncode == 0, summary.stderr
     for expected in SUMMARY_PARTS:
         assert expected in summary.stdout, expected
     assert "TCP reset off" in summary.stdout and "[False]" not in summary.stdout
     assert not [x for x in FILES_PARTS if x in summary.stdout], "the files only with --full"
     assert summary.stdout.splitlines()[-1].endswith("make plan-full")
-    full = run_plan("--stack", "prod", "--full")
+    full = run_plan("--stack-file", str(STACK_FILES["prod"]), "--full")
     assert full.returncode == 0, full.stderr
     for expected in (*SUMMARY_PARTS, *FILES_PARTS):
         assert expected in full.stdout, expected
@@ -94,7 +104,7 @@ def test_plan_text_is_a_summary_and_full_adds_every_file_with_secrets_masked() -
 
 def test_the_prod_summary_is_under_60_lines_and_none_is_wider_than_the_width() -> None:
     """The summary abbreviates: the VMs' replacement triggers alone take 300 characters."""
-    prod = plan_stack("prod")
+    prod = plan_test_stack("prod")
     lines = render_text(prod).splitlines()
     assert len(lines) < 60, "\n".join(lines)
     assert max(map(len, lines)) <= text.WIDTH, max(lines, key=len)
@@ -110,7 +120,7 @@ def test_the_prod_summary_is_under_60_lines_and_none_is_wider_than_the_width() -
 def test_make_plan_full_is_make_plan_with_full() -> None:
     def make(*args: str) -> str:
         result = subprocess.run(
-            ["make", *args, "STACK=dev", f"VENV={sys.prefix}"],
+            ["make", *args, f"VENV={sys.prefix}"],
             cwd=ROOT,
             env={k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS"}},
             capture_output=True,
@@ -120,8 +130,9 @@ def test_make_plan_full_is_make_plan_with_full() -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    full = make("plan-full")
-    assert "#cloud-config" in full and full == make("plan", "ARGS=--full")
+    fixture = f"--stack-file {STACK_FILES['dev']}"
+    full = make("plan-full", f"ARGS={fixture}")
+    assert "#cloud-config" in full and full == make("plan", f"ARGS=--full {fixture}")
 
 
 def test_the_nat_rules_show_as_one_line_per_instance_and_one_write() -> None:
@@ -168,14 +179,14 @@ def test_every_file_reads_as_a_file_never_as_an_escaped_string() -> None:
 
 def test_a_stack_file_plan_is_labelled_by_its_file(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.custom.yaml"
-    path.write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    path.write_text(STACK_FILES["dev"].read_text())
     result = run_plan("--stack-file", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ftpstack plan for stack 'custom' (Pulumi.custom.yaml;")
 
 
 def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) -> None:
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    stack = yaml.safe_load(STACK_FILES["dev"].read_text())
     stack["config"].update(
         {
             "ftpstack:passivePortStart": 30000,
@@ -191,8 +202,8 @@ def test_plan_refuses_a_bad_stack_file_with_one_line_and_exit_2(tmp_path: Path) 
     assert len(lines) == 1 and "passivePortStart..passivePortEnd" in lines[0], result.stderr
 
 
-def test_committed_secure_values_plan_with_stand_ins_and_say_so() -> None:
-    p = plan_stack("dev")
+def test_secure_values_plan_with_stand_ins_and_say_so() -> None:
+    p = plan_test_stack("dev")
     assert p.stand_ins == ["users[0].password"]
     assert "planned with stand-ins" in render_text(p)
 
@@ -314,5 +325,8 @@ def test_warnings_for_what_a_reviewer_must_know() -> None:
     assert "post-deploy check runs from the deploying machine" in restricted
     assert "post-deploy check" not in said("dev"), "open to all: it reaches"
     assert "post-deploy check" not in said("prod"), "prod turns the check off"
-    assert "committed example's key" in said("dev")
+    # The committed examples' key is known by its comment; the tests' own key is not one.
+    example_key = f"{SSH_KEY.rsplit(' ', 1)[0]} ftpstack-dev-example"
+    assert "committed example's key" in said("dev", sshPublicKey=example_key)
+    assert "committed example's key" not in said("dev")
     assert "committed example's key" not in said("dev", sshPublicKey=OTHER_KEY)

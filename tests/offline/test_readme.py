@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ftpstack import ftpcheck, outputs
-from ftpstack.offline import reference
+from ftpstack.offline import declared, reference
 from ftpstack.settings import FtpUser, Settings
 from tests.support import ROOT
 
@@ -298,22 +298,47 @@ def test_negative_control_a_moved_file_or_test_is_seen() -> None:
     ]
 
 
+# What the README tells the operator to make their own in the example stacks.
+OPERATORS = {
+    "ftpstack:ftpSourceCidrs",
+    "ftpstack:sshPublicKey",
+    "ftpstack:users",
+    "ftpstack:dnsLabel",
+}
+
+
 def test_the_production_example_is_what_pulumi_prod_yaml_sets() -> None:
+    """The page's block is the example's settings; the customers' CIDRs it shows are the
+    operator's to replace, so the example's own are only checked to be customers' (restricted)."""
     features = section(PAGES["docs/environments.md"], "Production features")
     block = re.search(r"```yaml\n(config:\n.+?)```", features, re.S)
     assert block
     shown = yaml.safe_load(block.group(1))["config"]
     committed = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-    assert {k: committed[k] for k in shown} == shown
-    names = [u["name"] for u in committed["ftpstack:users"]]
-    assert names == ["acme", "auditor", "globex"]
-    assert all(f"`{n}`" in features for n in names)
+    assert set(shown) <= set(committed) and "ftpstack:ftpSourceCidrs" in shown
+    assert {k: committed[k] for k in shown if k not in OPERATORS} == {
+        k: v for k, v in shown.items() if k not in OPERATORS
+    }
+    cidrs = committed["ftpstack:ftpSourceCidrs"]
+    assert cidrs and not [c for c in cidrs if declared.is_internet(c)], "prod's FTP is restricted"
+    assert all(set(u["password"]) == {"secure"} for u in committed["ftpstack:users"])
 
 
 def test_the_example_stacks_leave_the_dns_label_to_their_owner() -> None:
-    for stack in ("dev", "prod"):
-        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-        assert "ftpstack:dnsLabel" not in config, "a shared label would collide for every user"
+    """A label is unique per region: the examples set none, and a label an operator sets is
+    never one the README or an example's comment shows as an example (it would collide)."""
+    stacks = {stack: (ROOT / f"Pulumi.{stack}.yaml").read_text() for stack in ("dev", "prod")}
+    shown = {
+        label
+        for text in (PAGES["README.md"], *stacks.values())
+        for line in text.splitlines()
+        if "dnsLabel" in line
+        for label in re.findall(r"e\.g\. ([a-z0-9][a-z0-9-]*)", line)
+    }
+    assert shown >= {"acme-files-dev"}, "the README shows an example label"
+    for stack, text in stacks.items():
+        label = yaml.safe_load(text)["config"].get("ftpstack:dnsLabel")
+        assert label not in shown, f"{stack}: {label} is an example label; choose your own"
 
 
 # -- the reference tables: generated from the code, committed, checked ---------------------------

@@ -3,6 +3,7 @@ stacks with their own TLS material plan with a stand-in pair after their public 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,22 @@ def test_a_secrets_file_checks_the_real_key_against_the_certificate(tmp_path: Pa
     assert plan_stack("t", stack_file=path, secrets_file=good).stand_ins == []
     with pytest.raises(PlanError, match="does not belong to tlsCertificate"):
         plan_stack("t", stack_file=path, secrets_file=bad)
+
+
+def test_a_stack_file_planned_from_elsewhere_is_all_the_program_reads(tmp_path: Path) -> None:
+    """The program reads its stack file (for its plaintext check) where the planner runs it:
+    beside the planned file, so a project's own `Pulumi.dev.yaml` never reaches the plan of
+    another dev stack file (the tests' own), whatever the operator wrote in it."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copyfile(ROOT / name, project / name)
+    in_clear = [{"name": "demo", "password": "in-clear-password-1"}]
+    stack_file(project, "dev", {"sshPublicKey": SSH_KEY, "users": in_clear})
+    with pytest.raises(PlanError, match=r"users\[0\]\.password is stored in plaintext"):
+        plan_stack("dev", project_dir=project)  # negative control: the project's own is refused
+    secure = [{"name": "demo", "password": {"secure": "v1:bm90IGEgY2lwaGVydGV4dA=="}}]
+    path = stack_file(elsewhere, "dev", {"sshPublicKey": SSH_KEY, "users": secure})
+    planned = plan_stack("dev", project_dir=project, stack_file=path)
+    assert planned.label == "Pulumi.dev.yaml" and planned.stand_ins == ["users[0].password"]

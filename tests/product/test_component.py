@@ -22,7 +22,7 @@ from ftpstack.component import TYPE_TOKEN, FtpServer, FtpServerArgs
 from ftpstack.offline import declared as d
 from ftpstack.offline.errors import PlanError
 from ftpstack.offline.mocks import MOCK_PUBLIC_IP, Mocks
-from ftpstack.offline.plan import MASK, Plan, Resource, Secret, plan_stack
+from ftpstack.offline.plan import MASK, Plan, Resource, Secret
 from tests.support import (
     ONE_SERVER,
     OTHER_KEY,
@@ -30,6 +30,7 @@ from tests.support import (
     USER,
     USERS,
     certificate_pair,
+    plan_test_stack,
     settings,
 )
 
@@ -40,7 +41,7 @@ def _plan(stack: str, frozen: str) -> Plan:
         k: (Secret(v["secret"]) if isinstance(v, dict) and "secret" in v else v)
         for k, v in json.loads(frozen).items()
     }
-    return plan_stack(stack, overrides={"users": USERS, **overrides})
+    return plan_test_stack(stack, {"users": USERS, **overrides})
 
 
 def plan(stack: str = "dev", **overrides: Any) -> Plan:

@@ -2,11 +2,13 @@
 `local/`) is what is deployed and imports neither of the tools; no two modules import each other,
 directly or around a circle (whichever runs first would see the other half-made); units stay
 readable (no module over 450 lines, no function over 60); no Python program hides in a string
-(`python -c`), where ruff and mypy never see it."""
+(`python -c`), where ruff and mypy never see it; only the tests that document the example stacks
+read them (the operator edits them)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +230,82 @@ def test_negative_control_an_import_circle_is_seen(tmp_path: Path) -> None:
     (package / "__init__.py").write_text("from . import a\n\nNAME = 1\n")
     (package / "a.py").write_text("from pkg import NAME\n")
     assert circles(import_graph(package)) == ["pkg:1 -> pkg.a:1 -> pkg"]
+
+
+# -- the example stacks are the operator's -------------------------------------------------------
+# The committed Pulumi.dev.yaml and Pulumi.prod.yaml are examples an operator edits (README: their
+# SSH key, their customers' CIDRs, their passwords). Only the tests that document them read them;
+# every other test plans the tests' own stacks (tests/fixtures, `tests.support.plan`), so that
+# editing the examples as the README says fails no test.
+
+# Modules that document the examples: they read them, and check their shape, never their values.
+EXAMPLE_DOCUMENTING = {"tests/offline/test_examples.py", "tests/offline/test_readme.py"}
+# Modules that run a CLI with --stack in a clone whose stacks are the tests' own (`clone`).
+IN_A_CLONE = {"tests/offline/test_diff.py"}
+_STACK_FILE_NAME = re.compile(r"""^f?['"]Pulumi\..+\.yaml['"]$""")
+
+
+def _plans_the_projects_own(call: ast.Call) -> bool:
+    """plan_stack/stack_config(stack, project_dir, overrides, stack_file, …) without a stack file
+    or a project of its own: it reads `Pulumi.<stack>.yaml` of this project."""
+    name = ast.unparse(call.func).rsplit(".", 1)[-1]
+    given = {k.arg for k in call.keywords}
+    return (
+        name in {"plan_stack", "stack_config"}
+        and len(call.args) < 2
+        and not given & {"project_dir", "stack_file"}
+    )
+
+
+def example_reads(path: Path) -> list[str]:
+    """Where a module reads an example stack: `ROOT / "Pulumi.<stack>.yaml"` (or PROJECT_DIR),
+    a plan of this project's stack by name (`plan_stack("prod")`), or a command given a stack
+    by name (`--stack`, make's `STACK=`), which reads the example in its working directory."""
+    clone = str(path.relative_to(ROOT)) in IN_A_CLONE if path.is_relative_to(ROOT) else False
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Div)
+            and ast.unparse(node.left) in {"ROOT", "PROJECT_DIR"}
+            and _STACK_FILE_NAME.match(ast.unparse(node.right))
+        ) or (isinstance(node, ast.Call) and _plans_the_projects_own(node)):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and (node.value == "--stack" or node.value.startswith("STACK="))
+            and not clone
+        ):
+            found.append(f"{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_only_the_tests_that_document_the_examples_read_them() -> None:
+    tests = [p for p in modules(ROOT / "tests") if p != Path(__file__)]  # not the detector's
+    readers = {str(p.relative_to(ROOT)): example_reads(p) for p in tests if example_reads(p)}
+    assert set(readers) == EXAMPLE_DOCUMENTING, {
+        p: r for p, r in readers.items() if p not in EXAMPLE_DOCUMENTING
+    }
+
+
+def test_negative_control_each_way_of_reading_an_example_is_seen(tmp_path: Path) -> None:
+    module = tmp_path / "test_m.py"
+    for line in (
+        'text = (ROOT / "Pulumi.prod.yaml").read_text()',
+        'text = (PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text()',
+        'p = plan_stack("prod", overrides={"instances": 1})',
+        'c = stack_config("dev")',
+        'run_plan("--json", "--stack", "prod")',
+        'subprocess.run(["make", "plan", "STACK=prod"])',
+    ):
+        module.write_text(f"{line}\n")
+        assert example_reads(module), line
+    module.write_text(
+        'p = plan_stack("dev", stack_file=STACK_FILES["dev"])\n'
+        'q = plan_stack("dev", project_dir=tmp)\n'
+        'r = run_plan("--stack-file", str(STACK_FILES["prod"]))\n'
+        'y = (ROOT / "Pulumi.yaml").read_text()\n'
+        'edit(clone / "Pulumi.dev.yaml", "a", "b")\n'
+    )
+    assert example_reads(module) == []
