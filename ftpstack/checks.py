@@ -17,6 +17,7 @@ from ftpstack.settings.tls import load_chain
 TAG_TLS = "ftpstack:tls"
 TAG_KEEPALIVE_IDLE = "ftpstack:keepalive-idle-seconds"
 TAG_KEEPALIVE_INTERVAL = "ftpstack:keepalive-interval-seconds"
+TAG_SFTP = "ftpstack:sftp"
 # Azure refuses to change the SSH key in the VM model; the configuration step keeps
 # authorized_keys current instead, so a key rotation neither fails nor replaces the VM.
 VM_IGNORED = ("osProfile.linuxConfiguration.ssh.publicKeys",)
@@ -29,6 +30,7 @@ def vm_tags(settings: Settings) -> dict[str, str]:
         TAG_TLS: settings.tls,
         TAG_KEEPALIVE_IDLE: str(settings.keepalive_idle_seconds),
         TAG_KEEPALIVE_INTERVAL: str(settings.keepalive_interval_seconds),
+        TAG_SFTP: "on" if settings.sftp else "off",
     }
 
 

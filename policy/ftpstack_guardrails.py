@@ -19,11 +19,22 @@ does not declare (a check that cannot tell says so instead of passing silently).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ftpstack_network import idle_timeouts
+from ftpstack_network import (
+    LB_SFTP_RULE_NAME,
+    SFTP_RULE_NAME,
+    SSH_PORT,
+    group_rules,
+    idle_timeouts,
+    is_sftp_rule,
+    reaching,
+    rule_label,
+    sources_of,
+)
 from ftpstack_values import (
     RUN_COMMANDS,
     VM,
@@ -31,8 +42,10 @@ from ftpstack_values import (
     Resource,
     dig,
     ftp_servers,
+    is_internet,
     is_secret,
     is_unknown,
+    load_balancers,
     readable_texts,
     reveal,
     secret,
@@ -44,6 +57,7 @@ from ftpstack_values import (
 TAG_TLS = "ftpstack:tls"
 TAG_KEEPALIVE_IDLE = "ftpstack:keepalive-idle-seconds"
 TAG_KEEPALIVE_INTERVAL = "ftpstack:keepalive-interval-seconds"
+TAG_SFTP = "ftpstack:sftp"
 # The tag that makes a stack production: a Pulumi stack tag, or an Azure tag on the FTP VM.
 DEFAULT_ENVIRONMENT_TAG = "environment"
 DEFAULT_PRODUCTION_VALUES = ("production", "prod")
@@ -56,6 +70,7 @@ _SOCKET_KEEPALIVE = re.compile(r"SocketOptions\s+.*keepalive\s+(\d+):(\d+):(\d+)
 _PROFTPD_CONF = re.compile(r"^\s*(?:ServerType|TLSEngine|TLSRequired)\s", re.MULTILINE)
 _TLS_REQUIRED = re.compile(r"^\s*TLSRequired\s+on\b", re.MULTILINE | re.IGNORECASE)
 _TLS_ENGINE = re.compile(r"^\s*TLSEngine\s+on\b", re.MULTILINE | re.IGNORECASE)
+_SFTP_ENGINE = re.compile(r"^\s*SFTPEngine\s+on\b", re.MULTILINE | re.IGNORECASE)
 
 
 # -- the VM ----------------------------------------------------------------------------------------
@@ -288,5 +303,78 @@ def tls_violations(
                     f"{server}: VM {vm['name']} serves FTP with TLS {mode or 'unknown'} on a "
                     f"production stack ({key} tag); set ftpstack:tls to required (the VM then "
                     f"carries the tag {TAG_TLS}=required)"
+                )
+    return violations
+
+
+# -- SFTP ------------------------------------------------------------------------------------------
+
+
+def sftp_served(vm: Resource, texts: Iterable[str] = ()) -> tuple[bool | None, list[str]]:
+    """Whether the VM serves SFTP on 22 (and its sshd moved away), from its `ftpstack:sftp` tag
+    and its readable proftpd configuration; a problem when the two disagree."""
+    tagged = tags(vm).get(TAG_SFTP)
+    confs = [t for t in texts if _PROFTPD_CONF.search(t)]
+    rendered = any(_SFTP_ENGINE.search(t) for t in confs) if confs else None
+    said = None if tagged is None else tagged == "on"
+    if said is not None and rendered is not None and said != rendered:
+        return said, [
+            f"tag {TAG_SFTP}={tagged} but the configuration {'serves' if rendered else 'has no'}"
+            " SFTP"
+        ]
+    return (said if said is not None else rendered), []
+
+
+def _covered(source: str, sources: Iterable[str]) -> bool:
+    """Whether FTP's sources admit everything `source` names (the Internet admits any address;
+    a network admits its subnets; a service tag or security group only itself)."""
+    for other in sources:
+        if other == source or is_internet(other):
+            return True
+        try:
+            if ipaddress.ip_network(source, strict=False).subnet_of(
+                ipaddress.ip_network(other, strict=False)  # type: ignore[arg-type]
+            ):
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
+
+
+def sftp_violations(resources: Sequence[Resource]) -> list[str]:
+    """Port 22 may be open to FTP's clients only where every server serves SFTP there (else it
+    is the VM's own sshd), and only from FTP's sources: the SFTP rule lets in exactly whom the
+    FTP control rule lets in."""
+    violations = []
+    for server, group in ftp_servers(resources).items():
+        vms = [r for r in group if r["type"] == VM]
+        served = []
+        for vm in vms:
+            serves, problems = sftp_served(vm, configuration_texts(vm, group))
+            violations += [f"{server}: VM {vm['name']}: {p}" for p in problems]
+            served.append(bool(serves))
+        rules = group_rules(group)
+        sftp = [r for r in rules if is_sftp_rule(r)]
+        balanced = [
+            f"{lb} rule {LB_SFTP_RULE_NAME}"
+            for lb, props in load_balancers(group)
+            for rule in dig(props, "loadBalancingRules") or []
+            if dig(rule, "name") == LB_SFTP_RULE_NAME
+        ]
+        if (sftp or balanced) and not (vms and all(served)):
+            opened = ", ".join([*(rule_label(r) for r in sftp), *balanced])
+            violations.append(
+                f"{server}: {opened} opens port {SSH_PORT} for SFTP, but not every VM serves SFTP "
+                f"there (tag {TAG_SFTP}=on and SFTPEngine on): it would reach the VM's own sshd; "
+                "remove it or set ftpstack:sftp to true"
+            )
+        ftp = [s for r in reaching(rules, 21) for s in sources_of(r)]
+        for rule in sftp:
+            extra = sorted(s for s in sources_of(rule) if not _covered(s, ftp))
+            if extra:
+                violations.append(
+                    f"{server}: {rule_label(rule)} lets SFTP in from {', '.join(extra)}, which "
+                    f"FTP does not; {SFTP_RULE_NAME} admits only FTP's sources "
+                    "(ftpstack:ftpSourceCidrs)"
                 )
     return violations

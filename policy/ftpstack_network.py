@@ -3,8 +3,13 @@
 NSG rules count the same whether an NSG carries them inline (`securityRules`) or each is a
 separate `SecurityRule` resource. Behind a load balancer the NSG is not the whole story: the load
 balancer decides which frontend port reaches which server, so its rules and NAT rules are judged
-too (only 21 balanced; each passive port forwarded as itself to the one instance whose slice holds
-it; SSH only to port 22, which the NSG restricts by source).
+too (only 21 balanced, and SFTP's 22; each passive port forwarded as itself to the one instance
+whose slice holds it; SSH only to sshd's port, which the NSG restricts by source).
+
+Port 22 is SFTP (proftpd's mod_sftp) when the stack serves it: the NSG rule the component names
+`allow-sftp` may open exactly 22 to FTP's clients, and the VM's own sshd then listens on 2200.
+Whether a server really serves SFTP there, and from which sources, is a stack check
+(`ftpstack_guardrails.sftp_violations`): a rule alone cannot tell.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ from ftpstack_values import (
 
 FTP_CONTROL_PORT = 21
 SSH_PORT = 22
+# While SFTP has 22, the VM's own sshd (administrators) listens here.
+ADMIN_SSH_PORT = 2200
+SSH_PORTS = (SSH_PORT, ADMIN_SSH_PORT)
+# The component's names for SFTP's NSG rule and load balancing rule.
+SFTP_RULE_NAME = "allow-sftp"
+LB_SFTP_RULE_NAME = "sftp"
 # The component marks the NSG rule that opens the passive range with this name.
 PASSIVE_RULE_NAME = "allow-ftp-passive"
 # A marked passive rule may not reach below this port (21, 22 and other services live there)...
@@ -92,6 +103,32 @@ def _port_specs(rule: Rule) -> list[Any]:
     one = dig(rule, "destinationPortRange")
     specs = [*many, *([one] if one is not None else [])]
     return specs or ["*"]
+
+
+def is_sftp_rule(rule: Rule) -> bool:
+    """The component's SFTP rule: named allow-sftp, opening port 22 and nothing else."""
+    specs = _port_specs(rule)
+    return dig(rule, "name") == SFTP_RULE_NAME and [parse_ports(s) for s in specs] == [
+        (SSH_PORT, SSH_PORT)
+    ]
+
+
+def reaching(rules: Iterable[Rule], port: int) -> list[Rule]:
+    """The inbound allows that let anyone (any source) reach `port`."""
+    found = []
+    for rule in _inbound_allows(rules):
+        ranges = [parse_ports(spec) for spec in _port_specs(rule)]
+        if any(r is None or r[0] <= port <= r[1] for r in ranges):
+            found.append(rule)
+    return found
+
+
+def sources_of(rule: Rule) -> set[str]:
+    return {str(reveal(s)) for s in _sources(rule)}
+
+
+def rule_label(rule: Rule) -> str:
+    return _label(rule)
 
 
 def _label(rule: Rule) -> str:
@@ -158,30 +195,36 @@ def internet_inbound_violations(
     configured_passive: str | None = None,
     max_passive_ports: int = DEFAULT_MAX_PASSIVE_PORTS,
 ) -> list[str]:
-    """Inbound allows from the Internet must stay inside 21 and the passive range."""
+    """Inbound allows from the Internet must stay inside 21 and the passive range; and 22 by
+    the SFTP rule, whose server and sources the stack check judges."""
     passive, problems = passive_range(rules, configured_passive, max_passive_ports)
     allowed = [(FTP_CONTROL_PORT, FTP_CONTROL_PORT), *([passive] if passive else [])]
     violations = list(problems)
     for rule, spec, open_to in internet_open(rules):
+        if is_sftp_rule(rule):
+            continue
         ports = parse_ports(spec)
         if ports is None or not any(a <= ports[0] and ports[1] <= b for a, b in allowed):
             violations.append(
                 f"{_label(rule)} opens port {spec} to the Internet ({', '.join(open_to)}); "
-                f"only {_allowed_text(allowed)} may be open to the Internet: restrict its "
-                "sources or remove it"
+                f"only {_allowed_text(allowed)} (and SFTP's 22, by the rule {SFTP_RULE_NAME}) may "
+                "be open to the Internet: restrict its sources or remove it"
             )
     return violations
 
 
 def ssh_violations(rules: Rules) -> list[str]:
-    """No inbound allow that reaches port 22 from anywhere on the Internet."""
+    """No inbound allow that reaches sshd's port (22, or 2200 while SFTP has 22) from anywhere on
+    the Internet; the SFTP rule's 22 is SFTP's, judged by the stack check."""
     violations = []
     for rule, spec, open_to in internet_open(rules):
         ports = parse_ports(spec)
-        if ports is None or ports[0] <= SSH_PORT <= ports[1]:
+        hit = [p for p in SSH_PORTS if ports is None or ports[0] <= p <= ports[1]]
+        if hit and not (hit == [SSH_PORT] and is_sftp_rule(rule)):
             violations.append(
-                f"{_label(rule)} lets SSH (22) in from {', '.join(open_to)}; list the "
-                "administrators' CIDRs instead (ftpstack:sshSourceCidrs)"
+                f"{_label(rule)} lets SSH ({', '.join(map(str, hit))}) in from "
+                f"{', '.join(open_to)}; list the administrators' CIDRs instead "
+                "(ftpstack:sshSourceCidrs)"
             )
     return violations
 
@@ -236,11 +279,14 @@ def _lb_rule_violations(group: Iterable[Resource]) -> list[str]:
             front, back = dig(rule, "frontendPort"), dig(rule, "backendPort")
             if is_unknown(front) or (front, back) == (FTP_CONTROL_PORT, FTP_CONTROL_PORT):
                 continue
+            if (front, back) == (SSH_PORT, SSH_PORT) and dig(rule, "name") == LB_SFTP_RULE_NAME:
+                continue  # SFTP: the stack check judges whether its servers serve it
             shown = "every port (HA ports)" if front in (0, None) else f"port {int(front)}"
             violations.append(
                 f"{lb} rule {dig(rule, 'name')} balances {shown} to backend "
-                f"port {int(back or 0)}; only FTP control (21 to 21) may be balanced: passive "
-                "ports are NAT rules to one instance each"
+                f"port {int(back or 0)}; only FTP control (21 to 21) and SFTP (22 to 22, the rule "
+                f"{LB_SFTP_RULE_NAME}) may be balanced: passive ports are NAT rules to one "
+                "instance each"
             )
     return violations
 
@@ -252,7 +298,8 @@ def forwarding_violations(
 ) -> list[str]:
     """Behind a load balancer: only 21 balanced; every NAT rule either forwards one passive port
     as itself to one instance's pool (each pool's ports one contiguous slice, the slices
-    disjoint), or forwards to SSH (22), which the NSG's sources gate."""
+    disjoint), or forwards to sshd (22, or 2200 while SFTP has 22), which the NSG's sources
+    gate."""
     nat = nat_rules(group)
     if not nat and not load_balancers(group) and not template_violations(group):
         return []  # no load balancer: the NSG check is the whole story
@@ -262,7 +309,7 @@ def forwarding_violations(
     for label, rule in nat:
         raw = dig(rule, "backendPort")
         known = not any(is_unknown(dig(rule, key)) for key in _FRONTEND_KEYS)
-        if not known or is_unknown(raw) or raw is None or int(raw) == SSH_PORT:
+        if not known or is_unknown(raw) or raw is None or int(raw) in SSH_PORTS:
             continue  # not known until deployed (preview), or SSH: the NSG gates its sources
         back, front = int(raw), _frontend(rule)
         in_range = passive is not None and passive[0] <= back <= passive[1]
@@ -271,7 +318,8 @@ def forwarding_violations(
         if not in_range:
             allowed = f"the passive range {port_text(passive)}" if passive else "no passive range"
             violations.append(
-                f"{label} forwards to port {back}, which is neither SSH (22) nor in {allowed}; "
+                f"{label} forwards to port {back}, which is neither SSH (22, 2200) nor in "
+                f"{allowed}; "
                 "only FTP may be reachable from the Internet: remove it"
             )
         elif front != (back, back):

@@ -141,6 +141,10 @@ def _idle_timeout(args: StackValidationArgs, report_violation: ReportViolation) 
     _report(g.idle_timeout_violations(_stack(args)), report_violation)
 
 
+def _sftp(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    _report(g.sftp_violations(_stack(args)), report_violation)
+
+
 def _tls(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = args.get_config()
     _report(
@@ -159,26 +163,36 @@ def _network_policies() -> list[Policy]:
         ResourceValidationPolicy(
             name="ftp-only-internet-inbound",
             description="No inbound NSG rule (inline or a separate SecurityRule) open to the "
-            "Internet except FTP control (21) and the passive range (the rule named "
-            "allow-ftp-passive, or the policy config passivePortRange).",
+            "Internet except FTP control (21), the passive range (the rule named "
+            "allow-ftp-passive, or the policy config passivePortRange) and SFTP (22, the rule "
+            "named allow-sftp; see sftp-only-where-served-and-from-ftp-sources).",
             enforcement_level=MANDATORY,
             validate=_internet_inbound,
             config_schema=PASSIVE_CONFIG,
         ),
         StackValidationPolicy(
             name="lb-forwards-only-ftp",
-            description="Behind a load balancer only port 21 is balanced; each NAT rule forwards "
-            "one passive port as itself to one instance's pool (each pool one contiguous slice) "
-            "or forwards to SSH (22), which the NSG restricts.",
+            description="Behind a load balancer only port 21 (and SFTP's 22) is balanced; each NAT "
+            "rule forwards one passive port as itself to one instance's pool (each pool one "
+            "contiguous slice) or forwards to sshd (22, or 2200), which the NSG restricts.",
             enforcement_level=MANDATORY,
             validate=_forwarding,
             config_schema=PASSIVE_CONFIG,
         ),
         ResourceValidationPolicy(
             name="no-ssh-from-internet",
-            description="No inbound NSG rule lets SSH (22) in from */0.0.0.0/0/Internet.",
+            description="No inbound NSG rule lets SSH (22, or 2200 while SFTP has 22) in from "
+            "*/0.0.0.0/0/Internet.",
             enforcement_level=MANDATORY,
             validate=_ssh,
+        ),
+        StackValidationPolicy(
+            name="sftp-only-where-served-and-from-ftp-sources",
+            description="Port 22 opens for SFTP (the NSG rule allow-sftp, the load balancer rule "
+            "sftp) only where every VM serves SFTP there (tag ftpstack:sftp=on and SFTPEngine on "
+            "in its configuration), and only from the sources FTP (21) admits.",
+            enforcement_level=MANDATORY,
+            validate=_sftp,
         ),
     ]
 

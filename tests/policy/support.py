@@ -240,6 +240,7 @@ def all_violations(
     found += net.stack_forwarding_violations(resources)
     found += g.idle_timeout_violations(resources)
     found += g.tls_violations(resources, stack_tags or {})
+    found += g.sftp_violations(resources)
     return found
 
 

@@ -133,7 +133,7 @@ def test_a_separate_rule_is_known_by_its_azure_name() -> None:
 @pytest.mark.parametrize("port", ["22", "20-25", "*"])
 def test_ssh_from_the_internet_is_rejected(shape: str, source: Any, port: str) -> None:
     violations = ssh(nsg([*FTP_RULES, rule("ssh", port, source)], shape))
-    assert len(violations) == 1 and "SSH (22)" in violations[0]
+    assert len(violations) == 1 and "SSH (22" in violations[0]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -174,7 +174,7 @@ def test_ftp_behind_a_load_balancer_passes() -> None:
         ({"nat": nat(3389)}, "forwards to port 3389"),
         ({"nat": nat(21, front=2121)}, "forwards to port 21"),
         ({"nat": nat(50000, front=60000)}, "forwards frontend port 60000 to passive port 50000"),
-        ({"nat": nat(50020, "instance-1")}, "neither SSH (22) nor in the passive range"),
+        ({"nat": nat(50020, "instance-1")}, "neither SSH (22, 2200) nor in the passive range"),
         ({"move": 50000}, "pool instance-1 receives passive ports 50000-50019 with gaps"),
         ({"nat": nat(50010, "instance-0")}, "ports 50010 are forwarded to several pools"),
     ],

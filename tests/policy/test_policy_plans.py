@@ -186,6 +186,22 @@ def lb_balances_80(resources: Resources) -> None:
     lb.append({**lb[0], "name": "oops-http", "frontendPort": 80, "backendPort": 80})
 
 
+def sftp_where_sshd_listens(resources: Resources) -> None:
+    """The SFTP rules stay, but nothing says the servers serve SFTP (tag gone, and no readable
+    configuration): 22 would be the VMs' own sshd."""
+    for resource in resources:
+        if resource["type"] == v.VM:
+            del resource["props"]["tags"][g.TAG_SFTP]
+        if resource["name"].endswith("-configure"):
+            resource["props"]["protectedParameters"] = v.secret([])
+
+
+def sftp_wider_than_ftp(resources: Resources) -> None:
+    props = find(resources, v.SECURITY_RULE, "ftp-nsg-allow-sftp")["props"]
+    props.pop("sourceAddressPrefixes", None)
+    props["sourceAddressPrefix"] = "198.51.100.99/32"
+
+
 _, KEY = certificate_pair("ftp.example.com")
 Break = Callable[[Resources], None]
 BREAKS: dict[str, tuple[Break, str]] = {
@@ -198,6 +214,11 @@ BREAKS: dict[str, tuple[Break, str]] = {
     "bundle-in-parameters": (protected_in_clear, "parameters[FTPSTACK_CONFIG_0] carries a"),
     "protected-not-secret": (protected_not_secret, "not marked secret"),
     "idle-timeout": (slow_keepalive, "not longer than keepalive"),
+    "sftp-where-sshd-listens": (sftp_where_sshd_listens, "not every VM serves SFTP there"),
+}
+# prod's FTP admits its customers only (dev's admits anyone: no source is wider).
+PROD_BREAKS: dict[str, tuple[Break, str]] = {
+    "sftp-wider-than-ftp": (sftp_wider_than_ftp, "lets SFTP in from 198.51.100.99/32"),
 }
 LB_BREAKS: dict[str, tuple[Break, str]] = {
     "nat-to-rdp": (nat_to_rdp, "forwards to port 3389"),
@@ -206,14 +227,14 @@ LB_BREAKS: dict[str, tuple[Break, str]] = {
     "template-writes-nsg": (template_writes_an_nsg_rule, "writes a Microsoft.Network/network"),
 }
 CASES = [(s, b) for s in sorted(STACKS) for b in BREAKS] + [
-    (s, b) for s in ("prod", "ha") for b in LB_BREAKS
+    (s, b) for s in ("prod", "ha") for b in {**LB_BREAKS, **PROD_BREAKS}
 ]
 
 
 @pytest.mark.parametrize(("name", "broken"), CASES)
 def test_broken_variants_of_the_plans_fail(name: str, broken: str) -> None:
     resources = planned(name)
-    breaker, expected = {**BREAKS, **LB_BREAKS}[broken]
+    breaker, expected = {**BREAKS, **LB_BREAKS, **PROD_BREAKS}[broken]
     breaker(resources)
     violations = all_violations(resources, stack_tags(name))
     assert any(expected in x for x in violations), violations
@@ -352,4 +373,5 @@ def test_the_pack_entry_point_builds_the_pack(monkeypatch: pytest.MonkeyPatch) -
         "run-command-protected-parameters-secret",
         "idle-timeout-beats-keepalive",
         "tls-required-in-production",
+        "sftp-only-where-served-and-from-ftp-sources",
     }
