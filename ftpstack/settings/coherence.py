@@ -27,7 +27,7 @@ KEEPALIVE_HEADROOM = 0.75
 # proftpd's anonymous logins, the OS's superuser, and the accounts ftpstack itself creates.
 RESERVED_USER_NAMES = {"ftp", "anonymous", "root", "ftpvirtual", "ftpanon", "public", "proftpd"}
 # Tags the component adds to every VM (what the policy pack reads).
-COMPONENT_TAGS = 3
+COMPONENT_TAGS = 4
 
 # Used with fullmatch; a segment holds no "/" and no white space (a pasted id's newline).
 SUBNET_ID = re.compile(
@@ -68,16 +68,18 @@ def passive_range_holds_max_clients(s: Settings) -> None:
             "range, which the NSG blocks",
             f"widen the range to at least {2 * share * s.instances} ports or lower maxClients",
         )
-    # One inbound NAT rule per passive port of each instance's slice, plus port 21 (and SSH);
-    # Azure allows 300 rules per NIC and 1,500 per load balancer.
-    rules = slice_size + 2
+    # One inbound NAT rule per passive port of each instance's slice, plus port 21, SFTP's 22
+    # and SSH (counted even while closed: opening it later must not fail); Azure allows 300
+    # rules per NIC and 1,500 per load balancer.
+    others = 3 if s.sftp else 2
+    rules = slice_size + others
     if s.exposure == "load-balancer" and rules > azure.RULES_PER_NIC:
         raise refuse(
             key,
             shown,
-            f"load-balancer mode needs one rule per passive port and NIC ({rules} with 21 and "
-            f"SSH) and Azure allows {azure.RULES_PER_NIC} per NIC",
-            f"narrow each slice to at most {azure.RULES_PER_NIC - 2} ports "
+            f"load-balancer mode needs one rule per passive port and NIC ({rules} with 21, "
+            f"{'SFTP and ' if s.sftp else ''}SSH) and Azure allows {azure.RULES_PER_NIC} per NIC",
+            f"narrow each slice to at most {azure.RULES_PER_NIC - others} ports "
             "or use exposure: public-ip",
         )
 
@@ -168,6 +170,31 @@ def users_are_distinct_and_sound(s: Settings) -> None:
                 "is set on a read-only user, who cannot upload at all",
                 "drop maxUploadMb or readOnly",
             )
+
+
+def ssh_keys_log_in_one_user(s: Settings) -> None:
+    """A key is a partner's identity: on two users it would open both homes to whoever holds
+    it (and SFTP would log it in as whichever user the client names)."""
+    owner: dict[str, str] = {}
+    for index, user in enumerate(s.users):
+        for number, line in enumerate(user.ssh_keys):
+            blob = line.split()[1]
+            at = f"users[{index}].sshKeys[{number}]"
+            if blob in owner and owner[blob] != user.name:
+                raise refuse(
+                    at,
+                    " ".join(line.split()[:2])[:40] + "…",
+                    f"is also a key of {owner[blob]}: whoever holds it could log in as both",
+                    "give each partner a key of their own",
+                )
+            owner[blob] = user.name
+    if not s.sftp and any(u.ssh_keys for u in s.users):
+        raise refuse(
+            "sftp",
+            False,
+            "is off while users have sshKeys, which only SFTP uses",
+            "set sftp: true, or drop the users' sshKeys",
+        )
 
 
 def tls_material_is_whole_and_valid(s: Settings) -> None:
@@ -388,6 +415,7 @@ RULES: list[Callable[[Settings], None]] = [
     keepalive_beats_idle_timeout,
     idle_connections_get_banned,
     users_are_distinct_and_sound,
+    ssh_keys_log_in_one_user,
     tls_material_is_whole_and_valid,
     storage_fits_azure,
     instances_fit_the_exposure,

@@ -83,7 +83,8 @@ class FtpUser(_Model):
     ssh_keys: list[SftpUserKey] = Field(
         [],
         description="OpenSSH public keys (`ssh-ed25519 …`, `ecdsa-sha2-nistp256 …`, `ssh-rsa …` of "
-        "at least 3072 bits) that log this user in over SFTP instead of the password.",
+        "at least 2048 bits), one per line of the `.pub` file, that log this user in over SFTP "
+        "instead of the password; a key belongs to one user.",
     )
 
 

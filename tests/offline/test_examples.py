@@ -47,13 +47,15 @@ def test_each_example_plans_and_passes_the_arm_check_and_every_policy(stack: str
 
 
 @pytest.mark.parametrize("stack", EXAMPLES)
-def test_each_example_opens_ftp_only_and_keeps_ssh_closed(stack: str) -> None:
+def test_each_example_opens_ftp_and_sftp_only_and_keeps_ssh_closed(stack: str) -> None:
     view = d.Declared(example(stack).to_json())
     passive = (view.passive_range[0], view.passive_range[-1])
     allowed = [r for r in view.server_rules() if r.allows and r.sources != (d.PROBE_SOURCE,)]
-    assert allowed and {r.ports for r in allowed} <= {(21, 21), passive}, allowed
+    assert allowed and {r.ports for r in allowed} <= {(21, 21), (22, 22), passive}, allowed
+    # 22 is SFTP's, from FTP's sources; the VMs' sshd (2200) is closed.
+    assert {r.sources for r in allowed} == {next(r.sources for r in allowed if r.ports == (21, 21))}
     assert config(stack).get("ftpstack:sshSourceCidrs", []) == []
-    assert not [r for r in view.security_rules() if r.allows and r.ports == (22, 22)]
+    assert not [r for r in view.security_rules() if r.allows and r.ports == (2200, 2200)]
 
 
 def test_dev_is_open_to_any_ftp_client_and_prod_to_its_customers_only() -> None:
@@ -62,6 +64,7 @@ def test_dev_is_open_to_any_ftp_client_and_prod_to_its_customers_only() -> None:
     dev = d.Declared(example("dev").to_json())
     assert {r.ports for r in dev.open_to_internet()} == {
         (21, 21),
+        (22, 22),
         (dev.passive_range[0], dev.passive_range[-1]),
     }
     cidrs = config("prod")["ftpstack:ftpSourceCidrs"]

@@ -4,13 +4,17 @@ helpers (post-deploy check command, VM tags, replacement lists)."""
 from __future__ import annotations
 
 from ftpstack import azure_rules, checks, paths, rules
+from ftpstack.settings.coherence import COMPONENT_TAGS
 from tests.support import GOOD_USER, settings
 
 
-def test_nsg_opens_21_and_the_passive_range_and_denies_the_rest() -> None:
+def test_nsg_opens_21_the_passive_range_and_sftp_and_denies_the_rest() -> None:
     found = rules.inbound_rules(settings())
     allowed = {(r.port_spec, r.sources) for r in found if r.access == "Allow"}
-    assert allowed == {("21", ("0.0.0.0/0",)), ("50000-50099", ("0.0.0.0/0",))}
+    anyone = ("0.0.0.0/0",)
+    assert allowed == {("21", anyone), ("50000-50099", anyone), ("22", anyone)}
+    without = rules.inbound_rules(settings(sftp=False))
+    assert {r.port_spec for r in without if r.access == "Allow"} == {"21", "50000-50099"}
     last = found[-1]
     assert last.access == "Deny" and last.port_spec == "*" and last.sources == ("*",)
     assert [r.priority for r in found] == sorted(r.priority for r in found)
@@ -19,7 +23,7 @@ def test_nsg_opens_21_and_the_passive_range_and_denies_the_rest() -> None:
 
 def test_ssh_opens_only_from_its_cidrs() -> None:
     found = rules.inbound_rules(settings(sshSourceCidrs=["203.0.113.7/32"]))
-    ssh = [r for r in found if r.port_spec == "22"]
+    ssh = [r for r in found if r.port_spec == "2200"]
     assert len(ssh) == 1 and ssh[0].sources == ("203.0.113.7/32",)
     assert ssh[0].source_prefix == "203.0.113.7/32" and ssh[0].source_prefixes is None
 
@@ -57,7 +61,7 @@ def test_slices_split_the_range_evenly_and_never_overlap() -> None:
     assert rules.max_clients_per_instance(s) == 10
 
 
-def test_only_port_21_is_balanced_and_each_passive_port_goes_to_its_own_instance() -> None:
+def test_21_and_22_are_balanced_and_each_passive_port_goes_to_its_own_instance() -> None:
     s = settings(
         instances=2,
         exposure="load-balancer",
@@ -66,20 +70,22 @@ def test_only_port_21_is_balanced_and_each_passive_port_goes_to_its_own_instance
         maxClients=8,
         sshSourceCidrs=["203.0.113.7/32"],
     )
-    assert rules.load_balancer_rule_ports(s) == [21]
+    assert rules.load_balancer_rule_ports(s) == [21, 22]
+    assert rules.load_balancer_rule_ports(s.model_copy(update={"sftp": False})) == [21]
     nat = rules.nat_rules(s)
     passive = {r.frontend_port: r.instance for r in nat if r.name.startswith("passive-")}
     assert passive == {**{p: 0 for p in range(40000, 40010)}, **{p: 1 for p in range(40010, 40020)}}
     assert all(r.frontend_port == r.backend_port for r in nat if r.name.startswith("passive-"))
     ssh = [(r.frontend_port, r.instance, r.backend_port) for r in nat if r.name.startswith("ssh")]
-    assert ssh == [(2200, 0, 22), (2201, 1, 22)]
+    assert ssh == [(2200, 0, 2200), (2201, 1, 2200)]  # sshd on 2200: SFTP has 22
 
 
-def test_a_single_server_keeps_port_22_for_ssh() -> None:
-    s = settings(exposure="load-balancer", sshSourceCidrs=["203.0.113.7/32"])
-    assert [(r.frontend_port, r.backend_port) for r in rules.nat_rules(s) if r.name == "ssh-0"] == [
-        (22, 22)
-    ]
+def test_a_single_server_keeps_port_22_for_ssh_unless_sftp_has_it() -> None:
+    for sftp, port in ((False, 22), (True, 2200)):
+        s = settings(exposure="load-balancer", sshSourceCidrs=["203.0.113.7/32"], sftp=sftp)
+        ssh = [(r.frontend_port, r.backend_port) for r in rules.nat_rules(s) if r.name == "ssh-0"]
+        assert ssh == [(port, port)]
+        assert rules.ssh_port(s, 0) == port
 
 
 # -- the component's pure helpers ----------------------------------------------------------------
@@ -107,7 +113,10 @@ def test_vm_tags_tell_the_policy_pack_tls_and_keepalive() -> None:
         checks.TAG_TLS: "required",
         checks.TAG_KEEPALIVE_IDLE: "60",
         checks.TAG_KEEPALIVE_INTERVAL: "30",
+        checks.TAG_SFTP: "on",
     }
+    # The settings leave room for exactly these on the VMs (Azure allows 50 tags).
+    assert len(tags) - 1 == COMPONENT_TAGS
 
 
 def test_every_immutable_vm_property_replaces_it_except_the_ssh_key() -> None:

@@ -66,7 +66,7 @@ def test_defaults_are_valid_and_safe() -> None:
         (
             {"exposure": "load-balancer", "passivePortStart": 40000, "passivePortEnd": 40299},
             "passivePortStart..passivePortEnd",
-            "at most 298 ports",
+            "at most 297 ports",
         ),
         ({"keepaliveIdleSeconds": 200}, "keepaliveIdleSeconds", "at or below 180 s"),
         (
@@ -146,7 +146,7 @@ def test_defaults_are_valid_and_safe() -> None:
         ({"sshSourceCidrs": ["*"]}, "sshSourceCidrs[0]", "whole Internet"),
         ({"sshSourceCidrs": ["Internet"]}, "sshSourceCidrs[0]", "whole Internet"),
         ({"sshSourceCidrs": ["0.0.0.0/1"]}, "sshSourceCidrs[0]", "nearly the whole Internet"),
-        ({"tags": {f"t{i}": "x" for i in range(48)}}, "tags", "at most 47 tags"),
+        ({"tags": {f"t{i}": "x" for i in range(48)}}, "tags", "at most 46 tags"),
         ({"tags": {"a/b": "x"}}, "tags", "can't contain '/'"),
         ({"tags": {"a": "x" * 257}}, "tags.a", "at most 256"),
         ({"instances": 2}, "instances", "load-balancer"),
@@ -515,7 +515,7 @@ def test_an_unknown_user_key_without_a_near_one_lists_the_user_keys() -> None:
     message = refused(users=[{**GOOD_USER, "colour": "blue"}])
     assert message == (
         "ftpstack:users[0].colour is not a key of users[0]; the keys are name, password, "
-        "readOnly, maxUploadMb"
+        "readOnly, maxUploadMb, sshKeys"
     )
 
 
