@@ -5,12 +5,8 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 ARGS ?=
 
-<<<<<<< HEAD
-.PHONY: plan diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml docs \
-=======
-.PHONY: plan plan-full diff test bench up-local down-local local-status l4-deps test-fast lint pulumi-yaml \
->>>>>>> door-plan
-	system-deps clean clean-cache
+.PHONY: plan plan-full diff test bench up-local down-local local-status l4-deps test-fast lint \
+	pulumi-yaml docs system-deps clean clean-cache
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@echo "make: first use — installing what ftpstack needs into $(VENV)/ (about a minute)" >&2

@@ -43,10 +43,9 @@ MUTATIONS = [
     (
         "the NSG widened",
         "ftpstack/rules.py",
-        '"allow-ftp-control",\n            100,\n'
-        "            FTP_CONTROL_PORT,\n            FTP_CONTROL_PORT,",
-        '"allow-ftp-control",\n            100,\n            1,\n            65535,',
-        [f"{COMPONENT}::test_only_ftp_is_open_to_clients"],
+        '"allow-ftp-control", 100, FTP_CONTROL_PORT, FTP_CONTROL_PORT, ftp,',
+        '"allow-ftp-control", 100, 1, 65535, ftp,',
+        [f"{COMPONENT}::test_only_ftp_and_sftp_are_open_to_clients"],
     ),
     (
         "SSH open to the world",

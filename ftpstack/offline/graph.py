@@ -66,7 +66,7 @@ def longest(
     def chain(name: str) -> tuple[str, ...]:
         if name not in best:
             best[name] = ()  # a cycle cannot make a chain longer than what it already found
-            before = max((chain(dep) for dep in deps[name]), key=_heft, default=())
+            before = max((chain(dep) for dep in sorted(deps[name])), key=_heft, default=())
             best[name] = before + (name,) * weight.get(name, 0)
         return best[name]
 

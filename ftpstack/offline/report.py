@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftpstack.checks import TAG_TLS
+from ftpstack.outputs import SFTP_HOST_KEYS
 from ftpstack.offline import armcheck, costs, graph, text, tree
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
@@ -101,13 +102,17 @@ def _network(view: d.Declared) -> Iterator[str]:
             yield f"{head}{text.fit(rule.sources, room)}  {rule.name}"
     for lb in view.of(d.LOAD_BALANCER):
         yield f"Load balancer {lb['name']}:"
+        # Rules alike but for their port (21, SFTP's 22) share a line.
+        alike: dict[str, list[str]] = {}
         for rule in lb["inputs"].get("loadBalancingRules", []):
-            yield (
-                f"  balanced: port {rule['frontendPort']} over pool "
-                f"{rule['backendAddressPool']['id'].rsplit('/', 1)[-1]}; idle timeout "
+            how = (
+                f"over pool {rule['backendAddressPool']['id'].rsplit('/', 1)[-1]}; idle timeout "
                 f"{rule.get('idleTimeoutInMinutes')} min; TCP reset "
                 f"{'on' if rule.get('enableTcpReset') else 'off'}"
             )
+            alike.setdefault(how, []).append(str(rule["frontendPort"]))
+        for how, ports in alike.items():
+            yield f"  balanced: port{'s' if len(ports) > 1 else ''} {', '.join(ports)} {how}"
         for probe in lb["inputs"].get("probes", []):
             yield (
                 f"  probe {probe['name']}: {probe['protocol']} port {probe['port']} every "
@@ -149,7 +154,11 @@ def _outputs(outputs: dict[str, Any], full: bool) -> list[str]:
         return ["Outputs:", *[f"  {k}: {text.value(v)}" for k, v in outputs.items()]]
     short, long = [], []
     for key, value in outputs.items():
-        if isinstance(value, list) and value:
+        if key == SFTP_HOST_KEYS and value:
+            # known_hosts lines: their key types and hosts (the keys whole with --full).
+            kinds = ", ".join(str(v).split()[1] for v in value)
+            long.append(f"  {key}: {kinds} for {str(value[0]).split()[0]} (known_hosts lines)")
+        elif isinstance(value, list) and value:
             long += [f"  {key}[{i}]: {text.middle(text.value(v), 96)}" for i, v in enumerate(value)]
         else:
             short.append(f"{key}: {text.middle(text.value(value), 36)}")

@@ -10,6 +10,7 @@ the same stack file plans the same way every time and a changed key plans as cha
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 from collections.abc import Mapping
@@ -86,6 +87,24 @@ def pem_pair(cert: Any, key: Any) -> tuple[str, str]:
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
+def _steady(openssh_pem: str) -> str:
+    """An OpenSSH private key file with its random check numbers (PROTOCOL.key: two equal
+    uint32s that only tell a right passphrase) set to zero, so that two processes write the
+    same file for the same key."""
+    lines = openssh_pem.strip().splitlines()
+    blob = bytearray(base64.b64decode("".join(lines[1:-1])))
+    at = len(b"openssh-key-v1\0")
+    for _ in range(3):  # cipher name, KDF name, KDF options
+        at += 4 + int.from_bytes(blob[at : at + 4], "big")
+    at += 4  # the number of keys (1)
+    at += 4 + int.from_bytes(blob[at : at + 4], "big")  # the public key
+    at += 4  # the private section's length; then checkint, checkint
+    blob[at : at + 8] = bytes(8)
+    body = base64.b64encode(bytes(blob)).decode()
+    wrapped = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return "\n".join([lines[0], *wrapped, lines[-1]]) + "\n"
+
+
 @functools.cache
 def identity(seed: str) -> str:
     """A stand-in for `python -m ftpstack.identity`'s output, made from `seed` (the stack and the
@@ -111,11 +130,11 @@ def identity(seed: str) -> str:
         "2026-01-01T00:00:00Z",
         real.private_pem(curve("tls")),
         {
-            "ed25519": real.openssh(
-                ed25519.Ed25519PrivateKey.from_private_bytes(derived("ed", 32))
+            "ed25519": _steady(
+                real.openssh(ed25519.Ed25519PrivateKey.from_private_bytes(derived("ed", 32)))
             ),
-            "ecdsa": real.openssh(curve("ecdsa")),
-            "rsa": real.openssh(rsa_key),
+            "ecdsa": _steady(real.openssh(curve("ecdsa"))),
+            "rsa": _steady(real.openssh(rsa_key)),
         },
         derived("check", 18).hex(),
     )

@@ -69,8 +69,8 @@ def test_a_limit_change_is_live_and_shows_the_new_directive(clone: Path) -> None
     assert "ftp-vm-configure: the configuration changes in place, no downtime" in result.stdout
     assert "REPLACE" not in result.stdout
     assert (
-        "-MaxClients            20" in result.stdout
-        and "+MaxClients            19" in result.stdout
+        "-  MaxClients            20" in result.stdout
+        and "+  MaxClients            19" in result.stdout
     )
 
 
@@ -92,7 +92,7 @@ def test_a_program_change_shows_like_a_config_change(clone: Path) -> None:
     )
     result = diff(clone, "--stack", "dev")
     assert result.returncode == 1
-    assert "+TimeoutIdle           900" in result.stdout and "REPLACE" not in result.stdout
+    assert "+  TimeoutIdle           900" in result.stdout and "REPLACE" not in result.stdout
 
 
 def test_an_image_change_replaces_the_vm_and_says_what_survives(clone: Path) -> None:
@@ -398,7 +398,9 @@ def test_the_live_configuration_shows_a_few_changed_lines_per_file_directives_fi
     changes = conf.splitlines()
     assert len(changes) == LIVE_LINES + 1, conf
     assert re.fullmatch(r"… \d+ more changed lines", changes[-1]), conf
-    assert "+PassivePorts          50000 50032" in changes and "+MaxInstances          96" in conf
+    assert (
+        "+PassivePorts          50000 50032" in changes and "+MaxInstances          192" in conf
+    )  # 2 servers x (16 + 8 x 10)
     assert not any(line[1:].startswith("#") for line in changes[:-1]), "directives first"
     # Negative control: a file with fewer changed lines shows them all, with no count.
     wide = "\n".join(shown(changed("prod", {}, {"passivePortEnd": 50199})))

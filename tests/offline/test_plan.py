@@ -69,7 +69,7 @@ SUMMARY_PARTS = (
     "ftpstack:azure:FtpServer",
     "allow-ftp-passive",
     "allow-nfs-from-the-ftp-servers",
-    "balanced: port 21",
+    "balanced: ports 21, 22",
     "probe ftp-control",
     "NAT: ports 50000-50049 (50 rules) -> instance-0",
     "NAT: ports 50050-50099 (50 rules) -> instance-1",
