@@ -47,9 +47,7 @@ CONTRACT: dict[str, Output] = {
         'this server announces and alone receives (`"50000-50049"`), the whole range with one '
         "instance",
     ),
-    SFTP_ENDPOINT: Output(
-        "string", '`sftp://<fqdn or public IP>:22`, or `""` with `sftp: false`'
-    ),
+    SFTP_ENDPOINT: Output("string", '`sftp://<fqdn or public IP>:22`, or `""` with `sftp: false`'),
     SFTP_HOST_KEYS: Output(
         "list",
         "the server's SSH host keys as `known_hosts` lines under its FQDN and public IP "

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftpstack.checks import TAG_TLS
-from ftpstack.outputs import SFTP_HOST_KEYS
 from ftpstack.offline import armcheck, costs, graph, text, tree
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
+from ftpstack.outputs import SFTP_HOST_KEYS
 
 
 def arm_findings(plan: Plan) -> list[armcheck.Finding]:
