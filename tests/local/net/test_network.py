@@ -71,13 +71,18 @@ def test_a_public_ip_forwards_every_port_and_the_nsg_decides() -> None:
     rules = net.ruleset(t)
     assert f"ip daddr {t.public_ip} meta l4proto tcp dnat ip to {net.vm_address(0)}" in rules
     nsg = net.nsg_lines(t.rules)
-    assert nsg == ["tcp dport 21 accept", "tcp dport 50000-50039 accept", "drop"]
+    assert nsg == [
+        "tcp dport 21 accept",
+        "tcp dport 50000-50039 accept",
+        "tcp dport 22 accept",
+        "drop",
+    ]
 
 
 def test_a_load_balancer_forwards_only_its_rules() -> None:
     t = net.Topology.from_plan(prod_plan().to_json())
     rules = net.ruleset(t, healthy=[0])
-    assert "tcp dport 21 dnat ip to jhash" in rules
+    assert "tcp dport 21 dnat ip to jhash" in rules and "tcp dport 22 dnat ip to jhash" in rules
     assert f"tcp dport 50000 dnat ip to {net.vm_address(0)}:50000" in rules
     assert "meta l4proto tcp dnat" not in rules, "no port is forwarded that no rule declares"
     assert f"ip saddr {{ {net.probe_address()} }} tcp dport {paths.HEALTH_PORT} accept" in rules
