@@ -84,8 +84,9 @@ def logins(clients: SftpClients, login: Login, count: int = LOGINS) -> list[str]
 
 
 def reconfigure(az: LocalAzure, index: int, edit: Callable[[str], str] | None, path: str) -> None:
-    """Instance `index` applies its declared configuration again, `path` changed by `edit`
-    (None: as declared), and reloads (a changed host key file alone reloads nothing)."""
+    """Instance `index` applies its declared configuration again as a live change, `path`
+    changed by `edit` (None: as declared). (mod_sftp reads its host key files for each new
+    session; a changed proftpd.conf is reloaded by the agent.)"""
     step = az.steps(az.plan, "configure")[index]
 
     def edited(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +94,6 @@ def reconfigure(az: LocalAzure, index: int, edit: Callable[[str], str] | None, p
         return deployment.edit_file(bundle, path, edit) if edit else bundle
 
     deployment.run_step(az.vms[index], step, edited)
-    done = az.vms[index].exec("/usr/bin/python3", paths.AGENT_PATH, "reload")
-    assert done.returncode == 0, done.stderr
 
 
 # -- one host key everywhere ---------------------------------------------------------------------
