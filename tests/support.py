@@ -24,9 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
+from ftpstack import outputs
 from ftpstack.identity import Identity
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import last_json, start_client
+from ftpstack.local.net.netns import Netns
+from ftpstack.local.net.sftpclient import Login, SftpClients
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 from ftpstack.offline.standins import identity as identity_stand_in
 from ftpstack.offline.standins import pem_pair
@@ -200,3 +203,81 @@ def applied(az: LocalAzure, new: Plan, tls: bool = False) -> dict[str, Any]:
         az.apply(new)
         found["seconds"] = time.monotonic() - started
     return found
+
+
+# -- SFTP (L2, L3) --------------------------------------------------------------------------------
+
+
+def ssh_keypair(directory: Path, name: str, kind: str = "ed25519") -> tuple[Path, str]:
+    """A throw-away SSH key made by ssh-keygen: (private key file, public key line)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@ftpstack-tests", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path, path.with_name(f"{name}.pub").read_text().strip()
+
+
+def sftp_clients(ns: Netns, workdir: Path, stack: Plan) -> tuple[SftpClients, Path]:
+    """SFTP clients in `ns`, and a known_hosts file holding the plan's `sftpHostKeys` (so every
+    login also checks the host key)."""
+    clients = SftpClients(ns, workdir)
+    return clients, clients.known_hosts(list(stack.outputs[outputs.SFTP_HOST_KEYS]))
+
+
+SFTP_PASSWORDS = {USER: PASSWORD, OTHER_USER: OTHER_PASSWORD, "carl": "carl-password-33"}
+Keys = dict[str, tuple[Path, str]]
+
+
+def sftp_keys(folder: Path) -> Keys:
+    """Throw-away ed25519 keys: alice's and bob's (`sftp_users` gives them), a stranger's and a
+    newcomer's (nobody has them at first)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    return {name: ssh_keypair(folder, name) for name in (USER, OTHER_USER, "stranger", "newcomer")}
+
+
+def sftp_users(
+    keys: Keys,
+    drop: tuple[str, ...] = (),
+    more_keys: dict[str, str] | None = None,
+    add: tuple[dict[str, Any], ...] = (),
+) -> Secret:
+    """alice (password and key), bob (read-only: password and key), carl (a 1 MB upload limit,
+    password only); without `drop`, with `more_keys` (user: one more public key), and `add`."""
+    found: list[dict[str, Any]] = [
+        {"name": USER, "password": PASSWORD, "sshKeys": [keys[USER][1]]},
+        {
+            "name": OTHER_USER,
+            "password": OTHER_PASSWORD,
+            "readOnly": True,
+            "sshKeys": [keys[OTHER_USER][1]],
+        },
+        {"name": "carl", "password": SFTP_PASSWORDS["carl"], "maxUploadMb": 1},
+    ]
+    for user in found:
+        extra = (more_keys or {}).get(user["name"])
+        if extra:
+            user["sshKeys"] = [*user.get("sshKeys", []), extra]
+    return Secret([u for u in found if u["name"] not in drop] + list(add))
+
+
+def sftp_plan(keys: Keys, **overrides: Any) -> Plan:
+    """dev with the SFTP users and anonymous FTP, without TLS and bans (wrong passwords must not
+    lock the next test out), and any other keys overridden."""
+    base = {"tls": "off", "ban": False, "anonymous": True, "users": sftp_users(keys)}
+    return plan("dev", **{**base, **overrides})
+
+
+def sftp_login(host: str, known: Path, user: str, key: Path | None = None, **kw: Any) -> Login:
+    """`user`'s login with their password (or `password=`), or with `key` and no password."""
+    if key is not None:
+        return Login(host, user, known, key=key, **kw)
+    return Login(host, user, known, password=kw.pop("password", SFTP_PASSWORDS.get(user)), **kw)
+
+
+def refused(done: subprocess.CompletedProcess[str]) -> bool:
+    """An OpenSSH client the server did not let in."""
+    return done.returncode != 0 and "Permission denied" in done.stderr

@@ -238,7 +238,7 @@ def narrow(bundle: dict[str, Any], wanted: str, wait: float) -> None:
     os.replace(staged.new, conf)
     reload_proftpd(p["pid_file"], p["port"], p["log"])
     say(f"passive range narrowed to {low}-{high} for the change")
-    end_wider_sessions(p["pid_file"], reloaded_at, wait)
+    end_wider_sessions(p["pid_file"], reloaded_at, wait, p["port"])
 
 
 def step_aside(bundle: dict[str, Any], current: str, wanted: str, wait: float) -> None:
@@ -256,4 +256,4 @@ def step_aside(bundle: dict[str, Any], current: str, wanted: str, wait: float) -
     health(bundle, on=False)
     if not systemd():  # the health unit's own stop waits for the probe on a real VM
         time.sleep(float(bundle.get("drain_seconds", 0)))
-    end_wider_sessions(p["pid_file"], float("inf"), wait)
+    end_wider_sessions(p["pid_file"], float("inf"), wait, p["port"])

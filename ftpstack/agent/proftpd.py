@@ -121,13 +121,30 @@ def end_sessions(pid_file: str, users: set[str]) -> int:
     return ended
 
 
-def end_wider_sessions(pid_file: str, since: float, wait: float) -> None:
+def local_port(pid: int) -> int | None:
+    """The local TCP port of session `pid`'s connection (its standard input is the client's
+    socket): the FTP control port, or SFTP's; None when it cannot be read (it ended)."""
+    with contextlib.suppress(OSError):
+        match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/0"))
+        if match is None:
+            return None
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] == match.group(1):
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    return None
+
+
+def end_wider_sessions(pid_file: str, since: float, wait: float, port: int) -> None:
     """Sessions started before the narrowing keep the wider range and may announce a port about
     to close: end each once it is idle (a running transfer first finishes with its 226), giving
-    a young one a moment to end by itself (a login that quits at once)."""
+    a young one a moment to end by itself (a login that quits at once). Only FTP's sessions
+    (those on the control port, `port`): an SFTP session has no passive port, and its title
+    says IDLE between two transfers as an FTP session's does."""
     deadline, ended = time.monotonic() + wait, 0
     while True:
-        old = [s for s in sessions(pid_file) if s[3] < since]
+        old = [s for s in sessions(pid_file) if s[3] < since and local_port(s[0]) == port]
         now = uptime()
         for pid, _, state, start in old:
             if state.startswith("IDLE") and now - start >= NARROW_GRACE_SECONDS:
