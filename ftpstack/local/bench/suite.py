@@ -3,6 +3,8 @@ medians of interleaved rounds (this machine is noisy: ±30-40 % between runs of 
 
 - throughput (in `throughput`): curl's passive binary RETR of a large file through the public
   address against the path's own ceiling, iperf3 with its server on a passive port in the VM;
+- sftp (in `sftp`): the same download over SFTP from this stack's mod_sftp and from OpenSSH's
+  internal-sftp serving the same file in the same VM, against the same ceiling; SFTP logins;
 - login latency (peers in `peers`): connect + login + PASV + 1-byte RETR + QUIT for this stack,
   vsftpd, Debian's stock proftpd and this stack with the VM's resolver silent, spaced 500 ms
   apart, and this stack back to back (p90): proftpd's master serves the next connection only
@@ -21,7 +23,7 @@ connections a minute (600 by default; once 60) and allows 10 at a time per addre
 customers, not one, log in at once.
 
 Writes bench/results.json and prints markdown tables; exit 0 when every target is met, else 1.
-Needs root (namespaces).
+Needs root (namespaces). One section alone: `make bench ARGS="--sections sftp"`.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
-from ftpstack.local.bench import abuse, live, scale
+from ftpstack.local.bench import abuse, live, scale, sftpclient
 from ftpstack.local.bench import ha as bench_ha
+from ftpstack.local.bench import sftp as bench_sftp
 from ftpstack.local.bench import throughput as bench_throughput
 from ftpstack.local.bench.live import (
     PASSWORD,
@@ -58,7 +61,7 @@ from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 OVERRIDES: dict[str, Any] = {"users": Secret([{"name": USER, "password": PASSWORD}]), "tls": "off"}
-SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha", "scale", "abuse")
+SECTIONS = ("throughput", "sftp", "login_ms", "concurrency", "reconfigure", "ha", "scale", "abuse")
 
 
 def login_latency(
@@ -117,6 +120,7 @@ TARGETS: list[tuple[str, str, Check]] = [
     ("abuse", "no customer login failed while every hostile connection was held",
      lambda r: r["customer_logins"] > 0 and r["customer_failed_logins"] == 0
      and r["flood_held_max"] == r["attackers"] * r["per_source"]),
+    ("sftp", "SFTP download >= 0.9 x OpenSSH internal-sftp", lambda r: r["ratio"] >= 0.9),
 ]
 # fmt: on
 
@@ -188,6 +192,7 @@ def _scale_rows(sc: dict[str, Any]) -> list[str]:
 
 ROWS: dict[str, Callable[[Any], list[str]]] = {
     "throughput": bench_throughput.rows,
+    "sftp": bench_sftp.rows,
     "login_ms": _login_rows,
     "concurrency": _concurrency_rows,
     "reconfigure": _reconfigure_rows,
@@ -219,6 +224,18 @@ def _with_directives(lines: list[str]) -> Callable[[Bundle], Bundle] | None:
     return lambda bundle: edit_file(bundle, paths.PROFTPD_CONF, lambda text: text + extra)
 
 
+def _sftp_options(args: argparse.Namespace) -> bench_sftp.Options:
+    return bench_sftp.Options(
+        args.size_mib,
+        args.rounds,
+        args.logins,
+        args.login_rounds,
+        args.sftp_cipher,
+        args.sftp_buffer,
+        tuple(args.sftp_directive),
+    )
+
+
 def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dict[str, Any]:
     plan = plan_stack("dev", overrides=OVERRIDES)
     sections, sources = set(args.sections), Sources()
@@ -231,6 +248,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dic
         print("throughput ...", file=sys.stderr)
         results["throughput"] = bench_throughput.measure(az, sources, args.size_mib, args.rounds)
         results["throughput"]["proftpd_directives"] = args.proftpd_directive
+    if "sftp" in sections:
+        print("sftp ...", file=sys.stderr)
+        limit = results.get("throughput", {}).get("limit_iperf3_mib_s")  # measured: reused
+        results["sftp"] = bench_sftp.measure(sources, _sftp_options(args), limit)
     if "login_ms" in sections:
         print("login latency ...", file=sys.stderr)
         results["login_ms"] = _login_section(args, plan, az, sources, stack, tmp)
@@ -298,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="LINE",
         help="experiment: append LINE to this stack's proftpd.conf",
+    )
+    parser.add_argument("--sftp-cipher", default=sftpclient.CIPHER, help="sftp: both servers'")
+    parser.add_argument("--sftp-buffer", type=int, help="sftp: the client's -B for both")
+    parser.add_argument(
+        "--sftp-directive",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="experiment: add LINE to mod_sftp's <VirtualHost>",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
