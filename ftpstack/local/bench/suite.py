@@ -1,12 +1,10 @@
 """`make bench`: this stack measured on the local Azure model (`LocalAzure`), peers side by side,
 medians of interleaved rounds (this machine is noisy: ±30-40 % between runs of one transfer).
 
-- throughput: curl's passive binary RETR of a large file to /dev/null through the public address
-  (DNAT, NSG, conntrack) against the path's own ceiling, iperf3 (one stream, reverse: server to
-  client like a download) with its server in the VM listening on a port of the passive range, so
-  both take the same path through the router. Both rates are over the data phase (curl: total
-  time less its pre-transfer time, the login; iperf3: its own stream time). Python's ftplib
-  (which also hashes what it reads) is a secondary figure;
+- throughput (in `throughput`): curl's passive binary RETR of a large file through the public
+  address against the path's own ceiling, iperf3 with its server on a passive port in the VM;
+- sftp (in `sftp`): the same download over SFTP from this stack's mod_sftp and from OpenSSH's
+  internal-sftp serving the same file in the same VM, against the same ceiling; SFTP logins;
 - login latency (peers in `peers`): connect + login + PASV + 1-byte RETR + QUIT for this stack,
   vsftpd, Debian's stock proftpd and this stack with the VM's resolver silent, spaced 500 ms
   apart, and this stack back to back (p90): proftpd's master serves the next connection only
@@ -25,7 +23,7 @@ connections a minute (600 by default; once 60) and allows 10 at a time per addre
 customers, not one, log in at once.
 
 Writes bench/results.json and prints markdown tables; exit 0 when every target is met, else 1.
-Needs root (namespaces).
+Needs root (namespaces). One section alone: `make bench ARGS="--sections sftp"`.
 """
 
 from __future__ import annotations
@@ -34,19 +32,18 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ftpstack import paths
-from ftpstack.local.bench import abuse, live, scale
+from ftpstack.local.bench import abuse, live, scale, sftpclient
 from ftpstack.local.bench import ha as bench_ha
+from ftpstack.local.bench import sftp as bench_sftp
+from ftpstack.local.bench import throughput as bench_throughput
 from ftpstack.local.bench.live import (
     PASSWORD,
     SPACING,
@@ -58,127 +55,13 @@ from ftpstack.local.bench.live import (
 )
 from ftpstack.local.bench.peers import ONE_BYTE, Peer, start_peer
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.local.net.netns import NetnsError, end_process
 from ftpstack.local.net.steps import Bundle, edit_file
 from ftpstack.offline.declared import Declared
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 OVERRIDES: dict[str, Any] = {"users": Secret([{"name": USER, "password": PASSWORD}]), "tls": "off"}
-BLOB = "blob.bin"
-SETTLE = 0.5  # seconds of quiet before each throughput sample
-SECTIONS = ("throughput", "login_ms", "concurrency", "reconfigure", "ha", "scale", "abuse")
-
-
-def _curl(az: LocalAzure, sources: Sources, netrc: Path, size: int) -> dict[str, float]:
-    fields = "%{response_code} %{size_download} %{time_pretransfer} %{time_total}"
-    argv = f"curl --silent --show-error --disable-epsv --output /dev/null --netrc-file {netrc}"
-    url = f"ftp://{az.public_ip}/{BLOB}"
-    result = az.client.run(*argv.split(), "--interface", sources.take(az), "--write-out", fields,
-                           url, timeout=600)  # fmt: skip
-    if result.returncode != 0:
-        raise NetnsError(f"curl failed: {result.stderr.strip()}")
-    code, got, pre, total = result.stdout.split()
-    if code != "226" or int(got) != size:
-        raise NetnsError(f"curl: reply {code}, {got} of {size} bytes")
-    return {"data": size / (float(total) - float(pre)), "session": size / float(total)}
-
-
-def _iperf3(az: LocalAzure, port: int, size: int, *extra: str) -> dict[str, float]:
-    argv = f"iperf3 --client {az.public_ip} --port {port} --reverse --bytes {size} --json"
-    result = az.client.run(*argv.split(), *extra, timeout=600)
-    report = json.loads(result.stdout or "{}")
-    if result.returncode != 0 or "error" in report:
-        raise NetnsError(f"iperf3 failed: {report.get('error') or result.stderr.strip()}")
-    received = report["end"]["sum_received"]
-    return {"data": received["bytes"] / received["seconds"]}
-
-
-def _ftplib(az: LocalAzure, sources: Sources, size: int) -> dict[str, float]:
-    got = client(az, "download", "--name", BLOB, "--timeout", "120", "--source", sources.take(az))
-    if not got["reply"].startswith("226") or got["bytes"] != size:
-        raise NetnsError(f"ftplib download: {got}")
-    return {"data": size / got["seconds"]}
-
-
-def _blob(stage: Path, size_mib: int) -> Path:
-    # Real pages, not a sparse file: the server must read what it sends.
-    blob, chunk = stage / BLOB, bytes(range(256)) * 4096
-    with blob.open("wb") as f:
-        for _ in range(size_mib):
-            f.write(chunk)
-    return blob
-
-
-def throughput(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dict[str, Any]:
-    """curl, iperf3 (plain, and sending with sendfile(2) as proftpd does) and ftplib, interleaved
-    round by round (the order flips every round, so a drift in the machine's load hits all)."""
-    size, port = size_mib << 20, Declared(az.plan.to_json()).passive_range[-1]
-    stage = Path(tempfile.mkdtemp(prefix="ftpstack-bench-", dir="/dev/shm"))
-    samples: dict[str, list[dict[str, float]]] = {}
-    try:
-        blob = _blob(stage, size_mib)
-        source = sources.take(az)
-        up = client(az, "upload", *f"--file {blob} --name {BLOB} --timeout 300".split(),
-                    "--source", source)  # fmt: skip
-        if not up["reply"].startswith("226"):
-            raise NetnsError(f"upload of the test file: {up}")
-        blob.unlink()
-        netrc = stage / "netrc"  # the password stays off curl's command line
-        netrc.write_text(f"machine {az.public_ip} login {USER} password {PASSWORD}\n")
-        netrc.chmod(0o600)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        server = az.vms[0].popen("iperf3", "--server", "--port", str(port), **quiet)
-        measures: dict[str, Callable[[], dict[str, float]]] = {
-            "curl": lambda: _curl(az, sources, netrc, size),
-            "iperf3": lambda: _iperf3(az, port, size),
-            # The sender from the page cache with sendfile(2), as proftpd sends a file.
-            "iperf3_zerocopy": lambda: _iperf3(az, port, size, "--zerocopy"),
-            "ftplib": lambda: _ftplib(az, sources, size),
-        }
-        try:
-            az.vm_netns(0).wait_listening(port, server)
-            for index in range(rounds):
-                for name in list(measures)[:: 1 if index % 2 == 0 else -1]:
-                    time.sleep(SETTLE)
-                    samples.setdefault(name, []).append(measures[name]())
-        finally:
-            end_process(server, timeout=5)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return _throughput_results(samples, size_mib, rounds, port)
-
-
-def _throughput_results(
-    samples: dict[str, list[dict[str, float]]], size_mib: int, rounds: int, port: int
-) -> dict[str, Any]:
-    def mib(values: list[float]) -> list[float]:
-        return [round(v / (1 << 20), 1) for v in values]
-
-    curl = mib([s["data"] for s in samples["curl"]])
-    limit = mib([s["data"] for s in samples["iperf3"]])
-    zerocopy = mib([s["data"] for s in samples["iperf3_zerocopy"]])
-    ftplib_ = mib([s["data"] for s in samples["ftplib"]])
-    sessions = mib([s["session"] for s in samples["curl"]])
-    return {
-        "size_mib": size_mib,
-        "rounds": rounds,
-        "iperf3_port": port,
-        "limit_iperf3_mib_s": statistics.median(limit),
-        "ftp_curl_mib_s": statistics.median(curl),
-        "ratio": round(statistics.median(curl) / statistics.median(limit), 3),
-        "limit_iperf3_zerocopy_mib_s": statistics.median(zerocopy),
-        "ratio_zerocopy": round(statistics.median(curl) / statistics.median(zerocopy), 3),
-        "ftp_curl_with_login_mib_s": statistics.median(sessions),
-        "ftp_python_ftplib_mib_s": statistics.median(ftplib_),
-        "samples": {
-            "iperf3": limit,
-            "iperf3_zerocopy": zerocopy,
-            "curl": curl,
-            "curl_with_login": sessions,
-            "python_ftplib": ftplib_,
-        },
-    }
+SECTIONS = ("throughput", "sftp", "login_ms", "concurrency", "reconfigure", "ha", "scale", "abuse")
 
 
 def login_latency(
@@ -237,6 +120,7 @@ TARGETS: list[tuple[str, str, Check]] = [
     ("abuse", "no customer login failed while every hostile connection was held",
      lambda r: r["customer_logins"] > 0 and r["customer_failed_logins"] == 0
      and r["flood_held_max"] == r["attackers"] * r["per_source"]),
+    ("sftp", "SFTP download >= 0.9 x OpenSSH internal-sftp", lambda r: r["ratio"] >= 0.9),
 ]
 # fmt: on
 
@@ -248,16 +132,6 @@ def targets(results: dict[str, Any]) -> dict[str, bool]:
         for section, name, check in TARGETS
         if results.get(section)
     }
-
-
-def _throughput_rows(t: dict[str, Any]) -> list[str]:
-    return [
-        f"| {t['size_mib']} MiB passive RETR (curl), MiB/s | {t['ftp_curl_mib_s']} | iperf3 "
-        f"{t['limit_iperf3_mib_s']} | ratio {t['ratio']} (medians of {t['rounds']} rounds) |",
-        f"| same, against iperf3 sending with sendfile(2) | | {t['limit_iperf3_zerocopy_mib_s']} "
-        f"| ratio {t['ratio_zerocopy']} |",
-        f"| same, Python ftplib (hashing what it reads) | {t['ftp_python_ftplib_mib_s']} | | |",
-    ]
 
 
 def _login_rows(lg: dict[str, Any]) -> list[str]:
@@ -317,7 +191,8 @@ def _scale_rows(sc: dict[str, Any]) -> list[str]:
 
 
 ROWS: dict[str, Callable[[Any], list[str]]] = {
-    "throughput": _throughput_rows,
+    "throughput": bench_throughput.rows,
+    "sftp": bench_sftp.rows,
     "login_ms": _login_rows,
     "concurrency": _concurrency_rows,
     "reconfigure": _reconfigure_rows,
@@ -349,6 +224,18 @@ def _with_directives(lines: list[str]) -> Callable[[Bundle], Bundle] | None:
     return lambda bundle: edit_file(bundle, paths.PROFTPD_CONF, lambda text: text + extra)
 
 
+def _sftp_options(args: argparse.Namespace) -> bench_sftp.Options:
+    return bench_sftp.Options(
+        args.size_mib,
+        args.rounds,
+        args.logins,
+        args.login_rounds,
+        args.sftp_cipher,
+        args.sftp_buffer,
+        tuple(args.sftp_directive),
+    )
+
+
 def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dict[str, Any]:
     plan = plan_stack("dev", overrides=OVERRIDES)
     sections, sources = set(args.sections), Sources()
@@ -359,8 +246,12 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, tmp: Path) -> dic
     az = stack.enter_context(LocalAzure(plan, storage=storage, bundle_edit=edit))
     if "throughput" in sections:
         print("throughput ...", file=sys.stderr)
-        results["throughput"] = throughput(az, sources, args.size_mib, args.rounds)
+        results["throughput"] = bench_throughput.measure(az, sources, args.size_mib, args.rounds)
         results["throughput"]["proftpd_directives"] = args.proftpd_directive
+    if "sftp" in sections:
+        print("sftp ...", file=sys.stderr)
+        limit = results.get("throughput", {}).get("limit_iperf3_mib_s")  # measured: reused
+        results["sftp"] = bench_sftp.measure(sources, _sftp_options(args), limit)
     if "login_ms" in sections:
         print("login latency ...", file=sys.stderr)
         results["login_ms"] = _login_section(args, plan, az, sources, stack, tmp)
@@ -428,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="LINE",
         help="experiment: append LINE to this stack's proftpd.conf",
+    )
+    parser.add_argument("--sftp-cipher", default=sftpclient.CIPHER, help="sftp: both servers'")
+    parser.add_argument("--sftp-buffer", type=int, help="sftp: the client's -B for both")
+    parser.add_argument(
+        "--sftp-directive",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="experiment: add LINE to mod_sftp's <VirtualHost>",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)

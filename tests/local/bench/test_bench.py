@@ -109,6 +109,28 @@ KEYS = {
         "flood_banned",
         "flood_said",
     },
+    "sftp": {
+        "size_mib",
+        "rounds",
+        "cipher",
+        "client_buffer",
+        "mod_sftp_directives",
+        "openssh_port",
+        "mod_sftp_mib_s",
+        "openssh_mib_s",
+        "ratio",
+        "limit_iperf3_mib_s",
+        "limit_from",
+        "vs_iperf3",
+        "openssh_vs_iperf3",
+        "cpu_s_per_gib",
+        "mod_sftp_login_p50_ms",
+        "mod_sftp_login_p90_ms",
+        "openssh_login_p50_ms",
+        "openssh_login_p90_ms",
+        "login_n",
+        "samples",
+    },
 }
 TOP = {"cpus", "load_average_start", "load_average_end", "targets", *KEYS}
 
@@ -159,6 +181,13 @@ def test_every_key_is_written(tmp_path: Path) -> None:
     assert ha["rolling_replaced"] == ha["instances"] == 2 and ha["login_n"] == 1
     assert results["scale"]["login_n"] == 1 and results["scale"]["users_5000_apply_s"] > 0
     assert results["abuse"]["flood_seconds"] == 2 and results["abuse"]["customer_logins"] > 0
+    sftp = results["sftp"]
+    assert sftp["limit_from"] == "throughput"  # the throughput section's iperf3, not measured again
+    assert {len(v) for v in sftp["samples"].values()} == {2} and set(sftp["samples"]) == {
+        "mod_sftp",
+        "openssh",
+    }
+    assert sftp["login_n"] == 1 and set(sftp["cpu_s_per_gib"]) == {"mod_sftp", "openssh"}
     assert len(results["targets"]) == len(suite.TARGETS)
     assert code == (0 if all(results["targets"].values()) else 1)
     # Every namespace it made is gone (names carry this process's id).
@@ -209,6 +238,7 @@ MET: dict[str, Any] = {
         "customer_login_ms_under_idle_flood": 250.0,
         "flood_held_max": 50,
     },
+    "sftp": {"ratio": 0.93},
 }
 # Ways to miss each target: (its index in TARGETS, section, the change).
 MISSES: list[tuple[int, str, dict[str, Any]]] = [
@@ -238,6 +268,7 @@ MISSES: list[tuple[int, str, dict[str, Any]]] = [
     (14, "abuse", {"customer_failed_logins": 1}),
     (14, "abuse", {"customer_logins": 0}),  # nothing was tried
     (14, "abuse", {"flood_held_max": 49}),  # the flood never held all it may
+    (15, "sftp", {"ratio": 0.89}),
 ]
 
 
