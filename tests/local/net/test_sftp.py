@@ -265,17 +265,11 @@ def test_read_only_and_upload_limited_users_only_download_over_sftp(
     assert found == dict.fromkeys(found, writes), found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="PRODUCT BUG (render.py): `MaxStoreFileSize 1 Mb user carl` sits in <Global>, and "
-    "mod_sftp 1.3.8 ignores its `user` qualifier: every SFTP user gets carl's limit (and the "
-    "refused file stays whole on disk). Fix: write MaxStoreFileSize in the FTP server only "
-    "(carl is denied WRITE over SFTP anyway); then remove this marker.",
-)
 def test_an_upload_limit_binds_only_its_own_user_over_sftp(
     server: LocalServer, sftp: tuple[SftpClients, Path], tmp_path: Path
 ) -> None:
+    """carl's limit is in the FTP server only: mod_sftp 1.3.8 ignores MaxStoreFileSize's `user`
+    qualifier, and in <Global> it bound every SFTP user (alice's 2 MiB upload was cut)."""
     clients, known = sftp
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(2 * 1024 * 1024))

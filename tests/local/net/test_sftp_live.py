@@ -39,11 +39,8 @@ from tests.support import (
 pytestmark = pytest.mark.l2
 
 BAN_AFTER = 3
-# Per variant: an address that fails over SFTP, one that fails over FTP, a bystander.
-SOURCES = {
-    "as-rendered": ("192.0.2.11", "192.0.2.12", "192.0.2.13"),
-    "workaround": ("192.0.2.31", "192.0.2.32", "192.0.2.33"),
-}
+# An address that fails over SFTP, one that fails over FTP, a bystander.
+SOURCES = ("192.0.2.11", "192.0.2.12", "192.0.2.13")
 
 
 @pytest.fixture(scope="module")
@@ -76,56 +73,21 @@ def login(server: LocalServer, known: Path, user: str, **kw: Any) -> Login:
 # -- bans: one address, both protocols ------------------------------------------------------------
 
 
-def bans_that_work(bundle: dict[str, Any]) -> dict[str, Any]:
-    """WORKAROUND of two product bugs (render.py), by how mod_ban 1.3.8 reads its directives:
-    `BanEngine on` turns bans on only in the server config context (in <Global> alone it never
-    does: test_production's ban tests fail the same way), and `BanOptions MatchAnyServer` counts
-    in the server whose session makes the ban (in the main server alone, a ban made by failed
-    SFTP logins holds for SFTP only)."""
-
-    def fix(conf: str) -> str:
-        assert "BanEngine" in conf.split("</Global>")[0], "no BanEngine in <Global>: drop this"
-        shared = "  <IfModule mod_ban.c>\n    BanOptions MatchAnyServer\n  </IfModule>\n"
-        main = "<IfModule mod_ban.c>\n  BanEngine on\n</IfModule>\n"
-        return conf.replace("</Global>\n", f"{shared}</Global>\n{main}", 1)
-
-    return steps.edit_file(bundle, paths.PROFTPD_CONF, fix)
-
-
 @pytest.fixture(scope="module")
 def guarded(keys: Keys) -> Iterator[tuple[LocalServer, Plan]]:
-    """A server that bans; each test variant fails logins from addresses of its own, so no ban
-    needs lifting (ftpdctl takes up to proftpd's ControlsInterval, 10 s, to answer)."""
+    """A server that bans."""
     needs_root()
     banning = sftp_plan(keys, ban=True, banMaxFailedLogins=BAN_AFTER)
-    addresses = [a for sources in SOURCES.values() for a in sources]
-    with LocalServer(banning, addresses=addresses) as running:
+    with LocalServer(banning, addresses=list(SOURCES)) as running:
         yield running, banning
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        pytest.param(
-            "as-rendered",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="PRODUCT BUG (render.py): BanEngine in <Global> never bans, and "
-                "BanOptions in the main server alone leaves SFTP's bans to SFTP; "
-                "bans_that_work is the fix; then remove this marker",
-            ),
-        ),
-        "workaround",
-    ],
-)
 def test_failed_logins_on_either_protocol_ban_the_address_on_both(
-    guarded: tuple[LocalServer, Plan], tmp_path: Path, config: str
+    guarded: tuple[LocalServer, Plan], tmp_path: Path
 ) -> None:
     server, banning = guarded
-    server.apply(banning, bans_that_work if config == "workaround" else None)
     clients, known = sftp_clients(server.ns, tmp_path / "sftp", banning)
-    by_sftp, by_ftp, bystander = SOURCES[config]
+    by_sftp, by_ftp, bystander = SOURCES
 
     def sftp_in(source: str, password: str = PASSWORD) -> bool:
         who = login(server, known, USER, password=password, source=source)
