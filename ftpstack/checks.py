@@ -52,9 +52,10 @@ def smoke_argv(settings: Settings, address: str) -> list[str]:
     It logs in as its own account (`ftpstack-check`, whose password is part of the stack's
     identity), never as a customer; always over TLS, checking the server's certificate: the
     stack's own certificate pinned (its PEM in FTP_CA_PEM), or a supplied one checked against the
-    machine's CAs for the name it carries. With `tls: off` it only waits for the greeting: a
-    password never crosses the Internet in clear. It stops at once on a refused login: retrying
-    would get the deploying machine banned."""
+    machine's CAs for the name it carries. With `tls: off` it only waits for FTP's greeting: a
+    password never crosses the Internet in clear. With `sftp` it also logs in over SFTP, the
+    host key pinned to the stack's (FTP_KNOWN_HOSTS), before any password is sent. It stops at
+    once on a refused login: retrying would get the deploying machine banned."""
     argv = [
         PYTHON,
         "-m",
@@ -68,11 +69,17 @@ def smoke_argv(settings: Settings, address: str) -> list[str]:
         "--wait",
         str(settings.post_deploy_wait_seconds),
     ]
-    if settings.tls == "off":
+    if settings.tls == "off" and not settings.sftp:
         return argv
-    argv += ["--tls", "--user", paths.CHECK_USER]
-    if settings.tls_certificate:
-        argv += ["--server-name", certificate_name(settings)]
+    argv += ["--user", paths.CHECK_USER]
+    if settings.tls == "off":
+        argv.append("--banner-only")
+    else:
+        argv.append("--tls")
+        if settings.tls_certificate:
+            argv += ["--server-name", certificate_name(settings)]
+    if settings.sftp:
+        argv.append("--sftp")
     return argv
 
 

@@ -234,7 +234,7 @@ class FtpServer(pulumi.ComponentResource):
         )
         trigger = instance.secret(digest)
         environment: dict[str, pulumi.Input[str]] = {}
-        if s.tls != "off":
+        if s.tls != "off" or s.sftp:
             environment[ftpcheck.PASSWORD_ENV] = instance.secret(
                 self._identity.apply(lambda i: i.check_password)
             )
@@ -242,6 +242,10 @@ class FtpServer(pulumi.ComponentResource):
             environment[ftpcheck.CA_PEM_ENV] = pulumi.Output.all(address, self._identity).apply(
                 lambda v: certificate(v[1], *_named(render.certificate_names(s, v[0])))
             )
+        if s.sftp:
+            environment[ftpcheck.KNOWN_HOSTS_ENV] = pulumi.Output.all(
+                address, self._identity
+            ).apply(lambda v: "".join(f"{line}\n" for line in sftp.known_hosts([v[0]], v[1])))
         local.Command(
             f"{self._name}-smoke-check",
             create=address.apply(lambda a: checks.smoke_command(s, a)),

@@ -29,6 +29,8 @@ PASSWORD_ENV = "FTP_PASSWORD"
 # A certificate to trust (PEM text), instead of a file: the post-deploy check pins the stack's own
 # self-signed certificate this way.
 CA_PEM_ENV = "FTP_CA_PEM"
+# With --sftp: the SFTP host keys to trust (known_hosts lines, the stack's `sftpHostKeys`).
+KNOWN_HOSTS_ENV = "FTP_KNOWN_HOSTS"
 _PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
 
@@ -299,7 +301,8 @@ def arguments() -> argparse.ArgumentParser:
         description="Check a deployed ftpstack endpoint like a customer's client would.",
         epilog=f"environment: {PASSWORD_ENV} holds the password of --user (never an argument, "
         f"which other users of the machine see in ps); {CA_PEM_ENV}, with --tls, a certificate "
-        "(PEM) to trust.",
+        f"(PEM) to trust; {KNOWN_HOSTS_ENV}, with --sftp, the host keys to trust (known_hosts "
+        "lines: the stack's sftpHostKeys output).",
     )
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=21)
@@ -324,9 +327,41 @@ def arguments() -> argparse.ArgumentParser:
         help="with --tls: encrypt without verifying the certificate (self-signed at first boot)",
     )
     parser.add_argument(
+        "--banner-only",
+        action="store_true",
+        help="FTP: only wait for the greeting, even with --user (no password over plain FTP); "
+        "--sftp still logs in",
+    )
+    parser.add_argument(
+        "--sftp",
+        action="store_true",
+        help="also log in over SFTP as --user and transfer, the host key pinned (OpenSSH's sftp)",
+    )
+    parser.add_argument("--sftp-port", type=int, default=22)
+    parser.add_argument(
+        "--known-hosts",
+        help=f"with --sftp: a known_hosts file of the keys to trust (else ${KNOWN_HOSTS_ENV})",
+    )
+    parser.add_argument(
         "--wait", type=float, default=0, help="keep trying this long while nothing serves yet"
     )
     return parser
+
+
+def _known_hosts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    if args.known_hosts:
+        try:
+            with open(args.known_hosts, encoding="utf-8") as f:
+                return f.read()
+        except OSError as error:
+            parser.error(f"--known-hosts {args.known_hosts}: {error.strerror}")
+    pinned = os.environ.get(KNOWN_HOSTS_ENV, "").strip()
+    if not pinned:
+        parser.error(
+            f"--sftp needs the host keys to trust: --known-hosts FILE or ${KNOWN_HOSTS_ENV} "
+            "(the stack's sftpHostKeys output, one line each)"
+        )
+    return pinned
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,37 +370,51 @@ def main(argv: list[str] | None = None) -> int:
     password = os.environ.get(PASSWORD_ENV)
     if args.user and password is None:
         parser.error(f"set the password in the environment variable {PASSWORD_ENV}")
+    if args.sftp and not args.user:
+        parser.error("--sftp needs --user (and its password in the environment)")
+    pinned = _known_hosts(parser, args) if args.sftp else ""
+    started = time.monotonic()
     first = last = None
     if args.expect_passive_range:
         first, last = (int(p) for p in args.expect_passive_range.split("-"))
     expect = Expectation(args.expect_public_ip, first, last)
     try:
-        if not args.user:
+        if not args.user or args.banner_only:
             print(wait_for_banner(args.host, args.port, args.wait, args.timeout), flush=True)
-            print("OK (banner only: no FTP user to log in with)")
-            return 0
-        assert password is not None
-        lines = wait_and_smoke(
-            args.host,
-            args.user,
-            password,
-            expect,
-            args.wait,
-            args.port,
-            lambda message: print(message, flush=True),
-            timeout=args.timeout,
-            tls=Tls(
-                args.cafile,
-                not args.no_verify,
-                os.environ.get(CA_PEM_ENV) or None,
-                args.server_name,
+            print("FTP: the greeting only (no FTP login)", flush=True)
+            lines: list[str] = []
+        else:
+            assert password is not None
+            lines = wait_and_smoke(
+                args.host,
+                args.user,
+                password,
+                expect,
+                args.wait,
+                args.port,
+                lambda message: print(message, flush=True),
+                timeout=args.timeout,
+                tls=Tls(
+                    args.cafile,
+                    not args.no_verify,
+                    os.environ.get(CA_PEM_ENV) or None,
+                    args.server_name,
+                )
+                if args.tls
+                else None,
+                source=args.source,
             )
-            if args.tls
-            else None,
-            source=args.source,
-        )
         for line in lines:
             print(line, flush=True)
+        if args.sftp:
+            from ftpstack import sftpcheck
+
+            assert password is not None
+            left = max(0.0, args.wait - (time.monotonic() - started))
+            for line in sftpcheck.wait_and_smoke(
+                args.host, args.user, password, pinned, left, args.sftp_port, timeout=args.timeout
+            ):
+                print(line, flush=True)
     except CheckFailed as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1

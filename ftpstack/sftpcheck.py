@@ -26,24 +26,49 @@ from ftpstack.ftpcheck import CheckFailed, NotReady
 SFTP_PORT = 22
 # The askpass program's environment variable; the child gets it, never argv.
 ASKPASS_ENV = "FTPSTACK_SFTP_PASSWORD"
-ASKPASS = '#!/bin/sh\nprintf "%s\\n" "$FTPSTACK_SFTP_PASSWORD"\n'
+ASKPASS = f'#!/bin/sh\nprintf "%s\\n" "${ASKPASS_ENV}"\n'
 # What OpenSSH says when the answering server is not the one pinned: never worth a retry.
 WRONG_HOST = ("Host key verification failed", "IDENTIFICATION HAS CHANGED", "host key is known")
 REFUSED = ("Permission denied", "Too many authentication failures")
 
 
-def options(known_hosts: Path, timeout: float) -> list[str]:
-    """ssh options for a pinned, non-interactive session (the host keys only from the file)."""
-    return [
-        "-o", "BatchMode=no",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "UpdateHostKeys=no",
-        "-o", f"ConnectTimeout={max(1, int(timeout))}",
-        "-o", "NumberOfPasswordPrompts=1",
-        "-o", "LogLevel=ERROR",
-    ]  # fmt: skip
+def ssh_options(
+    known_hosts: Path,
+    port: int = SFTP_PORT,
+    timeout: float = 10,
+    key: Path | None = None,
+    source: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """OpenSSH's options for a pinned, non-interactive login: nothing from this machine's ssh
+    configuration, keys or known hosts; the host key checked against `known_hosts` only; by
+    `key` alone, else by password alone. `extra` options come first, so they win (ssh takes
+    the first value of an option)."""
+    options = [
+        *extra,
+        "BatchMode=no",  # sftp -b turns it on, which would rule out the password
+        f"UserKnownHostsFile={known_hosts}",
+        "GlobalKnownHostsFile=/dev/null",
+        "StrictHostKeyChecking=yes",
+        "UpdateHostKeys=no",
+        f"ConnectTimeout={max(1, int(timeout))}",
+        "NumberOfPasswordPrompts=1",
+        "IdentitiesOnly=yes",
+        f"Port={port}",
+    ]
+    if source:
+        options.append(f"BindAddress={source}")
+    if key is not None:
+        options += [f"IdentityFile={key}", "PasswordAuthentication=no"]
+        options += ["KbdInteractiveAuthentication=no"]
+    else:
+        options += ["PubkeyAuthentication=no", "IdentityFile=none"]
+    return ["-F", "/dev/null", *(f"-o{o}" for o in options)]
+
+
+def askpass_env(askpass: Path, password: str) -> dict[str, str]:
+    """The environment that makes OpenSSH read `password` from `askpass` (an `ASKPASS` file)."""
+    return {"SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", ASKPASS_ENV: password}
 
 
 def session(
@@ -55,49 +80,40 @@ def session(
     key: Path | None = None,
     port: int = SFTP_PORT,
     timeout: float = 10,
-    extra: Sequence[str] = (),
-    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`sftp -b` with these commands as `user` (password, or key), trusting only `known_hosts`
-    (its lines); `prefix` runs it through another program (e.g. `ip netns exec NS`)."""
+    (its lines)."""
     with tempfile.TemporaryDirectory(prefix="ftpstack-sftp-") as scratch:
         where = Path(scratch)
         (where / "known_hosts").write_text(known_hosts.strip() + "\n")
         (where / "batch").write_text("".join(f"{c}\n" for c in commands))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
-        auth = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
-        if key is not None:
-            auth = ["-i", str(key), "-o", "IdentitiesOnly=yes"]
-            auth += ["-o", "PreferredAuthentications=publickey"]
-        else:
+        if key is None:
             askpass = where / "askpass"
             askpass.write_text(ASKPASS)
             askpass.chmod(0o700)
-            env |= {
-                "SSH_ASKPASS": str(askpass),
-                "SSH_ASKPASS_REQUIRE": "force",
-                ASKPASS_ENV: password or "",
-            }
-        argv = [
-            *prefix,
-            "sftp",
-            *options(where / "known_hosts", timeout),
-            *auth,
-            *extra,
-            "-P", str(port),
-            "-b", str(where / "batch"),
-            f"{user}@{host}",
-        ]  # fmt: skip
-        return subprocess.run(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout * 6 + 30,
-            check=False,
-            cwd=scratch,
-        )
+            env |= askpass_env(askpass, password or "")
+        options = ssh_options(where / "known_hosts", port, timeout, key)
+        argv = ["sftp", *options, "-b", str(where / "batch"), f"{user}@{host}"]
+        try:
+            return subprocess.run(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout * 6 + 30,
+                check=False,
+                cwd=scratch,
+            )
+        except FileNotFoundError:
+            raise CheckFailed(
+                "OpenSSH's sftp is not installed on this machine: install it (Debian: "
+                "apt-get install openssh-client) or set postDeployCheck: false"
+            ) from None
+        except subprocess.TimeoutExpired:
+            waited = timeout * 6 + 30
+            raise NotReady(f"no SFTP session with {host}:{port} within {waited:.0f} s") from None
 
 
 def judged(result: subprocess.CompletedProcess[str], where: str, user: str) -> None:

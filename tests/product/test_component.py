@@ -324,7 +324,7 @@ def test_smoke_check_logs_in_as_its_own_account_and_pins_the_stacks_certificate(
     p = plan()
     check = smoke_check(p)
     argv = check.raw_inputs["create"]
-    assert f"--tls --user {paths.CHECK_USER}" in argv and "--no-verify" not in argv
+    assert f"--user {paths.CHECK_USER} --tls --sftp" in argv and "--no-verify" not in argv
     assert check.inputs["environment"][ftpcheck.PASSWORD_ENV] == MASK
     assert PASSWORD not in json.dumps(check.raw_inputs), "never a customer's password"
     pinned = check.raw_inputs["environment"][ftpcheck.CA_PEM_ENV]
@@ -332,12 +332,21 @@ def test_smoke_check_logs_in_as_its_own_account_and_pins_the_stacks_certificate(
     assert pinned == files[paths.SELF_SIGNED_CERT], "exactly the certificate the server serves"
     users = files[paths.USERS_FILE]
     assert users.startswith(f"{USER}:") and f"\n{paths.CHECK_USER}:$6$" in users
+    pinned_keys = check.raw_inputs["environment"][ftpcheck.KNOWN_HOSTS_ENV].splitlines()
+    exported = [line.split(" ", 1)[1] for line in p.outputs[outputs.SFTP_HOST_KEYS]]
+    assert pinned_keys == [f"198.51.100.10 {key}" for key in exported] and len(exported) == 3
 
 
 def test_smoke_check_never_sends_a_password_in_clear() -> None:
+    """With `tls: off` FTP is checked by its greeting only; the password goes over SFTP alone
+    (encrypted, after the host key matched); without SFTP there is no password at all."""
     plain = smoke_check(plan(tls="off"))
-    assert "--tls" not in plain.raw_inputs["create"] and "--user" not in plain.raw_inputs["create"]
-    assert ftpcheck.PASSWORD_ENV not in (plain.raw_inputs.get("environment") or {})
+    argv = plain.raw_inputs["create"]
+    assert "--tls" not in argv and "--banner-only --sftp" in argv
+    assert plain.inputs["environment"][ftpcheck.PASSWORD_ENV] == MASK
+    neither = smoke_check(plan(tls="off", sftp=False))
+    assert "--user" not in neither.raw_inputs["create"]
+    assert ftpcheck.PASSWORD_ENV not in (neither.raw_inputs.get("environment") or {})
 
 
 def test_smoke_check_checks_a_supplied_certificate_for_its_name() -> None:

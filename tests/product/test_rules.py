@@ -98,6 +98,19 @@ def test_the_smoke_check_speaks_tls_whenever_the_server_offers_it() -> None:
     assert "--tls" not in checks.smoke_argv(settings(tls="off"), "198.51.100.10")
 
 
+def test_the_smoke_check_sends_no_password_over_plain_ftp_and_logs_in_over_sftp() -> None:
+    """With `tls: off` FTP is checked by its greeting only; SFTP (encrypted, the host key pinned
+    before any password) still logs in; with neither, no user at all."""
+    argv = checks.smoke_argv(settings(tls="off"), "198.51.100.10")
+    assert {"--banner-only", "--sftp", "--user"} <= set(argv) and "--tls" not in argv
+    argv = checks.smoke_argv(settings(tls="required"), "198.51.100.10")
+    assert "--sftp" in argv and "--banner-only" not in argv
+    argv = checks.smoke_argv(settings(tls="off", sftp=False), "198.51.100.10")
+    assert "--user" not in argv and "--sftp" not in argv
+    argv = checks.smoke_argv(settings(tls="required", sftp=False), "198.51.100.10")
+    assert "--sftp" not in argv and "--tls" in argv
+
+
 def test_the_smoke_check_names_its_own_account_and_the_passive_range() -> None:
     argv = checks.smoke_argv(settings(users=[GOOD_USER]), "198.51.100.10")
     assert argv[:3] == ["venv/bin/python", "-m", "ftpstack.ftpcheck"]

@@ -9,7 +9,7 @@ lftp through the same ssh options, rclone with `--sftp-known-hosts-file`, curl t
 find there is refused). An unknown or different key fails the run.
 
 A password never reaches a command line (where `ps` shows it): OpenSSH reads it from an askpass
-program (`SSH_ASKPASS_REQUIRE=force`; the program prints `$SFTP_PASSWORD`), lftp and curl from
+program (`ftpstack.sftpcheck.ASKPASS`), lftp and curl from
 their standard input, rclone from its environment (obscured, as it stores passwords). A key
 login gives no password at all, so only the key can have let it in.
 
@@ -28,13 +28,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ftpstack import sftpcheck
 from ftpstack.local.net.client import CLIENT_PATH
 from ftpstack.local.net.netns import Netns, end_process
 
 # Every client the helpers drive; `scp-legacy` is OpenSSH's scp speaking the old SCP protocol.
 TOOLS = ("sftp", "scp", "scp-legacy", "lftp", "rclone", "curl")
-PASSWORD_VARIABLE = "SFTP_PASSWORD"
-ASKPASS = f'#!/bin/sh\nprintf "%s\\n" "${PASSWORD_VARIABLE}"\n'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,28 +53,10 @@ class Login:
 
 
 def ssh_options(login: Login) -> list[str]:
-    """OpenSSH's options for `login`: nothing from this machine's ssh configuration, keys or
-    known hosts; the host key checked against `login.known_hosts` only."""
-    options = [
-        *login.options,
-        "BatchMode=no",  # sftp -b turns it on, which would rule out the password
-        f"UserKnownHostsFile={login.known_hosts}",
-        "GlobalKnownHostsFile=/dev/null",
-        "StrictHostKeyChecking=yes",
-        "UpdateHostKeys=no",
-        "ConnectTimeout=10",
-        "NumberOfPasswordPrompts=1",
-        "IdentitiesOnly=yes",
-        f"Port={login.port}",
-    ]
-    if login.source:
-        options.append(f"BindAddress={login.source}")
-    if login.key is not None:
-        options += [f"IdentityFile={login.key}", "PasswordAuthentication=no"]
-        options += ["KbdInteractiveAuthentication=no"]
-    else:
-        options += ["PubkeyAuthentication=no", "IdentityFile=none"]
-    return ["-F", "/dev/null", *(f"-o{o}" for o in options)]
+    """OpenSSH's options for `login` (the post-deploy check's own, `sftpcheck.ssh_options`)."""
+    return sftpcheck.ssh_options(
+        login.known_hosts, login.port, 10, login.key, login.source, login.options
+    )
 
 
 def _quoted(text: str) -> str:
@@ -91,7 +72,7 @@ class SftpClients:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.askpass = workdir / "askpass"
-        self.askpass.write_text(ASKPASS)
+        self.askpass.write_text(sftpcheck.ASKPASS)
         self.askpass.chmod(0o700)
 
     def known_hosts(self, lines: Sequence[str], name: str = "known_hosts") -> Path:
@@ -105,11 +86,7 @@ class SftpClients:
     def env(self, login: Login, **more: str) -> dict[str, str]:
         env = {"PATH": CLIENT_PATH, "HOME": str(self.workdir / "home"), "LC_ALL": "C.UTF-8"}
         if login.password is not None:
-            env |= {
-                PASSWORD_VARIABLE: login.password,
-                "SSH_ASKPASS": str(self.askpass),
-                "SSH_ASKPASS_REQUIRE": "force",
-            }
+            env |= sftpcheck.askpass_env(self.askpass, login.password)
         return env | more
 
     def argv(self, *argv: str) -> list[str]:

@@ -7,8 +7,8 @@ plan's own steps — each with its negative control.
 - The FTP tree is mounted nosuid,nodev,noexec: a program uploaded there does not run; without
   the agent's remount it does.
 - The post-deploy check, exactly as the plan declares it (its command line and environment: its
-  own account, the stack's certificate pinned), passes against the server; pinned to another
-  certificate it fails and sends no password.
+  own account, the stack's certificate and SFTP host keys pinned), passes against the server;
+  pinned to another certificate or host key it fails and sends no password.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_negative_control_without_the_remount_an_uploaded_program_runs() -> None
         assert runs_a_program_from_the_tree(fresh)
 
 
-def smoke(server: LocalServer, pinned: str | None = None) -> subprocess.CompletedProcess[str]:
+def smoke(server: LocalServer, **pinned: str) -> subprocess.CompletedProcess[str]:
     """The plan's post-deploy check, its command line and environment as declared (the venv's
     python where this checkout has none of its own)."""
     check = next(
@@ -134,9 +134,7 @@ def smoke(server: LocalServer, pinned: str | None = None) -> subprocess.Complete
     )
     argv = shlex.split(check.raw_inputs["create"])
     argv[0] = argv[0] if Path(argv[0]).exists() else sys.executable
-    declared = dict(check.raw_inputs["environment"])
-    if pinned is not None:
-        declared[ftpcheck.CA_PEM_ENV] = pinned
+    declared = dict(check.raw_inputs["environment"]) | pinned
     return server.run(*argv, env={**environment(), **declared}, timeout=120)
 
 
@@ -147,6 +145,21 @@ def test_the_post_deploy_check_passes_as_declared_and_fails_pinned_to_another_ce
     assert passed.returncode == 0, passed.stderr
     assert f"logged in to {server.public_ip}:21 as {paths.CHECK_USER}" in passed.stdout
     other, _ = certificate_pair(server.public_ip, ips=[server.public_ip])
-    failed = smoke(server, pinned=other)
+    failed = smoke(server, **{ftpcheck.CA_PEM_ENV: other})
     assert failed.returncode == 1 and "not the one expected" in failed.stderr, failed.stderr
     assert "logged in" not in failed.stdout, "no password was sent"
+
+
+def test_the_post_deploy_check_logs_in_over_sftp_only_to_the_stacks_host_key(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """The declared check's SFTP half passes with the exported host keys; pinned to another key
+    (another server answering the address) it fails at once, before any password is sent."""
+    passed = smoke(server)
+    assert f"SFTP: logged in to {server.public_ip}:22 as {paths.CHECK_USER}" in passed.stdout
+    key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    other = " ".join([server.public_ip, *key.with_suffix(".pub").read_text().split()[:2]])
+    failed = smoke(server, **{ftpcheck.KNOWN_HOSTS_ENV: other})
+    assert failed.returncode == 1 and "not the stack's" in failed.stderr, failed.stderr
+    assert "SFTP: logged in" not in failed.stdout
