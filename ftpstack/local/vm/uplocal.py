@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ftpstack import outputs
 from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.vm.image import CACHE, say
 from ftpstack.offline.errors import PlanError
@@ -93,6 +94,14 @@ def instructions(state: dict[str, Any]) -> str:
     if tls:
         whose = "the VMs' certificate (one TLS identity)" if several else "the VM's certificate"
         lines.append(f"FTPS is on: {whose} is {state['cert']}.")
+    if state.get("known_hosts"):
+        pinned = ["-o", f"UserKnownHostsFile={state['known_hosts']}"]
+        pinned += ["-o", "StrictHostKeyChecking=yes"]
+        lines += [
+            "SFTP, the same users and files on port 22, the stack's host keys pinned (it asks "
+            "for the password):",
+            "  " + shlex.join(["ip", "netns", "exec", ns, "sftp", *pinned, f"{name}@{ip}"]),
+        ]
     if several:
         lines += [
             f"The load balancer spreads logins over the {len(consoles)} VMs; they share their "
@@ -106,6 +115,13 @@ def instructions(state: dict[str, Any]) -> str:
         f"`make up-local` again prints this; `make down-local` removes {them} and everything else."
     )
     return "\n".join(lines)
+
+
+def known_hosts(plan: Plan, address: str) -> str:
+    """The stack's SFTP host keys (its `sftpHostKeys` output) as known_hosts lines for the local
+    public address; empty without SFTP."""
+    keys = [line.split(" ", 1)[1] for line in plan.outputs.get(outputs.SFTP_HOST_KEYS) or []]
+    return "".join(f"{address} {key}\n" for key in keys)
 
 
 def read_state() -> dict[str, Any]:
@@ -171,12 +187,17 @@ def serve(stack: str) -> int:
             pem = deployment.guest.served_certificate()
             if pem:
                 cert.write_text(pem + "\n")
+            known = HOME / f"{stack}.known_hosts"
+            host_keys = known_hosts(plan, az.public_ip)
+            if host_keys:
+                known.write_text(host_keys)
             state |= {
                 "ready": True,
                 "public_ip": az.public_ip,
                 "client": az.client.name,
                 "users": users,
                 "cert": str(cert) if pem else "",
+                "known_hosts": str(known) if host_keys else "",
                 "consoles": [str(m.console) for m in deployment.machines],
                 "share": az.files.describe() if az.files is not None else "",
             }
@@ -189,6 +210,7 @@ def serve(stack: str) -> int:
         return 1
     finally:
         (HOME / f"{stack}.crt").unlink(missing_ok=True)
+        (HOME / f"{stack}.known_hosts").unlink(missing_ok=True)
         if read_state().get("pid") == os.getpid():
             STATE.unlink(missing_ok=True)
     return 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ftpstack import paths
+from ftpstack import outputs, paths
 from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.vm import uplocal
 from ftpstack.local.vm.deployment import Deployed, VmDeployment
@@ -38,6 +38,10 @@ SCALE = 1 / 30
 # What the earlier tests leave for the later boots to find.
 KEPT: dict[str, str] = {}
 KEEP = "keep.bin"
+# Any ed25519 key that is not the stack's (this one is RFC 8032's first test vector's public key).
+KEY_OF_ANOTHER_SERVER = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea"
+)
 
 
 def l4_plan(**overrides: Any) -> Plan:
@@ -109,6 +113,31 @@ def test_ftp_through_the_public_address(dep: VmDeployment, first: Deployed) -> N
     assert announced[0] == dep.az.public_ip, f"PASV names the public address: {announced}"
 
 
+def host_keys(dep: VmDeployment) -> set[str]:
+    """The SFTP host keys the public address presents (`type base64`), by ssh-keyscan."""
+    found = subprocess.run(
+        ["ip", "netns", "exec", dep.az.client.name, "ssh-keyscan", "-T", "20", dep.az.public_ip],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    return {" ".join(line.split()[1:3]) for line in found.stdout.splitlines() if line.strip()}
+
+
+def test_sftp_through_the_public_address_with_the_stacks_host_keys(
+    dep: VmDeployment, first: Deployed
+) -> None:
+    """Port 22 is proftpd's SFTP with the exported keys; the VM's own sshd listens on 2200."""
+    exported = {line.split(" ", 1)[1] for line in dep.plan.outputs[outputs.SFTP_HOST_KEYS]}
+    assert host_keys(dep) == exported and len(exported) == 3
+    KEPT["host_keys"] = " | ".join(sorted(exported))
+    listening = dep.guest.out("ss -Hltnp")
+    assert re.search(r":2200\b.*sshd", listening) and re.search(r":22\b.*proftpd", listening), (
+        listening
+    )
+
+
 # -- 2. the long download ------------------------------------------------------------------------
 
 
@@ -154,20 +183,23 @@ def test_up_local_commands_run_verbatim(dep: VmDeployment, first: Deployed, tmp_
     the server (so the copied certificate is what makes the printed FTPS command work)."""
     cert = tmp_path / "dev.crt"
     cert.write_text(dep.guest.served_certificate() + "\n")
-    state = {
+    state: dict[str, Any] = {
         "stack": "dev",
         "public_ip": dep.az.public_ip,
         "client": dep.az.client.name,
         "users": [[USER, PASSWORD]],
         "cert": str(cert),
+        "known_hosts": str(tmp_path / "dev.known_hosts"),
         "console": "console.log",
     }
-    commands = [
+    Path(state["known_hosts"]).write_text(uplocal.known_hosts(dep.plan, dep.az.public_ip))
+    printed = [
         line.strip()
         for line in uplocal.instructions(state).splitlines()
         if line.startswith("  ip netns exec")
     ]
-    assert len(commands) == 3 and all("--ssl-reqd" in c for c in commands), commands
+    commands, (sftp,) = printed[:3], printed[3:]
+    assert all("--ssl-reqd" in c for c in commands), commands
     runs = [
         subprocess.run(["bash", "-c", c], capture_output=True, text=True, timeout=60)
         for c in commands
@@ -177,6 +209,27 @@ def test_up_local_commands_run_verbatim(dep: VmDeployment, first: Deployed, tmp_
     unverified = commands[0].replace(f"--cacert {cert}", "")
     refused = subprocess.run(["bash", "-c", unverified], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 60, refused.stderr  # curl: the peer's certificate is not trusted
+    # The sftp command as printed, its password typed (askpass), its commands from stdin.
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\necho '{PASSWORD}'\n")
+    askpass.chmod(0o700)
+    typed = {"SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "PATH": "/usr/bin:/bin"}
+
+    def session(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command],
+            input="get os-release /dev/stdout\n",
+            env=typed,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+    served = session(sftp)
+    assert served.returncode == 0 and Path("/etc/os-release").read_text() in served.stdout, served
+    Path(state["known_hosts"]).write_text(f"{dep.az.public_ip} {KEY_OF_ANOTHER_SERVER}\n")
+    impostor = session(sftp)
+    assert impostor.returncode != 0 and "Host key verification failed" in impostor.stderr, impostor
 
 
 def test_up_local_down_removes_what_a_killed_serve_left(
@@ -273,6 +326,7 @@ def test_vm_replacement_keeps_the_data_disk(dep: VmDeployment, first: Deployed) 
     assert_healthy(dep)
     assert kept_file(dep) == KEPT["sha"], "the customers' files survive a replacement"
     assert dep.guest.fingerprint() == KEPT["fingerprint"], "the same TLS identity"
+    assert " | ".join(sorted(host_keys(dep))) == KEPT["host_keys"], "the same SFTP host keys"
     assert logs_in(dep) and logs_in(dep, OTHER_USER, OTHER_PASSWORD)
 
 
@@ -281,7 +335,8 @@ def test_negative_control_mkfs_without_the_checks_loses_the_files(
 ) -> None:
     """The disk script's checks (format only a disk with no ftpstack label and no filesystem)
     are what keep the files: with mkfs run unconditionally, a replacement loses them (the
-    certificate, from the state, survives even that). Runs last: it destroys what the tests above kept."""
+    certificate, from the state, survives even that). Runs last: it destroys what the tests
+    above kept."""
     assert kept_file(dep) == KEPT["sha"], "the file is there before the replacement"
     user_data = dep.plan.user_data
     guard = 'if ! blkid -L "$label" >/dev/null 2>&1; then'
