@@ -13,6 +13,7 @@ import gc
 import inspect
 import re
 import runpy
+import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
@@ -250,7 +251,31 @@ def test_consumer_publishes_the_endpoint_as_a_dns_record(prod_outputs: dict[str,
     assert exported["ftpUrl"] == "ftp://ftp.example.com:21"
     assert exported["ftpEndpointByIp"] == prod_outputs[outputs.FTP_ENDPOINT]
     assert exported["passivePortRange"] == "50000-50099"
+    assert exported["sftpUrl"] == "sftp://ftp.example.com:22"
     assert not [r for r in mocks.registered if r.type.startswith("azure-native:web:")]
+
+
+def test_consumer_pins_the_sftp_host_keys_under_the_published_name(
+    prod_outputs: dict[str, Any], tmp_path: Path
+) -> None:
+    """The consumer's known_hosts lines are ftpstack's keys under the DNS record's name, and
+    OpenSSH finds the host's key in them (ssh-keygen -F); a stack without SFTP gives none."""
+    _, exported = run_consumer(prod_outputs)
+    lines = exported["sftpKnownHosts"].splitlines()
+    keys = [line.split(" ", 1)[1] for line in prod_outputs[outputs.SFTP_HOST_KEYS]]
+    assert lines == [f"ftp.example.com {key}" for key in keys] and len(keys) == 3
+    known = tmp_path / "known_hosts"
+    known.write_text(exported["sftpKnownHosts"])
+    found = subprocess.run(
+        ["ssh-keygen", "-F", "ftp.example.com", "-f", str(known)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    entries = [line for line in found.stdout.splitlines() if not line.startswith("#")]
+    assert found.returncode == 0 and len(entries) == 3, found
+    _, without = run_consumer(plan("prod", sftp=False).outputs)
+    assert without["sftpKnownHosts"] == "" and without["sftpUrl"] == ""
 
 
 def test_consumer_sets_app_settings_when_asked(prod_outputs: dict[str, Any]) -> None:
@@ -264,6 +289,11 @@ def test_consumer_sets_app_settings_when_asked(prod_outputs: dict[str, Any]) -> 
         "FTP_ENDPOINT": "ftp://ftp.example.com:21",
         "FTP_HOST": "ftp.example.com",
         "FTP_PASSIVE_PORTS": "50000-50099",
+        "SFTP_ENDPOINT": "sftp://ftp.example.com:22",
+        "SFTP_KNOWN_HOSTS": "".join(
+            f"ftp.example.com {line.split(' ', 1)[1]}\n"
+            for line in prod_outputs[outputs.SFTP_HOST_KEYS]
+        ),
     }
 
 
