@@ -158,8 +158,9 @@ class Settings(_Model):
         list[AdminCidr], written_as_list("sshSourceCidrs", "203.0.113.7/32")
     ] = Field(
         [],
-        description="CIDRs allowed to reach SSH (22); empty keeps it closed; the whole Internet "
-        "is refused.",
+        description="CIDRs allowed to reach the VMs' own SSH, for administrators (port 22; "
+        "2200 while SFTP has 22, 2200+i behind a load balancer); empty keeps it closed; the "
+        "whole Internet is refused.",
     )
     dns_label: DnsLabel = Field(
         "",
