@@ -24,6 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ftpstack import sftpcheck
+from ftpstack.checkfailed import CheckFailed, NotReady
+
 # The password of --user comes from the environment, never the command line (ps shows that).
 PASSWORD_ENV = "FTP_PASSWORD"
 # A certificate to trust (PEM text), instead of a file: the post-deploy check pins the stack's own
@@ -33,14 +36,6 @@ CA_PEM_ENV = "FTP_CA_PEM"
 KNOWN_HOSTS_ENV = "FTP_KNOWN_HOSTS"
 _PASV = re.compile(r"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV = re.compile(r"\(\|\|\|(\d+)\|\)")
-
-
-class CheckFailed(Exception):
-    """The endpoint does not serve as declared; str() says what and where."""
-
-
-class NotReady(CheckFailed):
-    """Nothing answers yet (or the server is full): worth waiting for while the VM boots."""
 
 
 def _refusal(host: str, user: str, error: ftplib.error_perm) -> CheckFailed:
@@ -407,8 +402,6 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             print(line, flush=True)
         if args.sftp:
-            from ftpstack import sftpcheck
-
             assert password is not None
             left = max(0.0, args.wait - (time.monotonic() - started))
             for line in sftpcheck.wait_and_smoke(

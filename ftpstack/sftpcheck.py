@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftpstack.ftpcheck import CheckFailed, NotReady
+from ftpstack.checkfailed import CheckFailed, NotReady
 
 SFTP_PORT = 22
 # The askpass program's environment variable; the child gets it, never argv.

@@ -33,13 +33,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftpstack import outputs
 from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.vm.image import CACHE, say
 from ftpstack.offline.errors import PlanError
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack, stack_config
+
+if TYPE_CHECKING:
+    from ftpstack.local.vm.deployment import VmDeployment
 
 HOME = CACHE / "up-local"
 STATE = HOME / "state.json"
@@ -146,6 +149,27 @@ def alive(pid: int) -> bool:
     return False
 
 
+def reaching(stack: str, plan: Plan, deployment: VmDeployment) -> dict[str, Any]:
+    """What the printed commands need of a deployed stack: its address, the client namespace,
+    the served certificate and the SFTP host keys (files beside the state), the consoles."""
+    az = deployment.az
+    cert, known = HOME / f"{stack}.crt", HOME / f"{stack}.known_hosts"
+    pem = deployment.guest.served_certificate()
+    if pem:
+        cert.write_text(pem + "\n")
+    host_keys = known_hosts(plan, az.public_ip)
+    if host_keys:
+        known.write_text(host_keys)
+    return {
+        "public_ip": az.public_ip,
+        "client": az.client.name,
+        "cert": str(cert) if pem else "",
+        "known_hosts": str(known) if host_keys else "",
+        "consoles": [str(m.console) for m in deployment.machines],
+        "share": az.files.describe() if az.files is not None else "",
+    }
+
+
 # -- serve: the process that owns the VM ----------------------------------------------------------
 
 
@@ -183,24 +207,7 @@ def serve(stack: str) -> int:
                 status = guest.wait_cloud_init()
                 active = guest.unit("proftpd")[0]
                 say(f"vm{index}: cloud-init {status.get('status')}; proftpd {active}")
-            cert = HOME / f"{stack}.crt"
-            pem = deployment.guest.served_certificate()
-            if pem:
-                cert.write_text(pem + "\n")
-            known = HOME / f"{stack}.known_hosts"
-            host_keys = known_hosts(plan, az.public_ip)
-            if host_keys:
-                known.write_text(host_keys)
-            state |= {
-                "ready": True,
-                "public_ip": az.public_ip,
-                "client": az.client.name,
-                "users": users,
-                "cert": str(cert) if pem else "",
-                "known_hosts": str(known) if host_keys else "",
-                "consoles": [str(m.console) for m in deployment.machines],
-                "share": az.files.describe() if az.files is not None else "",
-            }
+            state |= {"ready": True, "users": users} | reaching(stack, plan, deployment)
             write_state(state)
             say("ready")
             stop.wait()
