@@ -215,10 +215,13 @@ def test_up_local_commands_run_verbatim(dep: VmDeployment, first: Deployed, tmp_
     askpass.chmod(0o700)
     typed = {"SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "PATH": "/usr/bin:/bin"}
 
+    fetched = tmp_path / "fetched"
+
     def session(command: str) -> subprocess.CompletedProcess[str]:
+        fetched.unlink(missing_ok=True)
         return subprocess.run(
             ["bash", "-c", command],
-            input="get os-release /dev/stdout\n",
+            input=f"get os-release {fetched}\n",
             env=typed,
             capture_output=True,
             text=True,
@@ -226,10 +229,11 @@ def test_up_local_commands_run_verbatim(dep: VmDeployment, first: Deployed, tmp_
         )
 
     served = session(sftp)
-    assert served.returncode == 0 and Path("/etc/os-release").read_text() in served.stdout, served
+    assert served.returncode == 0 and fetched.read_text() == Path("/etc/os-release").read_text()
     Path(state["known_hosts"]).write_text(f"{dep.az.public_ip} {KEY_OF_ANOTHER_SERVER}\n")
     impostor = session(sftp)
     assert impostor.returncode != 0 and "Host key verification failed" in impostor.stderr, impostor
+    assert not fetched.exists()
 
 
 def test_up_local_down_removes_what_a_killed_serve_left(
