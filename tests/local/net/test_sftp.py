@@ -28,9 +28,7 @@ from tests.support import (
     needs_root,
     refused,
     sftp_clients,
-    sftp_keys,
     sftp_login,
-    sftp_plan,
     ssh_keypair,
 )
 
@@ -42,27 +40,17 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return sftp_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def dev(keys: Keys) -> Plan:
-    return sftp_plan(keys)
-
-
-@pytest.fixture(scope="module")
-def server(dev: Plan) -> Iterator[LocalServer]:
+def server(sftp_dev: Plan) -> Iterator[LocalServer]:
     needs_root()
-    with LocalServer(dev) as running:
+    with LocalServer(sftp_dev) as running:
         running.machine.write(f"{paths.FTP_ROOT}/outside.txt", "not alice's\n")
         yield running
 
 
 @pytest.fixture
-def sftp(server: LocalServer, dev: Plan, tmp_path: Path) -> tuple[SftpClients, Path]:
+def sftp(server: LocalServer, sftp_dev: Plan, tmp_path: Path) -> tuple[SftpClients, Path]:
     tmp_path.chmod(0o755)
-    return sftp_clients(server.ns, tmp_path / "sftp", dev)
+    return sftp_clients(server.ns, tmp_path / "sftp", sftp_dev)
 
 
 def login(server: LocalServer, known: Path, user: str, **kw: Any) -> Login:
@@ -202,18 +190,18 @@ def test_a_user_is_jailed_to_their_home_over_sftp(
 
 
 def test_negative_control_without_defaultroot_sftp_escapes(
-    server: LocalServer, dev: Plan, sftp: tuple[SftpClients, Path]
+    server: LocalServer, sftp_dev: Plan, sftp: tuple[SftpClients, Path]
 ) -> None:
     def unjailed(bundle: dict[str, Any]) -> dict[str, Any]:
         return steps.edit_file(
             bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^\s*DefaultRoot.*$", "", c, flags=re.M)
         )
 
-    server.apply(dev, unjailed)
+    server.apply(sftp_dev, unjailed)
     try:
         found = jail_probe(server, *sftp)
     finally:
-        server.apply(dev)
+        server.apply(sftp_dev)
     escaped = {k for k, v in found.items() if v is True}
     assert {f"{paths.FTP_ROOT}/outside.txt", "../outside.txt", "planted", "made"} <= escaped, found
 

@@ -30,7 +30,6 @@ from tests.support import (
     needs_root,
     refused,
     sftp_clients,
-    sftp_keys,
     sftp_login,
     sftp_plan,
     sftp_users,
@@ -44,26 +43,16 @@ SOURCES = ("192.0.2.11", "192.0.2.12", "192.0.2.13")
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return sftp_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def dev(keys: Keys) -> Plan:
-    return sftp_plan(keys)
-
-
-@pytest.fixture(scope="module")
-def server(dev: Plan) -> Iterator[LocalServer]:
+def server(sftp_dev: Plan) -> Iterator[LocalServer]:
     needs_root()
-    with LocalServer(dev) as running:
+    with LocalServer(sftp_dev) as running:
         yield running
 
 
 @pytest.fixture
-def sftp(server: LocalServer, dev: Plan, tmp_path: Path) -> tuple[SftpClients, Path]:
+def sftp(server: LocalServer, sftp_dev: Plan, tmp_path: Path) -> tuple[SftpClients, Path]:
     tmp_path.chmod(0o755)
-    return sftp_clients(server.ns, tmp_path / "sftp", dev)
+    return sftp_clients(server.ns, tmp_path / "sftp", sftp_dev)
 
 
 def login(server: LocalServer, known: Path, user: str, **kw: Any) -> Login:
@@ -123,7 +112,7 @@ def master(server: LocalServer) -> str:
 
 
 def test_a_user_and_a_key_added_live_log_in_at_once_and_nothing_restarts(
-    server: LocalServer, dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
+    server: LocalServer, sftp_dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
 ) -> None:
     clients, known = sftp
     dave = {"name": "dave", "password": "dave-password-44", "sshKeys": [keys["newcomer"][1]]}
@@ -144,11 +133,11 @@ def test_a_user_and_a_key_added_live_log_in_at_once_and_nothing_restarts(
         assert found == dict.fromkeys(logins, True) and seconds < 10, (found, seconds)
         assert master(server) == before, "proftpd was not restarted"
     finally:
-        server.apply(dev)
+        server.apply(sftp_dev)
 
 
 def test_a_removed_users_open_sftp_session_ends_and_the_others_go_on(
-    server: LocalServer, dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
+    server: LocalServer, sftp_dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
 ) -> None:
     clients, known = sftp
     with (
@@ -162,11 +151,11 @@ def test_a_removed_users_open_sftp_session_ends_and_the_others_go_on(
             assert alice.alive(), alice.output
             assert refused(clients.sftp(login(server, known, "carl"), "pwd"))
         finally:
-            server.apply(dev)
+            server.apply(sftp_dev)
 
 
 def test_an_idle_sftp_session_outlives_a_passive_range_narrowing(
-    server: LocalServer, dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
+    server: LocalServer, sftp_dev: Plan, sftp: tuple[SftpClients, Path], keys: Keys
 ) -> None:
     """The narrowing ends idle FTP sessions, which could announce a port about to close (the
     control); an SFTP session has no passive port and goes on."""
@@ -188,4 +177,4 @@ def test_an_idle_sftp_session_outlives_a_passive_range_narrowing(
     finally:
         ftp.kill()
         ftp.wait()
-        server.apply(dev)
+        server.apply(sftp_dev)
