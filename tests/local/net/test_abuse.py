@@ -58,11 +58,11 @@ def todays_limits(bundle: Bundle) -> Bundle:
     for connections that never log in."""
 
     def change(conf: str) -> str:
-        match = re.search(r"^MaxClients\s+(\d+)", conf, re.M)
+        match = re.search(r"^\s*MaxClients\s+(\d+)", conf, re.M)
         assert match is not None
         clients = int(match.group(1))
         conf, n = re.subn(r"^MaxInstances\s+\d+", f"MaxInstances {2 * clients}", conf, flags=re.M)
-        conf, m = re.subn(r"^TimeoutLogin\s+\d+", "TimeoutLogin 30", conf, flags=re.M)
+        conf, m = re.subn(r"^(\s*)TimeoutLogin\s+\d+", r"\1TimeoutLogin 30", conf, flags=re.M)
         conf, k = re.subn(r"^\s*BanOnEvent\s+TimeoutLogin .*\n", "", conf, flags=re.M)
         assert (n, m, k) == (1, 1, 1), "the edit changed what it means to"
         return conf

@@ -44,8 +44,8 @@ def stack() -> Plan:
 
 def without_the_directives(bundle: Bundle) -> Bundle:
     def change(conf: str) -> str:
-        conf, a = re.subn(r"^(DenyFilter\s+\S+)\|unix\\\.mode=", r"\1", conf, flags=re.M)
-        conf, b = re.subn(r"^DeleteAbortedStores\s.*\n", "", conf, flags=re.M)
+        conf, a = re.subn(r"^(\s*DenyFilter\s+\S+)\|unix\\\.mode=", r"\1", conf, flags=re.M)
+        conf, b = re.subn(r"^\s*DeleteAbortedStores\s.*\n", "", conf, flags=re.M)
         conf, c = re.subn(r"^\s*TLSCipherSuite\s.*\n", "", conf, flags=re.M)
         assert (a, b, c) == (1, 1, 1), "the edit removed what it means to"
         return conf

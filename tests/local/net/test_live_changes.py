@@ -100,7 +100,7 @@ def conf(az: LocalAzure) -> str:
 
 def test_limits_change_live(az: LocalAzure) -> None:
     applied(az, stack(users=Secret([{**ALICE, "maxUploadMb": 1}]), maxClients=15))
-    assert re.search(r"^MaxClients\s+15 ", conf(az), re.M)
+    assert re.search(r"^\s*MaxClients\s+15 ", conf(az), re.M)
     out = az.client_cmd(
         "session",
         "--do",

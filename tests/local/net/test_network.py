@@ -27,10 +27,16 @@ from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import environment, last_json, module_argv, start_client
 from ftpstack.local.net.steps import edit_file, without_file
 from ftpstack.offline.plan import Plan
+from ftpstack.rules import ADMIN_SSH_PORT, SSH_NAT_BASE
 from tests.support import ONE_SERVER, PASSWORD, USER, needs_root, plan
 
 SCALE = 1 / 30
 BIG = 8 * 1024 * 1024
+
+
+# The VM's own SSH while SFTP has 22: dev's sshd port, and instance 0's NAT rule behind the LB.
+ADMIN_SSH = ADMIN_SSH_PORT
+assert ADMIN_SSH == SSH_NAT_BASE + 0
 
 
 def dev_plan(**overrides: Any) -> Plan:
@@ -180,7 +186,8 @@ def reach(az: LocalAzure, port: int, ns: Any = None) -> str:
 def test_only_the_declared_ports_are_reachable(dev: LocalAzure) -> None:
     last = int(dev.plan.outputs["passivePortRange"].split("-")[1])
     assert reach(dev, 21) == "open"
-    assert reach(dev, 22) == "silent", "SSH is closed without sshSourceCidrs"
+    assert reach(dev, 22) == "open", "SFTP, served by proftpd"
+    assert reach(dev, ADMIN_SSH) == "silent", "the VM's own SSH is closed without sshSourceCidrs"
     assert reach(dev, last + 1) == "silent", "just outside the passive range"
     assert reach(dev, last) == "refused", "inside the range: reaches the VM"
 
@@ -188,8 +195,8 @@ def test_only_the_declared_ports_are_reachable(dev: LocalAzure) -> None:
 @pytest.mark.l3
 def test_ssh_opens_for_its_cidr_only() -> None:
     for az in model(dev_plan(sshSourceCidrs=["203.0.113.0/24"])):
-        assert reach(az, 22) == "refused", "let through to the VM (nothing listens)"
-        assert reach(az, 22, az.outsider) == "silent"
+        assert reach(az, ADMIN_SSH) == "refused", "let through to the VM (nothing listens)"
+        assert reach(az, ADMIN_SSH, az.outsider) == "silent"
 
 
 @pytest.mark.l3
@@ -198,7 +205,10 @@ def test_behind_the_load_balancer_ssh_goes_through_its_nat_rule_and_ftp_through_
 ) -> None:
     assert reach(lb, 21) == "open"
     assert reach(lb, 21, lb.outsider) == "silent", "outside the FTP sources"
-    assert reach(lb, 22) == "refused", "the NAT rule forwards SSH to the VM (nothing listens)"
+    assert reach(lb, 22) == "open", "SFTP, balanced like 21"
+    assert reach(lb, ADMIN_SSH) == "refused", (
+        "the NAT rule forwards SSH to the VM (nothing listens)"
+    )
     assert reach(lb, 23) == "silent", "no rule for 23"
 
 

@@ -194,7 +194,7 @@ def test_a_user_is_jailed_to_their_home(server: LocalServer) -> None:
 def test_negative_control_without_defaultroot_the_user_escapes(dev: Plan) -> None:
     def unjailed(bundle: dict[str, object]) -> dict[str, object]:
         return edit_file(
-            bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^DefaultRoot.*$", "", c, flags=re.M)
+            bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^\s*DefaultRoot.*$", "", c, flags=re.M)
         )  # type: ignore[arg-type]
 
     with served(dev, edit=unjailed) as loose:
@@ -333,7 +333,10 @@ def test_proftpd_starts_when_the_hostname_does_not_resolve(server: LocalServer) 
     conf = server.machine.path(paths.PROFTPD_CONF).read_text()
     assert configtest_without_dns(server, conf).endswith("rc=0")
     out = configtest_without_dns(server, re.sub(r"^DefaultAddress.*$", "", conf, flags=re.M))
-    assert "no valid servers configured" in out and not out.endswith("rc=0"), out
+    # proftpd gives up on the main server ("no valid servers configured"; with the SFTP
+    # virtual host loaded, mod_sftp then takes it down with a crash): it never starts.
+    assert "unable to determine IP address of 'ftpstack-no-dns'" in out, out
+    assert not out.endswith("rc=0"), out
 
 
 def test_the_server_leaves_no_namespace_behind(dev: Plan) -> None:
