@@ -41,9 +41,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-## make test — every level; in CI (CI=true) a skipped test fails the run
+## make test — every level; in CI (CI=true) a skipped test fails the run. The VM level (L4) runs
+## beside the others (scripts/test-levels); its report follows theirs.
 test: $(VENV)/.installed system-deps lint
-	$(VENV)/bin/pytest $(ARGS)
+	@scripts/test-levels $(VENV) $(ARGS)
 
 ## make test-fast — L0 and L1 only (no root, no real tools)
 test-fast: $(VENV)/.installed
