@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ftpstack import azure_ops as ops
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
 
@@ -230,6 +231,9 @@ def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
         )
     for disk in plan.of(d.DISK):
         _range(found, disk["name"], "diskSizeGB", disk["inputs"].get("diskSizeGB"), azure.DISK_GB)
+    for ws in plan.of(d.WORKSPACE):
+        days = ws["inputs"].get("retentionInDays")
+        _range(found, ws["name"], "retentionInDays", days, ops.LOG_RETENTION_DAYS)
     found += _nsg_limits(plan) + _lb_limits(plan) + _tag_limits(plan, inputs)
     return found
 
