@@ -25,7 +25,6 @@ class Column:
     name: str
     type: str  # Log Analytics column types: string, int, long, real, datetime
     variable: str = ""  # the proftpd LogFormat variable that writes it (JSON logs)
-    quoted: bool = True  # a JSON string (else a number)
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,17 @@ class LogFile:
 
     @property
     def log_format(self) -> str:
-        """proftpd's LogFormat text: a JSON object of the columns, one line."""
-        fields = []
-        for c in self.columns:
-            value = f'\\"{c.variable}\\"' if c.quoted else c.variable
-            fields.append(f'\\"{c.name}\\":{value}')
+        """proftpd's LogFormat text: a JSON object of the columns, each value a string (proftpd
+        writes "-" for a number it does not know; the rule's transformation converts)."""
+        fields = [f'\\"{c.name}\\":\\"{c.variable}\\"' for c in self.columns]
         return '"{' + ",".join(fields) + '}"'
+
+    @property
+    def stream_columns(self) -> tuple[Column, ...]:
+        """The columns the DCR's stream declares: what the file holds (JSON: strings)."""
+        if self.format == "json":
+            return tuple(Column(c.name, "string") for c in self.columns)
+        return self.columns
 
 
 # The time as UTC ISO-8601, which Log Analytics reads as a datetime (Azure VMs and the test
@@ -61,7 +65,7 @@ STATUS = Column("Status", "string", "%s")
 
 TRANSFER = LogFile(
     name="transfer",
-    path=f"{paths.LOG_DIR}/transfer.json",
+    path=f"{paths.LOG_DIR}/{paths.TRANSFER_JSON}",
     table="FtpTransfer_CL",
     format="json",
     classes="READ,WRITE",
@@ -72,15 +76,15 @@ TRANSFER = LogFile(
         PROTOCOL,
         Column("Command", "string", "%m"),
         Column("Path", "string", "%f"),
-        Column("Bytes", "long", "%b", quoted=False),
-        Column("Milliseconds", "long", "%{millisecs}", quoted=False),
+        Column("Bytes", "long", "%b"),
+        Column("Milliseconds", "long", "%{transfer-millisecs}"),
         STATUS,
         Column("Result", "string", "%{transfer-status}"),
     ),
 )
 LOGIN = LogFile(
     name="login",
-    path=f"{paths.LOG_DIR}/login.json",
+    path=f"{paths.LOG_DIR}/{paths.LOGIN_JSON}",
     table="FtpLogin_CL",
     format="json",
     classes="AUTH",
@@ -99,6 +103,10 @@ BAN = LogFile("ban", f"{paths.LOG_DIR}/ban.log", "FtpBan_CL", "text", RAW)
 SYSTEM = LogFile("system", paths.SYSTEM_LOG, "FtpSystem_CL", "text", RAW)
 LOG_FILES = (TRANSFER, LOGIN, BAN, SYSTEM)
 JSON_LOGS = tuple(f for f in LOG_FILES if f.format == "json")
+# proftpd's own logs (SystemLog, BanLog) start each line "2026-12-06 06:26:38,141 …": the agent's
+# "YYYY-MM-DD HH:MM:SS" record start format (one record a line).
+TEXT_TIMESTAMP_FORMAT = "YYYY-MM-DD HH:MM:SS"
+TEXT_TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 # Columns every custom table of the agent's file logs has besides its own ("Collect logs from a
 # text or JSON file": TimeGenerated, Computer, FilePath).
 AGENT_COLUMNS = (
@@ -114,11 +122,21 @@ BAN_PATTERN = r"added ([A-Za-z]+)-triggered autoban for host '([^']+)'"
 BAN_RE = re.compile(BAN_PATTERN)
 
 
+CONVERT = {"datetime": "todatetime", "long": "tolong", "int": "toint", "real": "toreal"}
+
+
 def transform(log: LogFile) -> str:
-    """The DCR's transformation into the table: JSON logs take their own time."""
-    if log.format == "json":
-        return "source | extend TimeGenerated = Time | project-away Time"
-    return "source"
+    """The DCR's transformation into the table: JSON logs take their own time, and their
+    numbers become numbers ("-" becomes empty)."""
+    if log.format != "json":
+        return "source"
+    typed = [
+        f"{c.name} = {CONVERT[c.type]}({c.name})"
+        for c in log.columns
+        if c.type in CONVERT and c != TIME
+    ]
+    time = f"TimeGenerated = todatetime({TIME.name})"
+    return f"source | extend {', '.join([time, *typed])} | project-away {TIME.name}"
 
 
 def table_columns(log: LogFile) -> tuple[Column, ...]:
@@ -126,3 +144,12 @@ def table_columns(log: LogFile) -> tuple[Column, ...]:
     TimeGenerated)."""
     own = tuple(c for c in log.columns if c.name not in {"Time", "TimeGenerated"})
     return AGENT_COLUMNS + own
+
+
+def proftpd_directives() -> str:
+    """proftpd.conf's lines that write the JSON logs: a LogFormat and an ExtendedLog each."""
+    lines = []
+    for log in JSON_LOGS:
+        lines.append(f"LogFormat             {log.name} {log.log_format}")
+        lines.append(f"ExtendedLog           {log.path} {log.classes} {log.name}")
+    return "\n".join(lines)

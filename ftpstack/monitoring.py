@@ -94,7 +94,9 @@ def collection_rule(
             "format": log.format,
         }
         if log.format == "text":
-            source["settings"] = {"text": {"record_start_timestamp_format": "ISO 8601"}}
+            source["settings"] = {
+                "text": {"record_start_timestamp_format": logschema.TEXT_TIMESTAMP_FORMAT}
+            }
         sources.append(source)
     flows = [
         {
@@ -107,7 +109,7 @@ def collection_rule(
     ]
     flows.append({"streams": [PERF_STREAM], "destinations": [DESTINATION]})
     declarations = {
-        log.stream: {"columns": [{"name": c.name, "type": c.type} for c in log.columns]}
+        log.stream: {"columns": [{"name": c.name, "type": c.type} for c in log.stream_columns]}
         for log in logschema.LOG_FILES
     }
     return monitor.DataCollectionRule(

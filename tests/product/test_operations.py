@@ -68,7 +68,7 @@ def test_the_rule_reads_the_files_the_schema_declares_into_its_tables() -> None:
         assert files[log.name]["filePatterns"] == [log.path]
         assert files[log.name]["format"] == log.format
         declared = rule["streamDeclarations"][log.stream]["columns"]
-        assert declared == [{"name": c.name, "type": c.type} for c in log.columns]
+        assert declared == [{"name": c.name, "type": c.type} for c in log.stream_columns]
     flows = {f["streams"][0]: f for f in rule["dataFlows"]}
     assert {flows[log.stream]["outputStream"] for log in logschema.LOG_FILES} == {
         log.stream for log in logschema.LOG_FILES
