@@ -220,8 +220,17 @@ def test_the_arm_check_passes_and_catches_what_azure_refuses() -> None:
             r["inputs"]["retentionInDays"] = 7
         if r["type"] == d.ACTION_GROUP:
             r["options"]["replaceOnChanges"] = []
-    found = {(f.rule, f.resource) for f in armcheck.check(document, {})}
-    assert {("ranges", "ftp-logs"), ("immutable", "ftp-alerts")} <= found
+            r["inputs"]["groupShortName"] = "ftpstack-production"
+        if r["type"] == d.BACKUP_POLICY:
+            rules = r["inputs"]["properties"]["policyRules"]
+            rules[1]["lifecycles"][0]["deleteAfter"]["duration"] = "P365D"
+    found = {(f.rule, f.resource, f.problem.split()[0]) for f in armcheck.check(document, {})}
+    assert {
+        ("ranges", "ftp-logs", "retentionInDays"),
+        ("immutable", "ftp-alerts", "location"),
+        ("ranges", "ftp-alerts", "groupShortName"),
+        ("ranges", "ftp-backup-policy", "retention"),
+    } <= found, found
 
 
 @pytest.fixture
