@@ -232,6 +232,14 @@ def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
         )
     for disk in plan.of(d.DISK):
         _range(found, disk["name"], "diskSizeGB", disk["inputs"].get("diskSizeGB"), azure.DISK_GB)
+    found += _nsg_limits(plan) + _lb_limits(plan) + _tag_limits(plan, inputs)
+    found += _operations_limits(plan)
+    return found
+
+
+def _operations_limits(plan: d.Declared) -> list[Finding]:
+    """Log retention, backup retention, action group short names."""
+    found: list[Finding] = []
     for ws in plan.of(d.WORKSPACE):
         days = ws["inputs"].get("retentionInDays")
         _range(found, ws["name"], "retentionInDays", days, ops.LOG_RETENTION_DAYS)
@@ -246,7 +254,6 @@ def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
         if not ops.ACTION_GROUP_SHORT_NAME.fullmatch(short):
             problem = f"groupShortName {short!r} is not 1-12 characters"
             found.append(Finding("ranges", group["name"], problem, ops.ACTION_GROUP_PAGE))
-    found += _nsg_limits(plan) + _lb_limits(plan) + _tag_limits(plan, inputs)
     return found
 
 
