@@ -18,6 +18,9 @@ TAG_TLS = "ftpstack:tls"
 TAG_KEEPALIVE_IDLE = "ftpstack:keepalive-idle-seconds"
 TAG_KEEPALIVE_INTERVAL = "ftpstack:keepalive-interval-seconds"
 TAG_SFTP = "ftpstack:sftp"
+# What the stack switched off explicitly of logs, alerts, backups ("none"): the pack accepts a
+# production stack without them only so.
+TAG_OPTED_OUT = "ftpstack:opted-out"
 # Azure refuses to change the SSH key in the VM model; the configuration step keeps
 # authorized_keys current instead, so a key rotation neither fails nor replaces the VM.
 VM_IGNORED = ("osProfile.linuxConfiguration.ssh.publicKeys",)
@@ -31,6 +34,7 @@ def vm_tags(settings: Settings) -> dict[str, str]:
         TAG_KEEPALIVE_IDLE: str(settings.keepalive_idle_seconds),
         TAG_KEEPALIVE_INTERVAL: str(settings.keepalive_interval_seconds),
         TAG_SFTP: "on" if settings.sftp else "off",
+        TAG_OPTED_OUT: ",".join(settings.opted_out) or "none",
     }
 
 

@@ -12,7 +12,8 @@ A change to users, passwords, limits, TLS, keepalive or the passive range update
 Commands and the rules in place. Only what Azure cannot change (image, admin user, zone, the
 bootstrap) replaces a VM, and the data disk and the TLS identity survive it.
 
-Deliberately not here: DNS zones beyond Azure's own label, backups, monitoring.
+Logs, alerts and backups: `ftpstack.operations`. Deliberately not here: DNS zones beyond Azure's
+own label.
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ import pulumi
 from pulumi_azure_native import compute
 from pulumi_command import local, remote
 
-from ftpstack import bootstrap, checks, ftpcheck, instance, live, parts, render, sftp, storage
+from ftpstack import (
+    bootstrap,
+    checks,
+    ftpcheck,
+    instance,
+    live,
+    operations,
+    parts,
+    render,
+    sftp,
+    storage,
+)
 from ftpstack.identity import Identity, certificate
 from ftpstack.rules import SFTP_PORT, passive_slices, ssh_port
 from ftpstack.settings import FTP_CONTROL_PORT, Settings
@@ -45,6 +57,7 @@ class Instance:
     vm: compute.VirtualMachine
     private_ip: pulumi.Output[str]
     narrow: compute.VirtualMachineRunCommandByVirtualMachine
+    disk: compute.Disk | None
 
 
 class FtpServer(pulumi.ComponentResource):
@@ -100,6 +113,15 @@ class FtpServer(pulumi.ComponentResource):
             exposed.append(parts.nat_deployment(name, s, where, lb, ip, narrowed))
         configured = self._configure(where, machines, address, exposed)
         self._checks(machines, address, configured)
+        shared = self._shared
+        served = operations.Served(
+            vms=[m.vm for m in machines],
+            disks=[m.disk for m in machines],
+            lb=lb,  # type: ignore[arg-type]
+            account=shared.account if shared else None,
+            share=shared.resource if shared else None,
+        )
+        operations.declare(name, s, where, served, self)
         self._outputs(ip, address, machines, where)
 
     def _made_once(self) -> pulumi.Output[Identity]:
@@ -121,9 +143,10 @@ class FtpServer(pulumi.ComponentResource):
     def _bootstrap(self, where: parts.Placement) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:
         """The VMs' customData, and what must exist before they boot (the shared share)."""
         s = self._settings
+        self._shared: storage.SharedStorage | None = None
         if not s.shared_storage:
             return base64.b64encode(bootstrap.cloud_config(s).encode()).decode(), []
-        shared = storage.shared_storage(self._name, s, where, self)
+        shared = self._shared = storage.shared_storage(self._name, s, where, self)
         data = shared.share.apply(
             lambda share: base64.b64encode(bootstrap.cloud_config(s, share).encode()).decode()
         )
@@ -161,7 +184,7 @@ class FtpServer(pulumi.ComponentResource):
         private_ip = nic.ip_configurations.apply(
             lambda c: (c[0].private_ip_address or "") if c else ""
         )
-        return Instance(vm, private_ip, narrow)
+        return Instance(vm, private_ip, narrow, disk)
 
     def _configure(
         self,

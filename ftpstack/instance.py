@@ -158,6 +158,12 @@ def virtual_machine(
         network_profile={"network_interfaces": [{"id": nic_.id, "primary": True}]},
         # A failed bootstrap is then visible in the portal's serial log.
         diagnostics_profile={"boot_diagnostics": {"enabled": True}},
+        # The Azure Monitor Agent signs in with the VM's managed identity.
+        identity=(
+            compute.VirtualMachineIdentityArgs(type=compute.ResourceIdentityType.SYSTEM_ASSIGNED)
+            if s.operations["logs"]
+            else None
+        ),
         zones=[zone] if zone else None,
         tags=checks.vm_tags(s),
         opts=pulumi.ResourceOptions(

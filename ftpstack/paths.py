@@ -33,7 +33,18 @@ SYSCTL_FILE = "/etc/sysctl.d/60-ftpstack-keepalive.conf"
 # Replaces Debian's own file, whose postrotate restarts proftpd (cutting every transfer).
 LOGROTATE_FILE = "/etc/logrotate.d/proftpd-core"
 LOG_DIR = "/var/log/proftpd"
-LOGS = ("proftpd.log", "xferlog", "auth.log", "tls.log", "ban.log", "controls.log")
+# Transfers and logins as JSON, one object a line (what the agent ships: ftpstack.logschema).
+TRANSFER_JSON, LOGIN_JSON = "transfer.json", "login.json"
+LOGS = (
+    "proftpd.log",
+    "xferlog",
+    "auth.log",
+    "tls.log",
+    "ban.log",
+    "controls.log",
+    TRANSFER_JSON,
+    LOGIN_JSON,
+)
 PID_FILE = "/run/proftpd.pid"
 # ftpdctl's socket (lifting a ban, ending sessions): root only.
 CONTROLS_SOCKET = "/run/proftpd.sock"

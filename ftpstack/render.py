@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ftpstack import paths, sftp
+from ftpstack import logschema, paths, sftp
 from ftpstack.accounts import groups_file, users_file
 from ftpstack.identity import Identity, certificate
 from ftpstack.rules import max_clients_per_instance, max_instances, passive_slices
@@ -186,6 +186,8 @@ TimeoutLogin          {settings.login_timeout_seconds}
 # Every upload and download (xferlog format), and every login attempt with its outcome.
 TransferLog           {paths.LOG_DIR}/xferlog
 ExtendedLog           {paths.LOG_DIR}/auth.log AUTH auth
+# The same as JSON, one object a line, for the Azure Monitor Agent (ftpstack.logschema).
+{logschema.proftpd_directives()}
 """
 
 

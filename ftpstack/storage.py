@@ -36,6 +36,8 @@ DNS_ZONE = azure.PRIVATE_FILES_ZONE
 class SharedStorage:
     share: pulumi.Output[NfsShare]
     ready: list[pulumi.Resource]  # what must exist before a VM boots and mounts the share
+    account: storage.StorageAccount
+    resource: storage.FileShare
 
 
 def vnet_of(subnet_id: str) -> str:
@@ -87,7 +89,8 @@ def shared_storage(
         opts=located(parent),
     )
     nfs = account.name.apply(lambda a: NfsShare(f"{a}.file.core.windows.net", f"/{a}/{SHARE}"))
-    return SharedStorage(nfs, [share, endpoint, *private_dns(name, s, where, endpoint, parent)])
+    ready = [share, endpoint, *private_dns(name, s, where, endpoint, parent)]
+    return SharedStorage(nfs, ready, account, share)
 
 
 def endpoint_subnet(

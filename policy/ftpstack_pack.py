@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import ftpstack_guardrails as g
 import ftpstack_network as net
+import ftpstack_operations as ops
 import ftpstack_values as v
 from pulumi_policy import (
     EnforcementLevel,
@@ -35,6 +36,12 @@ from pulumi_policy.secret import Secret
 
 PACK_NAME = "ftpstack-guardrails"
 MANDATORY = EnforcementLevel.MANDATORY
+PRODUCTION_CONFIG = PolicyConfigSchema(
+    properties={
+        "environmentTag": {"type": "string"},
+        "productionValues": {"type": "array", "items": {"type": "string"}},
+    }
+)
 PASSIVE_CONFIG = PolicyConfigSchema(
     properties={
         "passivePortRange": {"type": "string", "pattern": r"^\d+-\d+$"},
@@ -158,6 +165,19 @@ def _tls(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     )
 
 
+def _operations(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    config = args.get_config()
+    _report(
+        ops.operations_violations(
+            _stack(args),
+            dict(args.stack_tags),
+            config.get("environmentTag") or g.DEFAULT_ENVIRONMENT_TAG,
+            config.get("productionValues") or g.DEFAULT_PRODUCTION_VALUES,
+        ),
+        report_violation,
+    )
+
+
 def _network_policies() -> list[Policy]:
     return [
         ResourceValidationPolicy(
@@ -246,12 +266,16 @@ def _stack_policies() -> list[Policy]:
             "environment=production|prod) every FTP server requires TLS.",
             enforcement_level=MANDATORY,
             validate=_tls,
-            config_schema=PolicyConfigSchema(
-                properties={
-                    "environmentTag": {"type": "string"},
-                    "productionValues": {"type": "array", "items": {"type": "string"}},
-                }
-            ),
+            config_schema=PRODUCTION_CONFIG,
+        ),
+        StackValidationPolicy(
+            name="operations-in-production",
+            description="On a stack tagged production every FTP server has central logs (the "
+            "agent and a data collection rule on each VM), alerts that mail someone, and backups "
+            "of its files, unless it opted out explicitly (VM tag ftpstack:opted-out).",
+            enforcement_level=MANDATORY,
+            validate=_operations,
+            config_schema=PRODUCTION_CONFIG,
         ),
     ]
 

@@ -10,7 +10,7 @@ source per rule (`ftpstack.azure_rules`):
   replaceOnChanges (or the provider's own replacement, or held still by ignoreChanges), so a
   change is planned as a replacement, never as an update ARM rejects;
 - ranges and limits: idle timeouts, probe settings, NSG priorities and rule counts, rules per
-  load balancer and per NIC, tags, disk sizes;
+  load balancer and per NIC, tags, disk sizes, log and backup retention, action group names;
 - writes under one parent: separate children of one parent (NSG rules, NAT rules) are ordered,
   because ARM refuses concurrent writes under one parent;
 - two writers of one resource: an ARM deployment that writes the whole load balancer (its NAT
@@ -20,11 +20,13 @@ source per rule (`ftpstack.azure_rules`):
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ftpstack import azure_ops as ops
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
 
@@ -231,6 +233,27 @@ def ranges(plan: d.Declared, inputs: Mapping[str, Any]) -> list[Finding]:
     for disk in plan.of(d.DISK):
         _range(found, disk["name"], "diskSizeGB", disk["inputs"].get("diskSizeGB"), azure.DISK_GB)
     found += _nsg_limits(plan) + _lb_limits(plan) + _tag_limits(plan, inputs)
+    found += _operations_limits(plan)
+    return found
+
+
+def _operations_limits(plan: d.Declared) -> list[Finding]:
+    """Log retention, backup retention, action group short names."""
+    found: list[Finding] = []
+    for ws in plan.of(d.WORKSPACE):
+        days = ws["inputs"].get("retentionInDays")
+        _range(found, ws["name"], "retentionInDays", days, ops.LOG_RETENTION_DAYS)
+    for policy in plan.of(d.BACKUP_POLICY):
+        for rule in (policy["inputs"].get("properties") or {}).get("policyRules") or []:
+            for life in rule.get("lifecycles") or []:
+                kept = str(life.get("deleteAfter", {}).get("duration", ""))
+                days = int(kept[1:-1]) if re.fullmatch(r"P\d+D", kept) else kept
+                _range(found, policy["name"], "retention", days, ops.BACKUP_RETENTION_DAYS)
+    for group in plan.of(d.ACTION_GROUP):
+        short = str(group["inputs"].get("groupShortName", ""))
+        if not ops.ACTION_GROUP_SHORT_NAME.fullmatch(short):
+            problem = f"groupShortName {short!r} is not 1-12 characters"
+            found.append(Finding("ranges", group["name"], problem, ops.ACTION_GROUP_PAGE))
     return found
 
 

@@ -60,6 +60,21 @@ DISK_TIERS = {
     ),
 }
 OS_DISK_GB = 30
+# Operations (https://azure.microsoft.com/pricing/details/monitor/, .../backup/): Analytics logs
+# per ingested GB (the first 5 GB a month of a billing account are free; 31 days of retention are
+# in the price); what a server logs is an estimate: a JSON record is about 300 bytes, so 0.5 GB
+# is some 50,000 transfers and logins a day, with the disk counter every minute.
+LOG_GB_PRICE = 2.99
+LOG_GB_PER_VM_MONTH = 0.5
+# Metric alert rules per monitored time series a month (an instance's probe is one); log search
+# alerts evaluated every 15 minutes, per rule and series; activity log alerts and the first 1,000
+# e-mails a month are free.
+METRIC_SERIES_MONTH = 0.10
+LOG_ALERT_MONTH = 0.50
+# Azure Disk Backup: the protected-instance fee for a disk, plus its incremental snapshots
+# (Standard snapshot storage per used GiB; bounded here by the disk's size).
+DISK_BACKUP_INSTANCE_MONTH = 5.0
+SNAPSHOT_GIB_MONTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -102,8 +117,36 @@ def units(plan: d.Declared) -> list[Unit]:
         out.append(
             Unit("Standard static public IPv4", len(ips), PUBLIC_IP_HOURLY * HOURS * len(ips))
         )
-    out += _load_balancer(plan) + _shared_storage(plan)
+    out += _load_balancer(plan) + _shared_storage(plan) + _operations(plan)
     return out
+
+
+def _operations(plan: d.Declared) -> list[Unit]:
+    out = []
+    vms = len(plan.of(d.VM))
+    agents = len(plan.of(d.COLLECTION_ASSOCIATION))
+    if agents:
+        gb = LOG_GB_PER_VM_MONTH * agents
+        out.append(Unit(f"Log Analytics (est. {gb:g} GB)", 1, gb * LOG_GB_PRICE))
+    metric = plan.of(d.METRIC_ALERT)
+    if metric or plan.of(d.LOG_ALERT):
+        series = sum(vms if _split(a) else 1 for a in metric)
+        monthly = series * METRIC_SERIES_MONTH + len(plan.of(d.LOG_ALERT)) * vms * LOG_ALERT_MONTH
+        out.append(Unit("alert rules", len(metric) + len(plan.of(d.LOG_ALERT)), monthly))
+    sizes = [int(disk["inputs"].get("diskSizeGB", 0)) for disk in plan.of(d.DISK)]
+    if plan.of(d.BACKUP_INSTANCE):
+        monthly = sum(DISK_BACKUP_INSTANCE_MONTH + g * SNAPSHOT_GIB_MONTH for g in sizes)
+        out.append(Unit("disk backup (instance + snapshots)", len(sizes), monthly))
+    if plan.of(d.WORKFLOW):
+        # Billed by the changed data the snapshots hold, which only the use tells.
+        out.append(Unit("share snapshots", 1, None))
+    return out
+
+
+def _split(alert: d.Resource) -> bool:
+    """A metric alert that watches one series per instance (split by a dimension)."""
+    criteria = alert["inputs"].get("criteria") or {}
+    return any(c.get("dimensions") for c in criteria.get("allOf", []))
 
 
 def _load_balancer(plan: d.Declared) -> list[Unit]:

@@ -43,6 +43,38 @@ SMOKE_CHECK_SUFFIX = "-smoke-check"
 IDENTITY_SUFFIX = "-identity"
 REMOTE_CHECK = "command:remote:Command"
 COMPONENT = "ftpstack:azure:FtpServer"
+# The operations of a stack (logs, alerts, backups: `ftpstack.operations`).
+WORKSPACE = "azure-native:operationalinsights:Workspace"
+TABLE = "azure-native:operationalinsights:Table"
+COLLECTION_RULE = "azure-native:monitor:DataCollectionRule"
+COLLECTION_ASSOCIATION = "azure-native:monitor:DataCollectionRuleAssociation"
+VM_EXTENSION = "azure-native:compute:VirtualMachineExtension"
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+METRIC_ALERT = "azure-native:monitor:MetricAlert"
+LOG_ALERT = "azure-native:monitor:ScheduledQueryRule"
+ACTIVITY_ALERT = "azure-native:monitor:ActivityLogAlert"
+BACKUP_VAULT = "azure-native:dataprotection:BackupVault"
+BACKUP_POLICY = "azure-native:dataprotection:BackupPolicy"
+BACKUP_INSTANCE = "azure-native:dataprotection:BackupInstance"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+WORKFLOW = "azure-native:logic:Workflow"
+ALERTS = (METRIC_ALERT, LOG_ALERT, ACTIVITY_ALERT)
+OPERATIONS = frozenset(
+    {
+        WORKSPACE,
+        TABLE,
+        COLLECTION_RULE,
+        COLLECTION_ASSOCIATION,
+        VM_EXTENSION,
+        ACTION_GROUP,
+        *ALERTS,
+        BACKUP_VAULT,
+        BACKUP_POLICY,
+        BACKUP_INSTANCE,
+        ROLE_ASSIGNMENT,
+        WORKFLOW,
+    }
+)
 
 # Sources that mean "anyone on the Internet" in an NSG rule (compared case-insensitively).
 INTERNET_SOURCES = frozenset({"*", "internet", "any", "0.0.0.0/0", "::/0"})

@@ -38,7 +38,7 @@ from typing import Any
 
 from ftpstack import azure_rules as azure
 from ftpstack.offline import declared as d
-from ftpstack.offline import edges, explain, graph, runs, text, tree
+from ftpstack.offline import edges, explain, explain_ops, graph, runs, text, tree
 from ftpstack.offline.edges import VM_SIZE, Change
 from ftpstack.offline.mocks import ARM_PATHS, RESOURCE_GROUP_NAME
 from ftpstack.offline.runs import Row, property_changes
@@ -151,7 +151,7 @@ def _removal_warnings(type_: str, name: str) -> list[str]:
         return [f"data disk {name} will be DELETED, and the customers' files on it"]
     if type_ == d.VM:
         return [f"VM {name} will be DELETED"]
-    return []
+    return explain_ops.removal_warnings(type_, name)
 
 
 def _change_warnings(change: Change, before: dict[str, Any], after: dict[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ftpstack import live
-from ftpstack.offline import costs, text, tree
+from ftpstack.offline import costs, explain_ops, text, tree
 from ftpstack.offline import declared as d
 from ftpstack.offline.edges import VM_SIZE, Change
 
@@ -209,7 +209,12 @@ def local_command(s: Sides) -> str:
     return generic(s)
 
 
+def operation(s: Sides) -> str:
+    return explain_ops.line(s.change, s.before, s.after)
+
+
 EXPLAIN: dict[str, Callable[[Sides], str]] = {
+    **{type_: operation for type_ in d.OPERATIONS},
     d.SECURITY_RULE: security_rule,
     d.VM: virtual_machine,
     d.DISK: disk,

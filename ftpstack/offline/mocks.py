@@ -10,6 +10,7 @@ Values Azure computes (addresses, FQDNs) come from documentation ranges.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,61 @@ ARM_PATHS: dict[str, tuple[str, str]] = {
         "Microsoft.Storage/storageAccounts/{accountName}/fileServices/default/shares/{name}",
         "shareName",
     ),
+    "azure-native:operationalinsights:Workspace": (
+        "Microsoft.OperationalInsights/workspaces/{name}",
+        "workspaceName",
+    ),
+    "azure-native:operationalinsights:Table": (
+        "Microsoft.OperationalInsights/workspaces/{workspaceName}/tables/{name}",
+        "tableName",
+    ),
+    "azure-native:monitor:DataCollectionRule": (
+        "Microsoft.Insights/dataCollectionRules/{name}",
+        "dataCollectionRuleName",
+    ),
+    "azure-native:monitor:ActionGroup": (
+        "Microsoft.Insights/actionGroups/{name}",
+        "actionGroupName",
+    ),
+    "azure-native:monitor:MetricAlert": ("Microsoft.Insights/metricAlerts/{name}", "ruleName"),
+    "azure-native:monitor:ScheduledQueryRule": (
+        "Microsoft.Insights/scheduledQueryRules/{name}",
+        "ruleName",
+    ),
+    "azure-native:monitor:ActivityLogAlert": (
+        "Microsoft.Insights/activityLogAlerts/{name}",
+        "activityLogAlertName",
+    ),
+    "azure-native:compute:VirtualMachineExtension": (
+        "Microsoft.Compute/virtualMachines/{vmName}/extensions/{name}",
+        "vmExtensionName",
+    ),
+    "azure-native:dataprotection:BackupVault": (
+        "Microsoft.DataProtection/backupVaults/{name}",
+        "vaultName",
+    ),
+    "azure-native:dataprotection:BackupPolicy": (
+        "Microsoft.DataProtection/backupVaults/{vaultName}/backupPolicies/{name}",
+        "backupPolicyName",
+    ),
+    "azure-native:dataprotection:BackupInstance": (
+        "Microsoft.DataProtection/backupVaults/{vaultName}/backupInstances/{name}",
+        "backupInstanceName",
+    ),
+    "azure-native:logic:Workflow": ("Microsoft.Logic/workflows/{name}", "workflowName"),
+}
+# Types whose id ARM builds under another resource's id (a scope) rather than a group.
+SCOPED = {
+    "azure-native:monitor:DataCollectionRuleAssociation": (
+        "resourceUri",
+        "Microsoft.Insights/dataCollectionRuleAssociations",
+        "associationName",
+    ),
+    "azure-native:authorization:RoleAssignment": (
+        "scope",
+        "Microsoft.Authorization/roleAssignments",
+        "roleAssignmentName",
+    ),
 }
 RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 RESOURCE_GROUP_NAME = "resourceGroupName"
@@ -108,6 +164,9 @@ def arm_name(type_: str, name: str, inputs: dict[str, Any]) -> str:
 def arm_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
     """The id Azure gives this resource."""
     own = arm_name(type_, name, inputs)
+    if type_ in SCOPED:
+        scope, path, name_input = SCOPED[type_]
+        return f"{inputs.get(scope, '')}/providers/{path}/{inputs.get(name_input) or name}"
     if type_ == RESOURCE_GROUP:
         return f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/{own}"
     _, module, kind = type_.split(":")
@@ -149,6 +208,16 @@ class Mocks(pulumi.runtime.Mocks):
             state["ipConfigurations"] = [
                 {**c, "privateIPAddress": address} for c in state.get("ipConfigurations", [])
             ]
+        if (state.get("identity") or {}).get("type") == "SystemAssigned":
+            # Azure makes the identity: a principal id of its own per resource.
+            principal = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack}/{args.name}")
+            state["identity"] = {
+                **state["identity"],
+                "principalId": str(principal),
+                "tenantId": MOCK_SUBSCRIPTION,
+            }
+        if args.typ == "azure-native:operationalinsights:Workspace":
+            state["customerId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack}/workspace"))
         if args.typ == LOCAL_COMMAND and args.name.endswith(IDENTITY_SUFFIX):
             from ftpstack.offline.standins import identity
 

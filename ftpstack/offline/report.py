@@ -32,6 +32,11 @@ def warnings(plan: Plan) -> list[str]:
             "is replaced (image, admin user, zone changes)"
         )
     out += _exposure_warnings(view)
+    if any(not g["inputs"].get("emailReceivers") for g in view.of(d.ACTION_GROUP)):
+        out.append(
+            "alerts are on but alertEmails is empty: they fire in the portal's Alerts pane only, "
+            "and the policy pack refuses a production stack so; set alertEmails"
+        )
     if plan.stand_ins:
         out.append(
             f"planned with stand-ins for secrets only the Pulumi CLI decrypts "
@@ -187,10 +192,36 @@ def _resources(plan: Plan, full: bool) -> list[str]:
     under = ""
     if len(heads) == 1:  # one component holds everything: it heads the list
         top, under = [heads[0].name], f", under {tree.short_type(heads[0].type)} {heads[0].name}"
+    # In short, the operations' resources are one section of their own (`_operations`).
+    hide = frozenset() if full else d.OPERATIONS
     return [
         f"Resources ({len(plan.resources)}{under}; azure-native types by their last name):",
-        *tree.lines(plan, full, top),
+        *tree.lines(plan, full, top, hide),
     ]
+
+
+def _operations(view: d.Declared) -> list[str]:
+    """Logs, alerts and backups in a line: where each goes, or that it is off."""
+    vms = len(view.of(d.VM))
+    logs = "off"
+    for ws in view.of(d.WORKSPACE)[:1] or view.of(d.COLLECTION_RULE)[:1]:
+        days = ws["inputs"].get("retentionInDays")
+        where = f"{ws['name']}, {days} d" if days else "an existing workspace"
+        logs = f"{where} ({len(view.of(d.COLLECTION_ASSOCIATION))}/{vms} VMs)"
+    alerts = "off"
+    for group in view.of(d.ACTION_GROUP):
+        mails = len(group["inputs"].get("emailReceivers") or [])
+        count = sum(len(view.of(t)) for t in d.ALERTS)
+        alerts = f"{count} to {group['name']} ({mails} address{'es' if mails != 1 else ''})"
+    backups = []
+    for policy in view.of(d.BACKUP_POLICY):
+        rules = (policy["inputs"].get("properties") or {}).get("policyRules") or []
+        kept = [r for r in rules if r.get("objectType") == "AzureRetentionRule"]
+        days = kept[0]["lifecycles"][0]["deleteAfter"]["duration"].strip("PD") if kept else "?"
+        backups.append(f"daily disk backup ({len(view.of(d.BACKUP_INSTANCE))}), {days} d")
+    backups += ["daily share snapshots" for _ in view.of(d.WORKFLOW)]
+    said = f"Operations: logs {logs}; alerts {alerts}; backups: {', '.join(backups) or 'off'}"
+    return text.wrap(said, "", "  ")
 
 
 def render_text(plan: Plan, full: bool = False) -> str:
@@ -201,8 +232,8 @@ def render_text(plan: Plan, full: bool = False) -> str:
         f"ftpstack plan for stack '{plan.stack}' ({plan.label}; offline, Pulumi mocks; "
         "no Azure call)",
         *_resources(plan, full),
-        "",
         *_network(view),
+        *_operations(view),
         *_costs(view),
     ]
     out += text.wrap(f"Critical path of a first deploy: {graph.first_deploy(plan.to_json())}")

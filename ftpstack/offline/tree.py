@@ -29,11 +29,18 @@ def roots(plan: Plan) -> list[str]:
     return sorted({r.parent for r in plan.resources if r.parent not in names})
 
 
-def lines(plan: Plan, full: bool = False, top: list[str] | None = None) -> list[str]:
-    """The tree under `top` (default: the roots), one line per resource or run of alike ones."""
+def lines(
+    plan: Plan,
+    full: bool = False,
+    top: list[str] | None = None,
+    hide: frozenset[str] = frozenset(),
+) -> list[str]:
+    """The tree under `top` (default: the roots), one line per resource or run of alike ones;
+    resources of the types in `hide` are left out, with what is under them."""
     children: dict[str, list[Resource]] = {}
     for r in plan.resources:
-        children.setdefault(r.parent, []).append(r)
+        if r.type not in hide:
+            children.setdefault(r.parent, []).append(r)
     shapes: dict[str, tuple[Any, ...]] = {}
 
     def shape(r: Resource) -> tuple[Any, ...]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ftpstack import azure_rules as azure
-from ftpstack.settings import tls
+from ftpstack.settings import operations, tls
 from ftpstack.settings.errors import SHOWN_SECRET, refuse
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ KEEPALIVE_HEADROOM = 0.75
 # proftpd's anonymous logins, the OS's superuser, and the accounts ftpstack itself creates.
 RESERVED_USER_NAMES = {"ftp", "anonymous", "root", "ftpvirtual", "ftpanon", "public", "proftpd"}
 # Tags the component adds to every VM (what the policy pack reads).
-COMPONENT_TAGS = 4
+COMPONENT_TAGS = 5
 
 # Used with fullmatch; a segment holds no "/" and no white space (a pasted id's newline).
 SUBNET_ID = re.compile(
@@ -424,4 +424,5 @@ RULES: list[Callable[[Settings], None]] = [
     files_subnet_fits,
     names_and_tags_fit_azure,
     references_name_what_they_must,
+    *operations.RULES,
 ]

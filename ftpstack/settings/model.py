@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
+from ftpstack import azure_ops as ops
 from ftpstack import azure_rules as azure
 from ftpstack.settings.coherence import (
     COMPONENT_TAGS,
@@ -30,12 +31,14 @@ from ftpstack.settings.types import (
     AdminUsername,
     Cidr,
     DnsLabel,
+    EmailAddress,
     PassivePort,
     Password,
     Region,
     ResourceGroupName,
     SftpUserKey,
     SshPublicKey,
+    Switch,
     TagName,
     TagValue,
     Trimmed,
@@ -49,6 +52,10 @@ from ftpstack.settings.types import (
 HASH_ROUNDS = (5000, 100_000)
 # Servers behind one load balancer (each has a backend pool of its own, declared in advance).
 MAX_INSTANCES = 10
+# The tag values that make a stack production (as the policy pack reads the same tag).
+ENVIRONMENT_TAG = "environment"
+PRODUCTION_VALUES = ("prod", "production")
+PRODUCTION = f"a production stack (2+ `instances`, or the tag `{ENVIRONMENT_TAG}: prod`)"
 
 
 class _Model(BaseModel):
@@ -320,6 +327,42 @@ class Settings(_Model):
         "`privatelink.file.core.windows.net` zone (hub-and-spoke); empty: one is created and "
         "linked to the VNet.",
     )
+    # -- operations -------------------------------------------------------------------------------
+    logs: Switch = Field(
+        "auto",
+        description="Ship the transfer, login, ban and proftpd logs of every VM to Log Analytics "
+        f"(the Azure Monitor Agent, a data collection rule): `auto` is on in {PRODUCTION}, `on`, "
+        "or `off` (an explicit opt-out the policy pack accepts).",
+    )
+    log_workspace_id: Trimmed = Field(
+        "", description="Resource id of an existing Log Analytics workspace; empty: a new one."
+    )
+    log_retention_days: Annotated[
+        int, Field(ge=ops.LOG_RETENTION_DAYS.low, le=ops.LOG_RETENTION_DAYS.high)
+    ] = Field(
+        30,
+        description=f"Days a new workspace keeps the logs ({ops.LOG_RETENTION_DAYS}; the first "
+        "31 are in the ingestion price).",
+    )
+    alerts: Switch = Field(
+        "auto",
+        description="E-mail `alertEmails` when an instance fails its health probe (or its VM is "
+        "unavailable) for 5 minutes, when no instance is healthy, when the files' storage is "
+        f"{ops.SHARE_FULL_PERCENT}% full, when a configuration step fails: `auto` is on in "
+        f"{PRODUCTION}, `on`, or `off`.",
+    )
+    alert_emails: Annotated[
+        list[EmailAddress], written_as_list("alertEmails", "ops@example.com")
+    ] = Field([], description="Who the alerts mail (needed while alerts are on).")
+    backups: Switch = Field(
+        "auto",
+        description="Back up the files once a day: the data disk with Azure Backup, the NFS share "
+        f"with share snapshots (Azure Backup has no NFS support): `auto` is on in {PRODUCTION}, "
+        "`on`, or `off`.",
+    )
+    backup_retention_days: Annotated[
+        int, Field(ge=ops.BACKUP_RETENTION_DAYS.low, le=ops.BACKUP_RETENTION_DAYS.high)
+    ] = Field(30, description=f"Days each daily backup is kept ({ops.BACKUP_RETENTION_DAYS}).")
     # -- checks and tags --------------------------------------------------------------------------
     apply_retry: Annotated[int, Field(ge=0)] = Field(
         0,
@@ -372,6 +415,31 @@ class Settings(_Model):
     @property
     def nvme(self) -> bool:
         return bool(azure.NVME_SIZE.fullmatch(self.vm_size))
+
+    @property
+    def production(self) -> bool:
+        """Several instances, or tagged production: operations are on unless opted out."""
+        tagged = self.tags.get(ENVIRONMENT_TAG, "").lower() in PRODUCTION_VALUES
+        return self.instances > 1 or tagged
+
+    def _on(self, switch: str) -> bool:
+        return switch == "on" or (switch == "auto" and self.production)
+
+    @property
+    def operations(self) -> dict[str, bool]:
+        """Which of logs, alerts and backups are on (backups only where files are: a data disk or
+        the share)."""
+        files = self.shared_storage or bool(self.data_disk_size_gb)
+        return {
+            "logs": self._on(self.logs),
+            "alerts": self._on(self.alerts),
+            "backups": self._on(self.backups) and files,
+        }
+
+    @property
+    def opted_out(self) -> list[str]:
+        """The operations switched off explicitly (what the policy pack accepts)."""
+        return [k for k in ("logs", "alerts", "backups") if getattr(self, k) == "off"]
 
     @model_validator(mode="after")
     def coherent(self) -> Settings:

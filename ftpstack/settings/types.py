@@ -11,7 +11,7 @@ import binascii
 import ipaddress
 import re
 import struct
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
@@ -317,3 +317,18 @@ def _tag_name(value: str) -> str:
 
 TagName = Annotated[str, AfterValidator(_tag_name)]
 TagValue = Annotated[str, Field(max_length=azure.TAG_VALUE_MAX)]
+
+# An address an action group can mail: one `@`, a dotted domain, no spaces or separators (a
+# pasted list of several is refused, not mailed as one).
+_EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise _problem("is not one e-mail address; write each address as its own list item")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email)]
+# `auto`: on in a production stack (`Settings.production`); `off`: an explicit opt-out.
+Switch = Literal["auto", "on", "off"]

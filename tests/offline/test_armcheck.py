@@ -39,7 +39,7 @@ EDGE_STACKS: dict[str, tuple[str, dict[str, Any]]] = {
             "Microsoft.Network/virtualNetworks/v/subnets/s",
         },
     ),
-    "many-tags": ("dev", {"tags": {f"t{i}": "x" for i in range(46)}}),
+    "many-tags": ("dev", {"tags": {f"t{i}": "x" for i in range(45)}}),
 }
 
 

@@ -519,3 +519,41 @@ def test_long_values_are_shown_around_what_differs_and_never_read_the_same() -> 
     # Negative control: cutting both at a fixed length (what the diff did) reads the same.
     cut = [json.dumps(v)[:77] + "..." for v in (ARM_ID + "1", ARM_ID + "0")]
     assert cut[0] == cut[1]
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+def test_turning_the_operations_on_is_told_plainly_with_its_cost() -> None:
+    result = changed("prod", {"logs": "off", "alerts": "off", "backups": "off"}, {})
+    notes = "\n".join(result.notes)
+    for said in (
+        "ftp-logs: new, the logs' Log Analytics workspace (kept 30 days); no downtime for FTP",
+        "ftp-alerts: new, who the alerts mail (ops@example.com)",
+        "ftp-alert-none-healthy: new, alert: No FTP server passes the load balancer's health probe",
+        "ftp-share-snapshots: new, the daily snapshots of the NFS share",
+    ):
+        assert said in notes, notes
+    (agents,) = [n for n in result.notes if "the Azure Monitor Agent on a VM" in n]
+    assert {"ftp-vm-monitor-agent", "ftp-vm-1-monitor-agent"} <= set(
+        agents.split(": ")[0].split(", ")
+    )
+    assert "Log Analytics (est. 1 GB)" in result.cost and "→" in result.cost, result.cost
+    # The VMs gain an identity in place: no replacement.
+    assert not any(c.replaced_by for c in result.changes if c.name.startswith("ftp-vm"))
+
+
+def test_losing_the_backups_or_the_logs_is_a_loud_warning() -> None:
+    result = changed(
+        "prod",
+        ONE_SERVER | {"exposure": "public-ip"},
+        {"backups": "off", **ONE_SERVER, "exposure": "public-ip", "logs": "off"},
+    )
+    warned = "\n".join(result.warnings)
+    assert "ftp-backup will be DELETED, and the disk's backups" in warned, warned
+    assert "workspace ftp-logs will be DELETED, and the logs in it" in warned, warned
+    # Negative control: the same stack unchanged warns of neither.
+    same = changed(
+        "prod", ONE_SERVER | {"exposure": "public-ip"}, ONE_SERVER | {"exposure": "public-ip"}
+    )
+    assert not any("DELETED" in w for w in same.warnings)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(POLICY_DIR))
 v = importlib.import_module("ftpstack_values")
 net = importlib.import_module("ftpstack_network")
 g = importlib.import_module("ftpstack_guardrails")
+ops = importlib.import_module("ftpstack_operations")
 pack = importlib.import_module("ftpstack_pack")
 
 Resource = dict[str, Any]
@@ -241,6 +242,7 @@ def all_violations(
     found += g.idle_timeout_violations(resources)
     found += g.tls_violations(resources, stack_tags or {})
     found += g.sftp_violations(resources)
+    found += ops.operations_violations(resources, stack_tags or {})
     return found
 
 

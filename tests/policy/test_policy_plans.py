@@ -374,4 +374,5 @@ def test_the_pack_entry_point_builds_the_pack(monkeypatch: pytest.MonkeyPatch) -
         "idle-timeout-beats-keepalive",
         "tls-required-in-production",
         "sftp-only-where-served-and-from-ftp-sources",
+        "operations-in-production",
     }

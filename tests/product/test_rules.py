@@ -127,6 +127,7 @@ def test_vm_tags_tell_the_policy_pack_tls_and_keepalive() -> None:
         checks.TAG_KEEPALIVE_IDLE: "60",
         checks.TAG_KEEPALIVE_INTERVAL: "30",
         checks.TAG_SFTP: "on",
+        checks.TAG_OPTED_OUT: "none",
     }
     # The settings leave room for exactly these on the VMs (Azure allows 50 tags).
     assert len(tags) - 1 == COMPONENT_TAGS

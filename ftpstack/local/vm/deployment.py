@@ -36,13 +36,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from ftpstack import paths
 from ftpstack.local.net import steps
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.netns import StandIn
 from ftpstack.local.net.steps import Bundle, DeployFailed
 from ftpstack.local.net.topology import resolver_address
 from ftpstack.local.vm.aptproxy import AptProxy
-from ftpstack.local.vm.image import Say, build_image, say
+from ftpstack.local.vm.image import Say, build_image, run_tool, say
 from ftpstack.local.vm.qemu import LocalVm, last_line
 from ftpstack.local.vm.qga import Guest
 from ftpstack.offline.declared import DISK, FILE_SHARE, VM
@@ -224,6 +225,31 @@ class VmDeployment(StandIn):
         machine = self.machines[index]
         machine.replace_os_disk()
         machine.user_data = self.plan.user_data if user_data is None else user_data
+        return self._deploy([index])
+
+    def recovery_point(self, into: Path, index: int = 0) -> Path:
+        """Azure Disk Backup's recovery point, stood in for: an incremental snapshot is
+        crash-consistent, so the guest's file system is frozen (its writes on disk) while the
+        data disk is copied, then thawed; the VM keeps running."""
+        machine = self.machines[index]
+        assert machine.data_disk is not None, "a recovery point of a VM without a data disk"
+        frozen = self.guests[index].sh(f"sync && fsfreeze -f {paths.FTP_ROOT}")
+        if frozen.returncode != 0:
+            raise RuntimeError(f"fsfreeze: {frozen.stderr.strip()}")
+        try:  # -U: qemu holds the image open; the frozen file system does not change it
+            run_tool("qemu-img", "convert", "-U", "-O", "qcow2", str(machine.data_disk), str(into))
+        finally:
+            self.guests[index].sh(f"fsfreeze -u {paths.FTP_ROOT}")
+        return into
+
+    def restore(self, point: Path, index: int = 0) -> Deployed:
+        """The restore runbook's last step (docs/operations.md): a disk made from the recovery
+        point (`dataDiskSourceId`) replaces the data disk, and the VM is replaced with it."""
+        machine = self.machines[index]
+        assert machine.data_disk is not None, "a restore of a VM without a data disk"
+        machine.replace_os_disk()
+        shutil.copyfile(point, machine.data_disk)
+        machine.user_data = self.plan.user_data
         return self._deploy([index])
 
     def keepalive(self) -> dict[str, int]:
