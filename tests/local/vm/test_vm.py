@@ -281,7 +281,8 @@ def test_negative_control_mkfs_without_the_checks_loses_the_files(
 ) -> None:
     """The disk script's checks (format only a disk with no ftpstack label and no filesystem)
     are what keep the files: with mkfs run unconditionally, a replacement loses them (the
-    certificate, from the state, survives even that). Runs last: it destroys what the tests above kept."""
+    certificate, from the state, survives even that). Runs last: it destroys what the tests
+    above kept."""
     assert kept_file(dep) == KEPT["sha"], "the file is there before the replacement"
     user_data = dep.plan.user_data
     guard = 'if ! blkid -L "$label" >/dev/null 2>&1; then'
