@@ -35,14 +35,14 @@ Sample = Mapping[str, float | str]  # a download's rates (bytes/s) and what it n
 
 
 def _curl(
-    az: LocalAzure, sources: Sources, url: str, size: int, done: str, *extra: str
+    az: LocalAzure, source: str, url: str, size: int, done: str, *extra: str
 ) -> dict[str, float | str]:
-    """One download with curl to /dev/null from a fresh source address: its rates over the data
+    """One download with curl to /dev/null from `source`: its rates over the data
     phase (total time less the time before the first byte could flow: connect, TLS handshake,
     login) and over the whole session, and the TLS version and cipher it negotiated."""
     fields = "%{response_code} %{size_download} %{time_pretransfer} %{time_total}"
     argv = ["curl", "--silent", "--show-error", "--verbose", "--output", "/dev/null", *extra]
-    result = az.client.run(*argv, "--interface", sources.take(az), "--write-out", fields, url,
+    result = az.client.run(*argv, "--interface", source, "--write-out", fields, url,
                            timeout=600)  # fmt: skip
     if result.returncode != 0:
         raise NetnsError(f"curl {url}: {result.stderr.strip()[-500:]}")
@@ -107,6 +107,45 @@ def blob_file(stage: Path, size_mib: int) -> Path:
     return blob
 
 
+def _serve_file(az: LocalAzure, sources: Sources, stage: Path, size_mib: int) -> Path:
+    """The test file uploaded to the bench user's home; curl's netrc for it (the password stays
+    off curl's command line)."""
+    blob = blob_file(stage, size_mib)
+    try:
+        up = client(az, "upload", *f"--file {blob} --name {BLOB} --timeout 300".split(),
+                    "--source", sources.take(az))  # fmt: skip
+    finally:
+        blob.unlink()
+    if not up["reply"].startswith("226"):
+        raise NetnsError(f"upload of the test file: {up}")
+    netrc = stage / "netrc"
+    netrc.write_text(f"machine {az.public_ip} login {USER} password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    return netrc
+
+
+def source_strategies(
+    az: LocalAzure, sources: Sources, size_mib: int, rounds: int, one: str
+) -> dict[str, Any]:
+    """curl's FTP download from a fresh source address each time (as `measure` does) against
+    the same from `one` address throughout, interleaved round by round: the rates (MiB/s) and
+    the median of the rounds' ratios one / fresh."""
+    size, url = size_mib << 20, f"ftp://{az.public_ip}/{BLOB}"
+    stage = Path(tempfile.mkdtemp(prefix="ftpstack-bench-", dir="/dev/shm"))
+    got: dict[str, list[float]] = {"fresh": [], "one": []}
+    try:
+        ftp = f"--disable-epsv --netrc-file {_serve_file(az, sources, stage, size_mib)}".split()
+        for index in range(rounds):
+            for name in list(got)[:: 1 if index % 2 == 0 else -1]:
+                time.sleep(SETTLE)
+                source = sources.take(az) if name == "fresh" else one
+                rate = float(_curl(az, source, url, size, "226", *ftp)["data"])
+                got[name].append(round(rate / (1 << 20), 1))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {**got, "ratio": _paired(got["one"], got["fresh"])}
+
+
 def measure(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dict[str, Any]:
     """Every contender downloads the same file once a round, interleaved round by round (the
     order flips every round, so a drift in the machine's load hits all): curl over FTP and FTPS
@@ -118,16 +157,7 @@ def measure(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dic
     stage = Path(tempfile.mkdtemp(prefix="ftpstack-bench-", dir="/dev/shm"))
     samples: dict[str, list[Sample]] = {}
     try:
-        blob = blob_file(stage, size_mib)
-        source = sources.take(az)
-        up = client(az, "upload", *f"--file {blob} --name {BLOB} --timeout 300".split(),
-                    "--source", source)  # fmt: skip
-        if not up["reply"].startswith("226"):
-            raise NetnsError(f"upload of the test file: {up}")
-        blob.unlink()
-        netrc = stage / "netrc"  # the password stays off curl's command line
-        netrc.write_text(f"machine {az.public_ip} login {USER} password {PASSWORD}\n")
-        netrc.chmod(0o600)
+        netrc = _serve_file(az, sources, stage, size_mib)
         pinned = nginx.certificate(az, stage)
         ftp = f"--disable-epsv --netrc-file {netrc}".split()
         pin = ["--cacert", str(pinned)]
@@ -135,10 +165,13 @@ def measure(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dic
         ftp_url, web = f"ftp://{az.public_ip}/{BLOB}", f"{az.public_ip}:{{}}/{BLOB}"
 
         def get(url: str, done: str, *extra: str) -> Callable[[], Sample]:
-            return lambda: _curl(az, sources, url, size, done, *extra)
+            return lambda: _curl(az, sources.take(az), url, size, done, *extra)
 
+        one = sources.take(az)
         measures: dict[str, Callable[[], Sample]] = {
             "curl": get(ftp_url, "226", *ftp),
+            # The same from one address throughout (every other contender: a fresh one each).
+            "curl_one_source": lambda: _curl(az, one, ftp_url, size, "226", *ftp),
             "ftps_tls13": get(ftp_url, "226", *ftps, "--tlsv1.3", "--tls-max", "1.3"),
             "ftps_tls12": get(ftp_url, "226", *ftps, "--tlsv1.2", "--tls-max", "1.2"),
             "nginx_http": get("http://" + web.format(http_port), "200"),
@@ -206,6 +239,8 @@ def _results(samples: dict[str, list[Sample]], size_mib: int, rounds: int) -> di
         "ftps_curl_mib_s": median["ftps_tls13"],
         "ftps_tls12_curl_mib_s": median["ftps_tls12"],
         "ratio_vs_nginx_http": _paired(got["curl"], got["nginx_http"]),
+        "ftp_curl_one_source_mib_s": median["curl_one_source"],
+        "ratio_one_vs_fresh_source": _paired(got["curl_one_source"], got["curl"]),
         "ratio_ftps_vs_nginx_https": _paired(got["ftps_tls13"], got["nginx_https"]),
         "ratio_ftps_tls12_vs_nginx_https": _paired(got["ftps_tls12"], got["nginx_https"]),
         "tls": {name: str(samples[name][0]["tls"]) for name in TLS_CONTENDERS},
@@ -221,7 +256,7 @@ def _results(samples: dict[str, list[Sample]], size_mib: int, rounds: int) -> di
 
 TLS_CONTENDERS = ("ftps_tls13", "ftps_tls12", "nginx_https")
 SERVERS = {  # which server process sends each contender's download
-    **dict.fromkeys(("curl", "ftps_tls13", "ftps_tls12", "ftplib"), "proftpd"),
+    **dict.fromkeys(("curl", "curl_one_source", "ftps_tls13", "ftps_tls12", "ftplib"), "proftpd"),
     **dict.fromkeys(("nginx_http", "nginx_https"), "nginx"),
     **dict.fromkeys(("iperf3", "iperf3_zerocopy"), "iperf3"),
 }
@@ -242,4 +277,9 @@ def rows(t: dict[str, Any]) -> list[str]:
         f"| same over FTPS, {tls['ftps_tls12']} | {t['ftps_tls12_curl_mib_s']} | | ratio "
         f"{t['ratio_ftps_tls12_vs_nginx_https']} |",
         f"| same, Python ftplib (hashing what it reads) | {t['ftp_python_ftplib_mib_s']} | | |",
+        f"| same (curl), one source address throughout | {t['ftp_curl_one_source_mib_s']} | "
+        f"a fresh one each time {t['ftp_curl_mib_s']} | ratio {t['ratio_one_vs_fresh_source']} |",
+        "| server CPU s per GiB sent (median) | "
+        + ", ".join(f"{name} {cpu}" for name, cpu in t["server_cpu_s_per_gib"].items())
+        + " | | |",
     ]

@@ -37,6 +37,8 @@ KEYS = {
         "ftps_curl_mib_s",
         "ftps_tls12_curl_mib_s",
         "ratio_vs_nginx_http",
+        "ftp_curl_one_source_mib_s",
+        "ratio_one_vs_fresh_source",
         "ratio_ftps_vs_nginx_https",
         "ratio_ftps_tls12_vs_nginx_https",
         "tls",
