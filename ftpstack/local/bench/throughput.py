@@ -146,6 +146,35 @@ def source_strategies(
     return {**got, "ratio": _paired(got["one"], got["fresh"])}
 
 
+def _contenders(
+    az: LocalAzure, sources: Sources, stage: Path, size: int, ports: tuple[int, int, int]
+) -> dict[str, Callable[[], Sample]]:
+    """Each contender's download of the file `_serve_file` put in `stage`'s netrc's account."""
+    port, http_port, https_port = ports
+    ftp = f"--disable-epsv --netrc-file {stage / 'netrc'}".split()
+    pin = ["--cacert", str(nginx.certificate(az, stage))]
+    ftps = [*ftp, "--ssl-reqd", *pin]  # AUTH TLS, PBSZ 0, PROT P
+    ftp_url, web = f"ftp://{az.public_ip}/{BLOB}", f"{az.public_ip}:{{}}/{BLOB}"
+
+    def get(url: str, done: str, *extra: str) -> Callable[[], Sample]:
+        return lambda: _curl(az, sources.take(az), url, size, done, *extra)
+
+    one = sources.take(az)
+    return {
+        "curl": get(ftp_url, "226", *ftp),
+        # The same from one address throughout (every other contender: a fresh one each).
+        "curl_one_source": lambda: _curl(az, one, ftp_url, size, "226", *ftp),
+        "ftps_tls13": get(ftp_url, "226", *ftps, "--tlsv1.3", "--tls-max", "1.3"),
+        "ftps_tls12": get(ftp_url, "226", *ftps, "--tlsv1.2", "--tls-max", "1.2"),
+        "nginx_http": get("http://" + web.format(http_port), "200"),
+        "nginx_https": get("https://" + web.format(https_port), "200", *pin, "--tlsv1.3"),
+        "iperf3": lambda: iperf3(az, port, size),
+        # The sender from the page cache with sendfile(2), as proftpd sends a file.
+        "iperf3_zerocopy": lambda: iperf3(az, port, size, "--zerocopy"),
+        "ftplib": lambda: _ftplib(az, sources, size),
+    }
+
+
 def measure(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dict[str, Any]:
     """Every contender downloads the same file once a round, interleaved round by round (the
     order flips every round, so a drift in the machine's load hits all): curl over FTP and FTPS
@@ -156,32 +185,10 @@ def measure(az: LocalAzure, sources: Sources, size_mib: int, rounds: int) -> dic
     port, http_port, https_port = passive[-1], passive[-2], passive[-3]
     stage = Path(tempfile.mkdtemp(prefix="ftpstack-bench-", dir="/dev/shm"))
     samples: dict[str, list[Sample]] = {}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     try:
-        netrc = _serve_file(az, sources, stage, size_mib)
-        pinned = nginx.certificate(az, stage)
-        ftp = f"--disable-epsv --netrc-file {netrc}".split()
-        pin = ["--cacert", str(pinned)]
-        ftps = [*ftp, "--ssl-reqd", *pin]  # AUTH TLS, PBSZ 0, PROT P
-        ftp_url, web = f"ftp://{az.public_ip}/{BLOB}", f"{az.public_ip}:{{}}/{BLOB}"
-
-        def get(url: str, done: str, *extra: str) -> Callable[[], Sample]:
-            return lambda: _curl(az, sources.take(az), url, size, done, *extra)
-
-        one = sources.take(az)
-        measures: dict[str, Callable[[], Sample]] = {
-            "curl": get(ftp_url, "226", *ftp),
-            # The same from one address throughout (every other contender: a fresh one each).
-            "curl_one_source": lambda: _curl(az, one, ftp_url, size, "226", *ftp),
-            "ftps_tls13": get(ftp_url, "226", *ftps, "--tlsv1.3", "--tls-max", "1.3"),
-            "ftps_tls12": get(ftp_url, "226", *ftps, "--tlsv1.2", "--tls-max", "1.2"),
-            "nginx_http": get("http://" + web.format(http_port), "200"),
-            "nginx_https": get("https://" + web.format(https_port), "200", *pin, "--tlsv1.3"),
-            "iperf3": lambda: iperf3(az, port, size),
-            # The sender from the page cache with sendfile(2), as proftpd sends a file.
-            "iperf3_zerocopy": lambda: iperf3(az, port, size, "--zerocopy"),
-            "ftplib": lambda: _ftplib(az, sources, size),
-        }
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        _serve_file(az, sources, stage, size_mib)
+        measures = _contenders(az, sources, stage, size, (port, http_port, https_port))
         with contextlib.ExitStack() as servers:
             iperf = az.vms[0].popen("iperf3", "--server", "--port", str(port), **quiet)
             servers.callback(end_process, iperf, timeout=5)

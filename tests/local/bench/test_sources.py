@@ -21,8 +21,7 @@ from ftpstack.local.bench import suite
 from ftpstack.local.bench import throughput as bench_throughput
 from ftpstack.local.bench.live import Sources
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.offline.plan import plan_stack
-from tests.support import needs_root
+from tests.support import needs_root, plan_test_stack
 
 SIZE_MIB = 128  # long enough that the data phase, not the login, decides the rate
 ROUNDS = 7
@@ -35,7 +34,7 @@ ALIKE = (0.67, 1.5)
 @pytest.fixture(scope="module")
 def model() -> Iterator[tuple[LocalAzure, Sources]]:
     needs_root()
-    plan = plan_stack("dev", overrides=suite.OVERRIDES)
+    plan = plan_test_stack("dev", suite.OVERRIDES)
     with tempfile.TemporaryDirectory(prefix="ftpstack-test-", dir="/dev/shm") as tmp:
         storage = Path(tmp) / "storage"  # the file stays in memory
         storage.mkdir()
