@@ -21,8 +21,8 @@ net.ipv4.tcp_keepalive_intvl = {settings.keepalive_interval_seconds}
 net.ipv4.tcp_keepalive_probes = {settings.keepalive_count}
 # proftpd sizes its download buffer from the kernel's default send buffer, read when it starts
 # or reloads: at Debian's 16 KiB it sends a file over FTPS in 16 KiB pieces, each with its own
-# timers, polls and TCP_CORK flush. From 1 MiB, the session's CPU per GiB sent fell from about
-# 1.9 s to 1.0 s, nginx's figure for the same download (make bench, docs/benchmarks.md). Only
+# timers, polls and TCP_CORK flush. At 1 MiB, the session's CPU per GiB sent fell from about
+# 1.9 s to 1.0-1.2 s (nginx: 0.8-0.9 s for the same download; make bench, docs/benchmarks.md). Only
 # the starting size: the kernel still grows each socket's buffer up to the maximum (4 MiB, as
 # Debian has it) for a distant client. proftpd's own `SocketOptions sndbuf` would fix the size
 # instead: measured slower (stalls of 0.2 s at 1 MiB) and a cap on a long path's throughput.
