@@ -1,11 +1,16 @@
-"""`make bench`'s throughput section: curl's passive binary RETR of a large file to /dev/null
-through the public address (DNAT, NSG, conntrack) against the path's own ceiling, iperf3 (one
-stream, reverse: server to client like a download) with its server in the VM listening on a port
-of the passive range, so both take the same path through the router. Both rates are over the
-data phase (curl: total time less its pre-transfer time, the login; iperf3: its own stream
-time). Python's ftplib (which also hashes what it reads) is a secondary figure.
+"""`make bench`'s throughput section: one large file downloaded by the same client (curl, to
+/dev/null) through the same path (the public address: DNAT, NSG, conntrack) from this stack's
+proftpd over FTP and FTPS (PROT P; TLS 1.3 and 1.2) and from nginx in the same VM over HTTP
+(sendfile) and HTTPS (TLS 1.3, the stack's certificate: `nginx`), beside the path's synthetic
+ceiling, iperf3 (one stream, reverse: server to client like a download) with its server in the
+VM on a port of the passive range. Rates are over the data phase (curl: total time less its
+pre-transfer time: connect, TLS handshake, login; iperf3: its own stream time); ratios are the
+medians of the rounds' own ratios; each server's CPU seconds per GiB sent are counted. Python's
+ftplib (which also hashes what it reads) and FTP from one source address throughout (the others
+take a fresh one each time; `source_strategies` compares the two alone) are secondary figures.
 
-Also what the sftp section reuses: the test file (`blob_file`) and iperf3's measure.
+Also what the sftp section reuses: the test file (`blob_file`), iperf3's measure and the CPU
+counters (`children_cpu`, `proftpd_master`).
 """
 
 from __future__ import annotations
