@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -229,6 +230,16 @@ def _paired(over: list[float], under: list[float]) -> float:
     return round(statistics.median(a / b for a, b in zip(over, under, strict=True)), 3)
 
 
+def _interval(over: list[float], under: list[float], draws: int = 2000) -> list[float]:
+    """A 90 % bootstrap interval of `_paired` (the rounds drawn again with replacement; a fixed
+    seed, so one run's samples give one interval): how far this run's noise leaves the median,
+    i.e. whether a target's verdict is the machine's or the servers'."""
+    ratios = [a / b for a, b in zip(over, under, strict=True)]
+    pick = random.Random(0).choices
+    medians = sorted(statistics.median(pick(ratios, k=len(ratios))) for _ in range(draws))
+    return [round(medians[draws // 20], 3), round(medians[draws - 1 - draws // 20], 3)]
+
+
 def _results(samples: dict[str, list[Sample]], size_mib: int, rounds: int) -> dict[str, Any]:
     def mib(name: str, key: str = "data") -> list[float]:
         return [round(float(s[key]) / (1 << 20), 1) for s in samples[name]]
@@ -254,6 +265,8 @@ def _results(samples: dict[str, list[Sample]], size_mib: int, rounds: int) -> di
         "ftp_curl_one_source_mib_s": median["curl_one_source"],
         "ratio_one_vs_fresh_source": _paired(got["curl_one_source"], got["curl"]),
         "ratio_ftps_vs_nginx_https": _paired(got["ftps_tls13"], got["nginx_https"]),
+        "ratio_vs_nginx_http_ci90": _interval(got["curl"], got["nginx_http"]),
+        "ratio_ftps_vs_nginx_https_ci90": _interval(got["ftps_tls13"], got["nginx_https"]),
         "ratio_ftps_tls12_vs_nginx_https": _paired(got["ftps_tls12"], got["nginx_https"]),
         "tls": {name: str(samples[name][0]["tls"]) for name in TLS_CONTENDERS},
         # The server's CPU seconds per GiB sent (median of the rounds): what a download costs the
@@ -274,6 +287,10 @@ SERVERS = {  # which server process sends each contender's download
 }
 
 
+def _span(interval: list[float]) -> str:
+    return f"{interval[0]}-{interval[1]}"
+
+
 def rows(t: dict[str, Any]) -> list[str]:
     tls = t["tls"]
     return [
@@ -282,10 +299,11 @@ def rows(t: dict[str, Any]) -> list[str]:
         f"| same, against iperf3 sending with sendfile(2) | | {t['limit_iperf3_zerocopy_mib_s']} "
         f"| ratio {t['ratio_zerocopy']} |",
         f"| same, against nginx over HTTP (sendfile), MiB/s | | {t['nginx_http_mib_s']} | ratio "
-        f"{t['ratio_vs_nginx_http']} (median of the rounds' ratios) |",
+        f"{t['ratio_vs_nginx_http']} (median of the rounds' ratios; 90 % interval "
+        f"{_span(t['ratio_vs_nginx_http_ci90'])}) |",
         f"| same over FTPS (PROT P, {tls['ftps_tls13']}), MiB/s | {t['ftps_curl_mib_s']} | nginx "
         f"HTTPS ({tls['nginx_https']}) {t['nginx_https_mib_s']} | ratio "
-        f"{t['ratio_ftps_vs_nginx_https']} |",
+        f"{t['ratio_ftps_vs_nginx_https']} ({_span(t['ratio_ftps_vs_nginx_https_ci90'])}) |",
         f"| same over FTPS, {tls['ftps_tls12']} | {t['ftps_tls12_curl_mib_s']} | | ratio "
         f"{t['ratio_ftps_tls12_vs_nginx_https']} |",
         f"| same, Python ftplib (hashing what it reads) | {t['ftp_python_ftplib_mib_s']} | | |",

@@ -15,6 +15,7 @@ import pytest
 
 from ftpstack.local.bench import ha as bench_ha
 from ftpstack.local.bench import suite
+from ftpstack.local.bench import throughput as bench_throughput
 from tests.support import needs_root
 
 KEYS = {
@@ -40,6 +41,8 @@ KEYS = {
         "ftp_curl_one_source_mib_s",
         "ratio_one_vs_fresh_source",
         "ratio_ftps_vs_nginx_https",
+        "ratio_vs_nginx_http_ci90",
+        "ratio_ftps_vs_nginx_https_ci90",
         "ratio_ftps_tls12_vs_nginx_https",
         "tls",
         "server_cpu_s_per_gib",
@@ -341,3 +344,16 @@ def test_each_kill_lands_at_its_phase_of_the_probe_cycle() -> None:
     assert bench_ha.kill_time(100.0, 2.5, earliest=103.0) == 107.5
     assert bench_ha.kill_time(100.0, 0.5, earliest=200.0) == 200.5
     assert bench_ha.kill_time(100.0, 4.5, earliest=200.0) == 204.5
+
+
+# -- the throughput ratios' interval (pure) ----------------------------------------------------
+
+
+def test_the_interval_holds_the_median_and_widens_with_the_noise() -> None:
+    steady = bench_throughput._interval([900.0] * 11, [1000.0] * 11)
+    assert steady == [0.9, 0.9]
+    over = [900.0, 450.0, 1800.0, 900.0, 700.0, 1200.0, 900.0, 500.0, 1500.0, 900.0, 800.0]
+    noisy = bench_throughput._interval(over, [1000.0] * 11)
+    median = bench_throughput._paired(over, [1000.0] * 11)
+    assert noisy[0] <= median <= noisy[1] and noisy[1] - noisy[0] > 0.1, noisy
+    assert noisy == bench_throughput._interval(over, [1000.0] * 11)  # one run, one interval
