@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from ftpstack import paths
 from ftpstack.local.bench import ha as bench_ha
+from ftpstack.local.bench import nginx as bench_nginx
 from ftpstack.local.bench import suite
 from ftpstack.local.bench import throughput as bench_throughput
 from tests.support import needs_root
@@ -357,3 +359,14 @@ def test_the_interval_holds_the_median_and_widens_with_the_noise() -> None:
     median = bench_throughput._paired(over, [1000.0] * 11)
     assert noisy[0] <= median <= noisy[1] and noisy[1] - noisy[0] > 0.1, noisy
     assert noisy == bench_throughput._interval(over, [1000.0] * 11)  # one run, one interval
+
+
+def test_the_nginx_anchor_is_sendfile_over_http_and_tls_1_3_with_the_stack_s_certificate() -> None:
+    conf = bench_nginx.config("/srv/ftp/bench", 50098, 50097)
+    http, https = conf.split("server {")[1:]
+    assert "sendfile on;" in conf and "listen 50098;" in http and "ssl" not in http
+    assert "listen 50097 ssl;" in https and "ssl_protocols TLSv1.3;" in https
+    assert f"ssl_certificate {paths.SELF_SIGNED_CERT};" in https
+    assert f"ssl_certificate_key {paths.SELF_SIGNED_KEY};" in https
+    # Everything it writes stays in the VM's private /run.
+    assert "daemon off;" in conf and f"pid {bench_nginx.NGINX_DIR}/" in conf
