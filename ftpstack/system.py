@@ -1,14 +1,12 @@
 """The VM's own files beside proftpd's, in each instance's live configuration: the kernel's
-keepalive and default send buffer (sysctl.d), log rotation without a restart, and the timer that
-brings a server back when its storage returns."""
+keepalive (sysctl.d), log rotation without a restart, and the timer that brings a server back
+when its storage returns."""
 
 from __future__ import annotations
 
 from ftpstack import paths
 from ftpstack.settings import Settings
 from ftpstack.vmfile import VmFile
-
-SEND_BUFFER_START = 1 << 20  # bytes: proftpd's download buffer (see sysctl_conf)
 
 
 def sysctl_conf(settings: Settings) -> str:
@@ -19,14 +17,6 @@ def sysctl_conf(settings: Settings) -> str:
 net.ipv4.tcp_keepalive_time = {settings.keepalive_idle_seconds}
 net.ipv4.tcp_keepalive_intvl = {settings.keepalive_interval_seconds}
 net.ipv4.tcp_keepalive_probes = {settings.keepalive_count}
-# proftpd sizes its download buffer from the kernel's default send buffer, read when it starts
-# or reloads: at Debian's 16 KiB it sends a file over FTPS in 16 KiB pieces, each with its own
-# timers, polls and TCP_CORK flush. At 1 MiB, the session's CPU per GiB sent fell from about
-# 1.9 s to 1.0-1.2 s (nginx: 0.8-0.9 s for the same download; make bench, docs/benchmarks.md). Only
-# the starting size: the kernel still grows each socket's buffer up to the maximum (4 MiB, as
-# Debian has it) for a distant client. proftpd's own `SocketOptions sndbuf` would fix the size
-# instead: measured slower (stalls of 0.2 s at 1 MiB) and a cap on a long path's throughput.
-net.ipv4.tcp_wmem = 4096 {SEND_BUFFER_START} 4194304
 """
 
 

@@ -117,8 +117,7 @@ def apply(bundle: dict[str, Any]) -> None:
     for item in staged:
         if item.new.exists():
             os.replace(item.new, item.path)
-    sysctl_changed = any(entry["path"] == bundle["sysctl"] for entry in changes)
-    if sysctl_changed:
+    if any(entry["path"] == bundle["sysctl"] for entry in changes):
         run("sysctl", "-q", "-p", bundle["sysctl"])
     enable_timers(
         bundle.get("timers") or [],
@@ -132,9 +131,7 @@ def apply(bundle: dict[str, Any]) -> None:
     if master_pid(p["pid_file"]) is None:
         start_proftpd(p["conf"], p["pid_file"], p["port"], bundle["markers"]["configured"])
         say("proftpd started")
-    elif conf_changed or sysctl_changed:
-        # proftpd reads the kernel's default send buffer (its download buffer) when it loads
-        # its configuration: a changed sysctl file reaches it by a reload.
+    elif conf_changed:
         reload_proftpd(p["pid_file"], p["port"], p["log"])
         say("proftpd reloaded its configuration")
     sshd.move(bundle.get("sshd"), leaving_sftp_port=False)  # once proftpd gave 22 up

@@ -115,16 +115,13 @@ def test_hash_rounds_follow_the_setting() -> None:
     assert "$6$rounds=20000$" in text
 
 
-def test_sysctl_sets_the_three_keepalive_values_and_the_starting_send_buffer() -> None:
+def test_sysctl_sets_the_three_keepalive_values() -> None:
     text = system.sysctl_conf(settings(keepaliveIdleSeconds=50, keepaliveIntervalSeconds=20))
     values = dict(line.split(" = ") for line in text.splitlines() if line and line[0] != "#")
     assert values == {
         "net.ipv4.tcp_keepalive_time": "50",
         "net.ipv4.tcp_keepalive_intvl": "20",
         "net.ipv4.tcp_keepalive_probes": "4",
-        # Only the default (proftpd's buffer) changes: Debian's minimum and maximum stay, so
-        # the kernel still sizes each socket for its path.
-        "net.ipv4.tcp_wmem": "4096 1048576 4194304",
     }
 
 
