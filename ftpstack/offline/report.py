@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftpstack.checks import TAG_TLS
-from ftpstack.offline import armcheck, costs, graph, text, tree
+from ftpstack.offline import armcheck, costs, graph, limits, text, tree
 from ftpstack.offline import declared as d
 from ftpstack.offline.plan import Plan
 from ftpstack.outputs import SFTP_HOST_KEYS
@@ -236,6 +236,8 @@ def render_text(plan: Plan, full: bool = False) -> str:
         *_operations(view),
         *_costs(view),
     ]
+    caps = limits.line(view)
+    out += text.wrap(caps) if caps else []
     out += text.wrap(f"Critical path of a first deploy: {graph.first_deploy(plan.to_json())}")
     findings = arm_findings(plan)
     out += [f"ARM check: {len(findings)} problem(s)"]

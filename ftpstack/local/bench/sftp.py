@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import os
 import statistics
 import subprocess
 import tempfile
@@ -50,6 +49,7 @@ from ftpstack import sftp as product
 from ftpstack.local.bench import throughput as bench_throughput
 from ftpstack.local.bench.live import PASSWORD, SPACING, USER, Sources, client, percentile
 from ftpstack.local.bench.sftpclient import CIPHER, MODULE
+from ftpstack.local.bench.throughput import children_cpu, proftpd_master
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import environment, last_json, module_argv
 from ftpstack.local.net.netns import NetnsError, end_process
@@ -256,23 +256,6 @@ def _rounds(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
             time.sleep(bench_throughput.SETTLE)
             samples[name].append(round(measures[name](), 1))
     return samples
-
-
-def children_cpu(pid: int) -> float:
-    """CPU seconds of the ended children that `pid` reaped (cutime + cstime: a session's
-    process, with what its own children used)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
-def proftpd_master(az: LocalAzure) -> int:
-    """The VM's proftpd daemon: the proftpd whose parent is not one."""
-    comm = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid in az.vm_netns(0).pids()}
-    for pid, name in comm.items():
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        if name == "proftpd" and comm.get(parent) != "proftpd":
-            return pid
-    raise NetnsError("no proftpd in the VM")
 
 
 def _server_cpu(bench: Bench, before: dict[str, float]) -> dict[str, float]:
