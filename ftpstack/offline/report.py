@@ -160,9 +160,14 @@ def _outputs(outputs: dict[str, Any], full: bool) -> list[str]:
     short, long = [], []
     for key, value in outputs.items():
         if key == SFTP_HOST_KEYS and value:
-            # known_hosts lines: their key types and hosts (the keys whole with --full).
-            kinds = ", ".join(str(v).split()[1] for v in value)
-            long.append(f"  {key}: {kinds} for {str(value[0]).split()[0]} (known_hosts lines)")
+            # known_hosts lines: their key types (the keys whole with --full).
+            kinds = ",".join(str(v).split()[1].removeprefix("ssh-").split("-")[0] for v in value)
+            short.append(f"{key}: {kinds}")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            # One entry a record: its values, the names once (`instances`).
+            names = "/".join(value[0])
+            rows = "; ".join(" ".join(str(x) for x in v.values()) for v in value)
+            long += text.wrap(f"{key} ({names}): {rows}", "  ", "    ")
         elif isinstance(value, list) and value:
             long += [f"  {key}[{i}]: {text.middle(text.value(v), 96)}" for i, v in enumerate(value)]
         else:
@@ -243,6 +248,6 @@ def render_text(plan: Plan, full: bool = False) -> str:
     out += [f"ARM check: {len(findings)} problem(s)"]
     out += [line for f in findings for line in text.wrap(str(f), "  ", "    ")]
     out += [line for w in warnings(plan) for line in text.wrap(w, "WARNING: ", "  ")]
-    out += ["", *_outputs(plan.outputs, full)]
+    out += ["", *_outputs(plan.outputs, full)] if full else _outputs(plan.outputs, full)
     out += ["", *_files(plan)] if full else text.wrap(FULL_HINT)
     return "\n".join(out)
