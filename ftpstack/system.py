@@ -57,6 +57,8 @@ After=local-fs.target remote-fs.target
 [Service]
 Type=oneshot
 TimeoutStartSec=120
+# Nothing to do while the tree is mounted (the common case): skipped without starting Python.
+ExecCondition=/bin/sh -c '! mountpoint -q {paths.FTP_ROOT}'
 ExecStart={paths.AGENT_COMMAND} rejoin
 """
     timer = f"""\

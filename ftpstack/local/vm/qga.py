@@ -280,7 +280,8 @@ class Guest:
 
     def cloud_init(self) -> dict[str, Any]:
         """`cloud-init status --format json`: status and errors."""
-        text = self.out("cloud-init status --format json 2>/dev/null")
+        # cloud-init is Python: under emulation on a busy host, one call can take minutes.
+        text = self.out("cloud-init status --format json 2>/dev/null", timeout=300)
         document: dict[str, Any] = json.loads(text) if text.startswith("{") else {}
         return document
 

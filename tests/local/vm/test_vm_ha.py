@@ -40,6 +40,9 @@ from ftpstack.offline.declared import FILE_SHARE
 from ftpstack.offline.plan import Plan
 from tests.support import PASSWORD, USER, needs_root, plan
 
+# Two emulated VMs take both cores: `make test` runs this module after the others.
+pytestmark = pytest.mark.alone
+
 SCALE = 1 / 5
 # What the earlier tests leave for the later ones.
 KEPT: dict[str, str] = {}
