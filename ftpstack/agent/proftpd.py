@@ -144,7 +144,9 @@ def end_wider_sessions(pid_file: str, since: float, wait: float, port: int) -> N
     says IDLE between two transfers as an FTP session's does."""
     deadline, ended = time.monotonic() + wait, 0
     while True:
-        old = [s for s in sessions(pid_file) if s[3] < since and local_port(s[0]) == port]
+        # A session whose port cannot be read counts as FTP's: waiting for one too many is
+        # safe, announcing a closed port is not.
+        old = [s for s in sessions(pid_file) if s[3] < since and local_port(s[0]) in {port, None}]
         now = uptime()
         for pid, _, state, start in old:
             if state.startswith("IDLE") and now - start >= NARROW_GRACE_SECONDS:
