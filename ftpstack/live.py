@@ -80,8 +80,12 @@ def _dirs(settings: Settings, identity: Identity) -> list[dict[str, str]]:
     if settings.shared_storage:
         root = {} if settings.share_root_squash else {"mode": "0755", "owner": uid}
     dirs = [{"path": paths.FTP_ROOT, **root}]
+    # With root squashed, proftpd (root until the login's chroot) is "nobody" on the share: it
+    # may traverse a home only with the others' x bit (without it every login gets 530). Every
+    # virtual user is the same uid, so the bits never separated users: the jail does.
+    home = "0711" if settings.shared_storage and settings.share_root_squash else "0750"
     dirs += [
-        {"path": f"{paths.FTP_ROOT}/{name}", "mode": "0750", "owner": uid}
+        {"path": f"{paths.FTP_ROOT}/{name}", "mode": home, "owner": uid}
         for name, _ in accounts(settings, identity)
     ]
     if settings.anonymous:

@@ -53,6 +53,20 @@ def test_users_get_private_homes_and_the_admin_key_is_kept_current() -> None:
     assert bundle["admin"]["authorized_keys"].startswith("ssh-ed25519 ")
 
 
+def test_on_a_root_squashed_share_proftpd_may_traverse_a_home_but_not_list_it() -> None:
+    """Root is "nobody" on the share until the login's chroot: a home without the others' x
+    bit fails every login with 530 (seen at L4, test_vm_ha); unsquashed they stay private."""
+    s = settings(instances=2, exposure="load-balancer", users=[GOOD_USER])
+    assert s.shared_storage and s.share_root_squash
+    dirs = {d["path"]: d for d in live.bundle(s, IP, SEED, IDENTITY, 0)["dirs"]}
+    assert dirs[f"{paths.FTP_ROOT}/alice"]["mode"] == "0711"
+    unsquashed = settings(
+        instances=2, exposure="load-balancer", users=[GOOD_USER], shareRootSquash=False
+    )
+    dirs = {d["path"]: d for d in live.bundle(unsquashed, IP, SEED, IDENTITY, 0)["dirs"]}
+    assert dirs[f"{paths.FTP_ROOT}/alice"]["mode"] == "0750"
+
+
 def test_the_stacks_own_certificate_names_the_fqdn_and_the_address_and_keeps_its_key() -> None:
     from cryptography import x509
 

@@ -127,7 +127,8 @@ def assert_mounted_as_declared(dep: VmDeployment, guest: Guest) -> None:
     for key, value in kernel_view(NFS_OPTIONS).items():
         assert options.get(key, NFS_DEFAULTS.get(key)) == value, (key, options)
     fstab = guest.out(f"awk '$2 == \"{paths.FTP_ROOT}\"' /etc/fstab")
-    assert fstab == f"{share.nfs.source} {paths.FTP_ROOT} nfs {NFS_OPTIONS} 0 0"
+    hardened = ",".join(paths.FTP_TREE_MOUNT_OPTIONS)  # the agent's remount, kept in fstab
+    assert fstab == f"{share.nfs.source} {paths.FTP_ROOT} nfs {NFS_OPTIONS},{hardened} 0 0"
     assert guest.out("systemctl show -p SourcePath --value srv-ftp.mount") == "/etc/fstab"
 
 
