@@ -6,8 +6,9 @@ queries and the L2 test that parses real records all read this module.
 Transfers and logins are JSON, one object a line, from proftpd's own `ExtendedLog` with a
 `LogFormat` that spells a JSON object (proftpd 1.3.8's mod_log has no JSON mode of its own; its
 JSON support is for mod_redis and mod_kafka only). A value proftpd logs is written as it is, so
-a file name with a double quote or a backslash makes that one line invalid JSON: the agent drops
-it (`ftpstack.render` refuses no names; the L2 test shows the case). The ban log (mod_ban's
+proftpd refuses any argument with a double quote, a backslash or a control character
+(`ftpstack.render.DENY_FILTER`) and no column holds a response text; the one record still lost,
+a refused SFTP upload of such a name, is in test_logs and docs/operations.md. The ban log (mod_ban's
 `BanLog`) and proftpd's `SystemLog` are text in proftpd's fixed format: they are shipped as text
 lines (a `RawData` column), parsed by the queries with `BAN_PATTERN`.
 """
@@ -95,7 +96,7 @@ LOGIN = LogFile(
         PROTOCOL,
         Column("Command", "string", "%m"),
         STATUS,
-        Column("Message", "string", "%S"),
+        # No response text (%S): proftpd echoes a refused argument in it, unescaped.
     ),
 )
 RAW = (Column("TimeGenerated", "datetime"), Column("RawData", "string"))

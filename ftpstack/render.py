@@ -32,6 +32,11 @@ class TlsFiles:
     chain: str | None = None
 
 
+# proftpd's DenyFilter (a regular expression over every command's argument but PASS's; see
+# _users_section): glob walks, MFF mode changes, and the characters proftpd would log unescaped.
+DENY_FILTER = r'\*.*/|unix\.mode=|["\\]|[[:cntrl:]]'
+
+
 def tls_files(settings: Settings) -> TlsFiles | None:
     """A supplied certificate lives under a name derived from its content (so a new one is a new
     file, tested before it is used); without one, the stack's own identity's certificate."""
@@ -230,10 +235,14 @@ AllowOverwrite        on
 DeleteAbortedStores   on
 ShowSymlinks          off
 ListOptions           "-l"
-# Refused whole: glob patterns that walk up the tree ("*.*/"), and any file mode change by MFF
-# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below. Unquoted:
-# inside quotes proftpd takes a backslash as an escape and the pattern would start with "*".
-DenyFilter            \\*.*/|unix\\.mode= [NC]
+# Refused whole: glob patterns that walk up the tree ("*.*/"), any file mode change by MFF
+# ("MFF UNIX.mode=4777; file" would set the setuid bit), as SITE CHMOD is below, and any
+# argument with a double quote, a backslash or a control character — which proftpd 1.3.8 logs
+# unescaped, so one such name (or user name) would make its JSON record unreadable to the
+# agent, and which Windows allows in no file name either. mod_sftp's requests pass the same
+# filter. Unquoted: inside quotes proftpd takes a backslash as an escape and the pattern would
+# start with "*"; a double quote inside an unquoted word is an ordinary character.
+DenyFilter            {DENY_FILTER} [NC]
 <Limit SITE_CHMOD>
   DenyAll
 </Limit>
