@@ -76,12 +76,23 @@ DISK_POLICY_DATASOURCE = "Microsoft.Compute/disks"
 # (Network File System) protocol" (azure-file-share-support-matrix, MicrosoftDocs/azure-docs,
 # ms.date 02/17/2026). NFS share snapshots are supported by Azure Files itself
 # ("storage-files-how-to-mount-nfs-shares" / "NFS file share snapshots"), at most 200 per share;
-# ftpstack takes one a day from a Logic App with a managed identity (Storage Account Contributor
-# on the account: a snapshot is a write of the share through ARM, `$expand=snapshots`).
+# ftpstack takes one a day from a Logic App with a managed identity, given a custom role with the
+# three share actions its ARM calls need ("Azure permissions for Storage", the operations of
+# Microsoft.Storage/storageAccounts/fileServices/shares; "Azure custom roles": a role's name is
+# unique in the tenant, its assignable scopes a resource group at the narrowest). Taking a
+# snapshot is a write of the share (`PUT …/shares/<name>?$expand=snapshots`), listing them a
+# read, deleting an expired one a delete (with its `x-ms-snapshot` header). The role cannot tell
+# a snapshot from the share; Storage Account Contributor could also list the account's keys and
+# change its network rules.
 FILES_BACKUP_PAGE = f"{DOCS}/backup/azure-file-share-support-matrix"
 SHARE_SNAPSHOT_PAGE = f"{DOCS}/storage/files/storage-snapshots-files"
 SNAPSHOTS_PER_SHARE = 200
-STORAGE_ACCOUNT_CONTRIBUTOR = "17d1049b-9a84-46fb-8f53-869881c3d3ab"
+SHARE_SNAPSHOT_ACTIONS = (
+    "Microsoft.Storage/storageAccounts/fileServices/shares/read",
+    "Microsoft.Storage/storageAccounts/fileServices/shares/write",
+    "Microsoft.Storage/storageAccounts/fileServices/shares/delete",
+)
+CUSTOM_ROLES_PAGE = f"{DOCS}/role-based-access-control/custom-roles"
 STORAGE_API_VERSION = "2023-05-01"
 
 

@@ -8,8 +8,9 @@
 - The NFS share: Azure Backup does not back up NFS shares (its support matrix, 2026-02), but
   Azure Files takes NFS share snapshots. A Logic App (Consumption) with its own managed identity
   takes one a day through ARM (`PUT …/shares/ftp?$expand=snapshots`) and deletes those older than
-  the retention; its identity may write the storage account (Storage Account Contributor) and
-  nothing else. A snapshot is read-only and restored by copying from it (docs/operations.md).
+  the retention; its identity gets a role of the stack's own on the storage account that allows
+  reading, writing and deleting its shares and nothing else (`ops.SHARE_SNAPSHOT_ACTIONS`).
+  A snapshot is read-only and restored by copying from it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -36,13 +37,25 @@ def role(
     subscription: pulumi.Input[str],
     parent: pulumi.Resource,
 ) -> authorization.RoleAssignment:
+    """`principal` gets the built-in role `role_id` on `scope`."""
+    definition = pulumi.Output.from_input(subscription).apply(
+        lambda sub: ops.role_definition_id(sub, role_id)
+    )
+    return assignment(name, principal, definition, scope, parent)
+
+
+def assignment(
+    name: str,
+    principal: pulumi.Input[str],
+    definition: pulumi.Input[str],
+    scope: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> authorization.RoleAssignment:
     return authorization.RoleAssignment(
         name,
         principal_id=principal,
         principal_type="ServicePrincipal",
-        role_definition_id=pulumi.Output.from_input(subscription).apply(
-            lambda sub: ops.role_definition_id(sub, role_id)
-        ),
+        role_definition_id=definition,
         scope=scope,
         opts=pulumi.ResourceOptions(parent=parent),
     )
@@ -273,7 +286,7 @@ def share_snapshots(
     where: Placement,
     account: storage.StorageAccount,
     share: storage.FileShare,
-    subscription: pulumi.Input[str],
+    rg_id: pulumi.Input[str],
     parent: pulumi.Resource,
 ) -> list[pulumi.Resource]:
     if s.backup_retention_days >= ops.SNAPSHOTS_PER_SHARE:
@@ -289,12 +302,20 @@ def share_snapshots(
         opts=located(parent),
     )
     principal = flow.identity.apply(lambda i: (i.principal_id or "") if i else "")
-    writer = role(
-        f"{name}-share-snapshots-role",
-        principal,
-        ops.STORAGE_ACCOUNT_CONTRIBUTOR,
-        account.id,
-        subscription,
-        flow,
+    # A role of the stack's own with the share actions the workflow calls and no other: no
+    # built-in role is that narrow (Storage Account Contributor could also list the account's
+    # keys and open its network rules).
+    definition = authorization.RoleDefinition(
+        f"{name}-share-snapshots-role-definition",
+        # Unique in the tenant (Azure refuses a second role of the same name): the account's
+        # name is globally unique.
+        role_name=account.name.apply(lambda n: f"ftpstack share snapshots ({n})"),
+        description="Take, list and delete the snapshots of ftpstack's file share.",
+        role_type="CustomRole",
+        permissions=[{"actions": list(ops.SHARE_SNAPSHOT_ACTIONS)}],
+        assignable_scopes=[rg_id],
+        scope=rg_id,
+        opts=pulumi.ResourceOptions(parent=flow),
     )
-    return [flow, writer]
+    writer = assignment(f"{name}-share-snapshots-role", principal, definition.id, account.id, flow)
+    return [flow, definition, writer]

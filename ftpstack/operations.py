@@ -52,9 +52,7 @@ def declare(
         if disks:
             backups.disk_backups(name, s, where, disks, rg_id, subscription, parent)
         if served.account is not None and served.share is not None:
-            backups.share_snapshots(
-                name, s, where, served.account, served.share, subscription, parent
-            )
+            backups.share_snapshots(name, s, where, served.account, served.share, rg_id, parent)
 
 
 def _availability(name: str, served: Served, alert: Callable[..., object]) -> None:

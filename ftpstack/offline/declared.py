@@ -57,6 +57,7 @@ BACKUP_VAULT = "azure-native:dataprotection:BackupVault"
 BACKUP_POLICY = "azure-native:dataprotection:BackupPolicy"
 BACKUP_INSTANCE = "azure-native:dataprotection:BackupInstance"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 WORKFLOW = "azure-native:logic:Workflow"
 ALERTS = (METRIC_ALERT, LOG_ALERT, ACTIVITY_ALERT)
 OPERATIONS = frozenset(
@@ -72,6 +73,7 @@ OPERATIONS = frozenset(
         BACKUP_POLICY,
         BACKUP_INSTANCE,
         ROLE_ASSIGNMENT,
+        ROLE_DEFINITION,
         WORKFLOW,
     }
 )

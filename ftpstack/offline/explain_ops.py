@@ -21,6 +21,7 @@ WHAT = {
     d.BACKUP_POLICY: "the daily disk backup policy",
     d.BACKUP_INSTANCE: "daily backups of a data disk",
     d.ROLE_ASSIGNMENT: "a role the backups need",
+    d.ROLE_DEFINITION: "the snapshot workflow's role: the share's actions only",
     d.WORKFLOW: "the daily snapshots of the NFS share",
 }
 

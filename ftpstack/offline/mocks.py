@@ -146,6 +146,11 @@ SCOPED = {
         "Microsoft.Authorization/roleAssignments",
         "roleAssignmentName",
     ),
+    "azure-native:authorization:RoleDefinition": (
+        "scope",
+        "Microsoft.Authorization/roleDefinitions",
+        "roleDefinitionId",
+    ),
 }
 RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 RESOURCE_GROUP_NAME = "resourceGroupName"

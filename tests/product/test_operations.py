@@ -168,12 +168,21 @@ def test_the_data_disk_is_backed_up_by_a_vault_with_the_roles_it_needs() -> None
     assert {r.name for r in roles.values()} <= set(backup.dependencies)
 
 
-def test_the_share_is_snapshotted_by_a_workflow_allowed_only_on_its_account() -> None:
+def test_the_share_is_snapshotted_by_a_workflow_allowed_only_its_share_actions() -> None:
     p = plan("prod", backupRetentionDays=7)
     flow, account = one(p, d.WORKFLOW), one(p, d.STORAGE_ACCOUNT)
-    (role,) = p.find(d.ROLE_ASSIGNMENT)
+    (role,), (definition,) = p.find(d.ROLE_ASSIGNMENT), p.find(d.ROLE_DEFINITION)
     assert role.inputs["scope"] == account.id
-    assert role.inputs["roleDefinitionId"].endswith(ops.STORAGE_ACCOUNT_CONTRIBUTOR)
+    assert role.inputs["roleDefinitionId"] == definition.id
+    assert role.inputs["principalId"] and role.inputs["principalType"] == "ServicePrincipal"
+    # The share's three actions and nothing else, assignable in the stack's group only.
+    assert definition.inputs["permissions"] == [{"actions": list(ops.SHARE_SNAPSHOT_ACTIONS)}]
+    assert {a.rsplit("/", 1)[0] for a in ops.SHARE_SNAPSHOT_ACTIONS} == {
+        "Microsoft.Storage/storageAccounts/fileServices/shares"
+    }
+    group = one(p, d.RESOURCE_GROUP)
+    assert definition.inputs["assignableScopes"] == [group.id] == [definition.inputs["scope"]]
+    assert definition.inputs["roleName"].endswith(f"({account.id.rsplit('/', 1)[1]})")
     actions = flow.inputs["definition"]["actions"]
     share = one(p, d.FILE_SHARE)
     assert actions["snapshot"]["inputs"]["uri"].startswith(
