@@ -240,8 +240,10 @@ ListOptions           "-l"
 # argument with a double quote, a backslash or a control character — which proftpd 1.3.8 logs
 # unescaped, so one such name (or user name) would make its JSON record unreadable to the
 # agent, and which Windows allows in no file name either. mod_sftp's requests pass the same
-# filter. Unquoted: inside quotes proftpd takes a backslash as an escape and the pattern would
-# start with "*"; a double quote inside an unquoted word is an ordinary character.
+# filter: its symlink request (two paths joined by a tab) is refused too, so no client makes a
+# symlink, over SFTP as over FTP. Unquoted: inside quotes proftpd takes a backslash as an escape
+# and the pattern would start with "*"; a double quote inside an unquoted word is an ordinary
+# character.
 DenyFilter            {DENY_FILTER} [NC]
 <Limit SITE_CHMOD>
   DenyAll

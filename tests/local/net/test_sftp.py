@@ -168,8 +168,8 @@ def jail_probe(server: LocalServer, clients: SftpClients, known: Path) -> dict[s
     server.machine.write(f"{paths.FTP_ROOT}/alice/mine.txt", "mine\n")
     server.machine.exec("ln", "-sfn", target, f"{paths.FTP_ROOT}/alice/planted")
     alice = login(server, known, "alice")
-    clients.sftp(alice, "-rm made", f"symlink {target} made")
-    found: dict[str, Any] = {}
+    made = clients.sftp(alice, "-rm made", f"symlink {target} made")
+    found: dict[str, Any] = {"symlinked": made.returncode == 0}
     for n, path in enumerate(("mine.txt", *ESCAPES)):
         local = clients.workdir / f"escape-{n}"
         done = clients.sftp(alice, f'get "{path}" "{local}"')
@@ -184,6 +184,9 @@ def test_a_user_is_jailed_to_their_home_over_sftp(
 ) -> None:
     found = jail_probe(server, *sftp)
     assert found.pop("mine.txt"), "the control: her own file downloads"
+    # mod_sftp's SYMLINK request carries its two paths joined by a tab, which the DenyFilter
+    # refuses (ftpstack.render.DENY_FILTER): no symlink is made, as over FTP.
+    assert not found.pop("symlinked"), "SFTP made a symlink"
     listed = found.pop("listed")
     assert "mine.txt" in listed and not listed & {"outside.txt", "alice", "bob"}, listed
     assert not any(found.values()), found
@@ -193,9 +196,14 @@ def test_negative_control_without_defaultroot_sftp_escapes(
     server: LocalServer, sftp_dev: Plan, sftp: tuple[SftpClients, Path]
 ) -> None:
     def unjailed(bundle: dict[str, Any]) -> dict[str, Any]:
-        return steps.edit_file(
-            bundle, paths.PROFTPD_CONF, lambda c: re.sub(r"^\s*DefaultRoot.*$", "", c, flags=re.M)
-        )
+        """No DefaultRoot, and a DenyFilter that lets SFTP make a symlink."""
+
+        def change(conf: str) -> str:
+            conf = re.sub(r"^\s*DefaultRoot.*$", "", conf, flags=re.M)
+            assert conf.count("|[[:cntrl:]]") == 1, "the edit removes what it means to"
+            return conf.replace("|[[:cntrl:]]", "")
+
+        return steps.edit_file(bundle, paths.PROFTPD_CONF, change)
 
     server.apply(sftp_dev, unjailed)
     try:
@@ -203,6 +211,7 @@ def test_negative_control_without_defaultroot_sftp_escapes(
     finally:
         server.apply(sftp_dev)
     escaped = {k for k, v in found.items() if v is True}
+    assert found["symlinked"], found
     assert {f"{paths.FTP_ROOT}/outside.txt", "../outside.txt", "planted", "made"} <= escaped, found
 
 
