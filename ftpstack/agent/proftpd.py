@@ -173,14 +173,26 @@ def health(bundle: dict[str, Any], on: bool) -> None:
         run("nft", "delete", "table", "inet", paths.HEALTH_TABLE, check=False)
 
 
+# How long `settle` must see no login under way before it returns: a connection the load
+# balancer sent just before its verdict may still wait in the listen queue, its session not yet
+# forked (seen under load: the stop then reset that customer's login).
+SETTLE_QUIET_SECONDS = 1.0
+
+
 def settle(pid_file: str, timeout: float = 30) -> None:
     """Out of the load balancer's rotation, let the logins already under way finish: wait until
-    every session is an established one (logged in a while ago), at most `timeout` seconds."""
+    every session is an established one (logged in a while ago) for SETTLE_QUIET_SECONDS in a
+    row, at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
     while time.monotonic() < deadline:
         now = uptime()
         fresh = [x for x in sessions(pid_file) if not x[1] or now - x[3] < NARROW_GRACE_SECONDS]
-        if not fresh:
+        if fresh:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= SETTLE_QUIET_SECONDS:
             return
         time.sleep(0.1)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,36 @@ def test_negative_control_following_the_symlink_opens_the_secret(
     monkeypatch.setattr(os, "O_NOFOLLOW", 0)
     files.secure_logs(logs, ["auth.log"])
     assert stat.S_IMODE(secret.stat().st_mode) == 0o640 and len(owners) == 1
+
+
+# -- settle: a stop waits for the logins under way ----------------------------------------------
+
+
+def late_login(monkeypatch: pytest.MonkeyPatch, quiet: float) -> float:
+    """`settle` over a master whose one login's session appears 0.3 s in (its connection was
+    still in the listen queue) and lasts 0.5 s; returns when settle returned, from its start."""
+    monkeypatch.setattr(proftpd, "SETTLE_QUIET_SECONDS", quiet)
+    monkeypatch.setattr(proftpd, "uptime", lambda: 1000.0)
+    started = time.monotonic()
+
+    def sessions(pid_file: str) -> list[tuple[int, str, str, float]]:
+        age = time.monotonic() - started
+        return [(4242, "", "IDLE", 1000.0)] if 0.3 <= age < 0.8 else []
+
+    monkeypatch.setattr(proftpd, "sessions", sessions)
+    proftpd.settle("/run/proftpd.pid", timeout=5)
+    return time.monotonic() - started
+
+
+def test_settle_waits_for_a_login_whose_session_appears_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    returned = late_login(monkeypatch, proftpd.SETTLE_QUIET_SECONDS)
+    assert returned >= 0.8 + proftpd.SETTLE_QUIET_SECONDS, "the login under way was waited for"
+
+
+def test_negative_control_settle_without_a_quiet_period_stops_before_the_late_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    returned = late_login(monkeypatch, 0.0)
+    assert returned < 0.3, "returned before the session appeared: the stop would reset it"
