@@ -21,6 +21,24 @@ def release() -> str:
     return Path(__file__).resolve().parents[2].name
 
 
+def drain_seconds(argv: list[str]) -> float:
+    """`drain [SECONDS]`: how long to wait for the load balancer (a number of seconds, at most an
+    hour; the default the health unit waits), else ApplyFailed in one line."""
+    if len(argv) == 2:
+        return float(paths.DRAIN_SECONDS)
+    text = argv[2] if len(argv) == 3 else ""
+    try:
+        seconds = float(text) if text == text.strip() else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:  # also refuses nan
+        shown = " ".join(repr(a) for a in argv[2:])
+        raise ApplyFailed(
+            f"drain takes at most one argument, seconds from 0 to 3600: drain 12 (not {shown})"
+        )
+    return seconds
+
+
 def by_hand(command: str, argv: list[str]) -> None:
     """What an administrator runs (as root, or through `az vm run-command invoke`)."""
     if command == "unban":  # needs no record: its one argument is checked before anything runs
@@ -28,6 +46,7 @@ def by_hand(command: str, argv: list[str]) -> None:
             raise ApplyFailed("unban takes one argument, the IP address: unban 203.0.113.7")
         unban(argv[2])
         return
+    wait = drain_seconds(argv) if command == "drain" else 0.0  # checked before anything runs
     record = json.loads(Path(paths.APPLIED).read_text())
     p = record["proftpd"]
     if command == "reload":
@@ -35,7 +54,7 @@ def by_hand(command: str, argv: list[str]) -> None:
     elif command == "drain":
         health(record, on=False)
         if not systemd():  # the health unit's own stop waits for the probe on a real VM
-            time.sleep(float(argv[2]) if len(argv) > 2 else paths.DRAIN_SECONDS)
+            time.sleep(wait)
         settle(p["pid_file"])
     elif command == "undrain":
         health(record, on=True)

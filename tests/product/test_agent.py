@@ -226,3 +226,27 @@ def test_negative_control_settle_without_a_quiet_period_stops_before_the_late_lo
 ) -> None:
     returned = late_login(monkeypatch, 0.0)
     assert returned < 0.3, "returned before the session appeared: the stop would reset it"
+
+
+# -- drain: its one optional argument ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["abc"], ["-1"], ["nan"], ["1e9"], [" 5"], ["5\n"], ["5", "6"]])
+def test_drain_refuses_anything_but_seconds_with_one_line(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paths, "APPLIED", "/nonexistent/ftpstack/applied.json")
+    assert main(["agent.py", "drain", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ftpstack: FAILED: drain takes"), err
+    assert err.count("\n") == 1 and err.endswith("\n"), "one line"
+
+
+@pytest.mark.parametrize("args", [[], ["0"], ["12"], ["2.5"]])
+def test_negative_control_drain_with_seconds_goes_on_to_the_record(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accepted, it reads the applied record next (here missing: exit 2, not the refusal)."""
+    monkeypatch.setattr(paths, "APPLIED", "/nonexistent/ftpstack/applied.json")
+    assert main(["agent.py", "drain", *args]) == 2
+    assert "drain takes" not in capsys.readouterr().err
