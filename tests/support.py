@@ -27,7 +27,7 @@ import yaml
 from ftpstack import outputs
 from ftpstack.identity import Identity
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.local.net.client import last_json, start_client
+from ftpstack.local.net.client import last_json, start_client, wait_ready
 from ftpstack.local.net.netns import Netns
 from ftpstack.local.net.sftpclient import Login, SftpClients
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
@@ -181,7 +181,8 @@ def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any
         "download": start("slow-download", "--name", "movie.bin", "--seconds", "4"),
     }
     found: dict[str, Any] = {}
-    time.sleep(0.8)
+    for loop in ("logins", "passive"):  # each has done a round: the change starts under load
+        wait_ready(procs[loop])
     try:
         yield found
     finally:

@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -110,6 +111,24 @@ def start_client(
         stdout=subprocess.PIPE,
         **kw,
     )
+
+
+READY = {"ready": True}
+
+
+def wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Until a loop started by `start_client` says its first round is done (its first line,
+    READY): a test that starts its change only then knows the loop runs across it (under load a
+    client takes seconds to start). NetnsError when it does not say so in `timeout` seconds."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.strip() or json.loads(line) != READY:
+        raise NetnsError(f"the loop was not ready within {timeout:.0f} s: {line.strip()!r}")
+
+
+def _ready() -> None:
+    print(json.dumps(READY), flush=True)
 
 
 def _login(args: argparse.Namespace, timeout: float | None = None) -> ftplib.FTP:
@@ -214,6 +233,8 @@ def _until_stopped(args: argparse.Namespace, attempt: Callable[[], Any]) -> dict
             results.append(attempt())
         except FAILURES as error:
             failures.append({"at": at, "error": f"{type(error).__name__}: {error}"})
+        if len(results) + len(failures) == 1:
+            _ready()
         time.sleep(args.interval)
     return {"attempts": len(results) + len(failures), "failures": failures, "results": results}
 
@@ -243,6 +264,8 @@ def pasv_loop(args: argparse.Namespace) -> dict[str, Any]:
                 ftp = _login(args, timeout=5)
             port = parse_pasv(ftp.sendcmd("PASV")).port
             announced.append(port)
+            if len(announced) == 1:
+                _ready()
             try:
                 with socket.create_connection((args.host, port), timeout=3):
                     pass

@@ -21,7 +21,7 @@ from ftpstack import paths, rules
 from ftpstack.local.net import steps
 from ftpstack.local.net import topology as net
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.local.net.client import last_json, start_client
+from ftpstack.local.net.client import last_json, start_client, wait_ready
 from ftpstack.offline.plan import Plan, Secret
 from tests.support import PASSWORD, USER, needs_root, plan, settings
 
@@ -110,7 +110,8 @@ def test_both_servers_serve_one_tls_identity_from_the_shared_storage(az: LocalAz
 
 
 def login_loop(az: LocalAzure, stop: Path) -> subprocess.Popen[str]:
-    return start_client(
+    """A login every 200 ms until `stop` exists, once its first login is done."""
+    loop = start_client(
         az.client,
         az.public_ip,
         "login-loop",
@@ -121,6 +122,8 @@ def login_loop(az: LocalAzure, stop: Path) -> subprocess.Popen[str]:
         user=USER,
         password=PASSWORD,
     )
+    wait_ready(loop)
+    return loop
 
 
 def finished(proc: subprocess.Popen[str], stop: Path) -> dict[str, Any]:
