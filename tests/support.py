@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import os
+import select
 import subprocess
 import tempfile
 import time
@@ -27,8 +29,8 @@ import yaml
 from ftpstack import outputs
 from ftpstack.identity import Identity
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.local.net.client import last_json, start_client, wait_ready
-from ftpstack.local.net.netns import Netns
+from ftpstack.local.net.client import READY, last_json, start_client
+from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.net.sftpclient import Login, SftpClients
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 from ftpstack.offline.standins import identity as identity_stand_in
@@ -155,6 +157,18 @@ def stack_file(tmp_path: Path, name: str, config: dict[str, Any]) -> Path:
 
 
 # -- live changes under load (L3) -----------------------------------------------------------------
+
+
+def wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Until a loop started by `start_client` (login-loop, pasv-loop) says its first round is
+    done (its first line, READY): a test that starts its change only then knows the loop runs
+    across it (under load a client takes seconds to start). NetnsError when it does not say so
+    in `timeout` seconds."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.strip() or json.loads(line) != READY:
+        raise NetnsError(f"the loop was not ready within {timeout:.0f} s: {line.strip()!r}")
 
 
 @contextmanager

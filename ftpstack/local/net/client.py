@@ -37,7 +37,6 @@ import hashlib
 import io
 import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -113,18 +112,8 @@ def start_client(
     )
 
 
+# A loop's first line once its first round is done (tests.support.wait_ready).
 READY = {"ready": True}
-
-
-def wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    """Until a loop started by `start_client` says its first round is done (its first line,
-    READY): a test that starts its change only then knows the loop runs across it (under load a
-    client takes seconds to start). NetnsError when it does not say so in `timeout` seconds."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
-    if not line.strip() or json.loads(line) != READY:
-        raise NetnsError(f"the loop was not ready within {timeout:.0f} s: {line.strip()!r}")
 
 
 def _ready() -> None:

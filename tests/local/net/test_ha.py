@@ -21,9 +21,9 @@ from ftpstack import paths, rules
 from ftpstack.local.net import steps
 from ftpstack.local.net import topology as net
 from ftpstack.local.net.azure import LocalAzure
-from ftpstack.local.net.client import last_json, start_client, wait_ready
+from ftpstack.local.net.client import last_json, start_client
 from ftpstack.offline.plan import Plan, Secret
-from tests.support import PASSWORD, USER, needs_root, plan, settings
+from tests.support import PASSWORD, USER, needs_root, plan, settings, wait_ready
 
 pytestmark = pytest.mark.l3
 
