@@ -8,6 +8,7 @@ same thing of several resources are one line naming them all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -234,7 +235,15 @@ def lines(changes: list[Change], old: d.Declared, new: d.Declared) -> list[str]:
         line = EXPLAIN.get(change.type, generic)(Sides(change, old, new))
         subject, _, rest = line.partition(": ")
         said.setdefault(rest, []).append(subject)
-    return [f"{', '.join(subjects)}: {rest}" for rest, subjects in said.items()]
+    return [
+        f"{', '.join(sorted(subjects, key=natural))}: {rest}" for rest, subjects in said.items()
+    ]
+
+
+def natural(subject: str) -> list[Any]:
+    """ "VM ftp-vm-2" before "VM ftp-vm-10": the plan registers instances concurrently, so their
+    declared order varies from run to run; the line they share must not."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", subject)]
 
 
 def monthly(old: d.Declared, new: d.Declared) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ftpstack.offline import costs, runs, text
+from ftpstack.offline import costs, explain, runs, text
 from ftpstack.offline.diff import LIVE_LINES, StackDiff, compare, render
 from ftpstack.offline.stackfile import FINGERPRINT_KEY_ENV
 from tests.support import ONE_SERVER, ROOT, STACK_FILES, plan
@@ -557,3 +557,15 @@ def test_losing_the_backups_or_the_logs_is_a_loud_warning() -> None:
         "prod", ONE_SERVER | {"exposure": "public-ip"}, ONE_SERVER | {"exposure": "public-ip"}
     )
     assert not any("DELETED" in w for w in same.warnings)
+
+
+def test_resources_sharing_a_line_are_named_in_their_natural_order() -> None:
+    """The plan registers instances concurrently (their declared order varies between runs; a CI
+    run under load printed "VM ftp-vm-1, VM ftp-vm"): the shared line sorts them."""
+    names = ["VM ftp-vm-10", "VM ftp-vm-2", "VM ftp-vm", "VM ftp-vm-1"]
+    assert sorted(names, key=explain.natural) == [
+        "VM ftp-vm",
+        "VM ftp-vm-1",
+        "VM ftp-vm-2",
+        "VM ftp-vm-10",
+    ]
