@@ -26,9 +26,10 @@ from tests.support import needs_root, plan_test_stack
 SIZE_MIB = 128  # long enough that the data phase, not the login, decides the rate
 ROUNDS = 7
 # On this 2-core machine with other work running (load average 4), a single round's ratio
-# ranged 0.5-2 and the median of 5-9 rounds 0.82-1.12 over four runs. An address-keyed
-# difference worth the name lands outside (the control's: 0.04).
-ALIKE = (0.67, 1.5)
+# ranged 0.5-2 and the median of 5-9 rounds 0.82-1.12 over four runs; under heavier load (four
+# test workers beside an emulated VM) one median was 0.64. An address-keyed difference worth the
+# name lands far outside (the control's: 0.04).
+ALIKE = (0.5, 2.0)
 
 
 @pytest.fixture(scope="module")
