@@ -30,7 +30,7 @@ from ftpstack import outputs
 from ftpstack.identity import Identity
 from ftpstack.local.net.azure import LocalAzure
 from ftpstack.local.net.client import READY, last_json, start_client
-from ftpstack.local.net.netns import Netns, NetnsError
+from ftpstack.local.net.netns import Netns, NetnsError, end_process
 from ftpstack.local.net.sftpclient import Login, SftpClients
 from ftpstack.offline.plan import PROJECT_DIR, Plan, Secret, plan_stack
 from ftpstack.offline.standins import identity as identity_stand_in
@@ -162,12 +162,13 @@ def stack_file(tmp_path: Path, name: str, config: dict[str, Any]) -> Path:
 def wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
     """Until a loop started by `start_client` (login-loop, pasv-loop) says its first round is
     done (its first line, READY): a test that starts its change only then knows the loop runs
-    across it (under load a client takes seconds to start). NetnsError when it does not say so
-    in `timeout` seconds."""
+    across it (under load a client takes seconds to start). When it does not say so in
+    `timeout` seconds: the loop ended (by its PID), then NetnsError."""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else ""
     if not line.strip() or json.loads(line) != READY:
+        end_process(proc)
         raise NetnsError(f"the loop was not ready within {timeout:.0f} s: {line.strip()!r}")
 
 
@@ -195,8 +196,13 @@ def _under_load(az: LocalAzure, tls: bool, stop: Path) -> Iterator[dict[str, Any
         "download": start("slow-download", "--name", "movie.bin", "--seconds", "4"),
     }
     found: dict[str, Any] = {}
-    for loop in ("logins", "passive"):  # each has done a round: the change starts under load
-        wait_ready(procs[loop])
+    try:
+        for loop in ("logins", "passive"):  # each has done a round: the change starts under load
+            wait_ready(procs[loop])
+    except NetnsError:
+        for proc in procs.values():
+            end_process(proc)
+        raise
     try:
         yield found
     finally:
