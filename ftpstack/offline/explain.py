@@ -240,10 +240,11 @@ def lines(changes: list[Change], old: d.Declared, new: d.Declared) -> list[str]:
     ]
 
 
-def natural(subject: str) -> list[Any]:
-    """ "VM ftp-vm-2" before "VM ftp-vm-10": the plan registers instances concurrently, so their
-    declared order varies from run to run; the line they share must not."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", subject)]
+def natural(subject: str) -> tuple[list[int], str]:
+    """By the numbers in the name, then the name: "ftp-vm" (instance 0) before "ftp-vm-1" and
+    "ftp-vm-2" before "ftp-vm-10". The plan registers instances concurrently, so their declared
+    order varies from run to run; the line they share must not."""
+    return [int(n) for n in re.findall(r"\d+", subject)] or [0], subject
 
 
 def monthly(old: d.Declared, new: d.Declared) -> str:

@@ -569,3 +569,5 @@ def test_resources_sharing_a_line_are_named_in_their_natural_order() -> None:
         "VM ftp-vm-2",
         "VM ftp-vm-10",
     ]
+    steps = ["ftp-vm-1-configure", "ftp-vm-configure"]  # instance 0 has no number
+    assert sorted(steps, key=explain.natural) == ["ftp-vm-configure", "ftp-vm-1-configure"]
