@@ -132,12 +132,16 @@ mountpoint -q {paths.FTP_ROOT} || mount {paths.FTP_ROOT}
 """
 
 
+PACKAGES = ("proftpd-core", "proftpd-mod-crypto", "openssl", "nftables")
+NFS_PACKAGES = ("nfs-common",)  # with the Azure Files share only
+
+
 def packages(settings: Settings) -> list[str]:
     """Everything any live configuration may need, so that no later change needs a package:
     mod_tls and openssl are there even while TLS is off."""
-    wanted = ["proftpd-core", "proftpd-mod-crypto", "openssl", "nftables"]
+    wanted = list(PACKAGES)
     if settings.shared_storage:
-        wanted.append("nfs-common")
+        wanted += NFS_PACKAGES
     return wanted
 
 

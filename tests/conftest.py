@@ -28,15 +28,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped in CI (CI=true), which counts as a failure: {reason}"
 
 
-# The longest modules of L0-L3 (seconds in one process here: test_network 211, test_bench 160,
-# test_edges 135, test_diff 114, test_production 85, test_ha and test_live_changes 61, the
-# mutations 50): with workers (`-n`, a module to a worker) they start first, so the run does
-# not end waiting on one of them started last.
+# The longest modules of L2-L3 (seconds in one process here: test_network 211, test_bench 160,
+# test_edges 135, test_production 85, test_ha and test_live_changes 61, the mutations 50): with
+# workers (`-n`, a module to a worker) they start first, so the run does not end waiting on one of
+# them started last.
 LONGEST_FIRST = (
     "tests/local/net/test_network.py",
     "tests/local/bench/test_bench.py",
     "tests/local/net/test_edges.py",
-    "tests/offline/test_diff.py",
     "tests/local/net/test_production.py",
     "tests/local/net/test_ha.py",
     "tests/local/net/test_live_changes.py",

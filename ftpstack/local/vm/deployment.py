@@ -44,7 +44,7 @@ from ftpstack.local.net.steps import Bundle, DeployFailed
 from ftpstack.local.net.topology import resolver_address
 from ftpstack.local.vm.aptproxy import AptProxy
 from ftpstack.local.vm.image import Say, build_image, run_tool, say
-from ftpstack.local.vm.qemu import LocalVm, last_line
+from ftpstack.local.vm.qemu import LocalVm, Preinstalled, last_line
 from ftpstack.local.vm.qga import Guest
 from ftpstack.offline.declared import DISK, FILE_SHARE, VM
 from ftpstack.offline.plan import Plan, Resource
@@ -85,8 +85,13 @@ class VmDeployment(StandIn):
         bundle_edit: Callable[[Bundle], Bundle] | None = None,
         workdir: Path | None = None,
         step_timeout: float = 900,
+        preinstalled: Preinstalled = "never",
     ) -> None:
         self.plan, self.progress, self.step_timeout = plan, progress, step_timeout
+        # OS disks from the image with the bootstrap's packages installed: never, for
+        # replacements, or always (`ftpstack.local.vm.image`: the stock image's first boot proves
+        # the install; the others test what comes after it, a minute of emulation sooner).
+        self.preinstalled = preinstalled
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ftpstack-l4-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         # With an Azure Files share the model exports this directory over NFS.
@@ -124,6 +129,7 @@ class VmDeployment(StandIn):
                     home / "data.qcow2" if size else None,
                     min(size, LOCAL_DISK_CAP_GB),
                     resolvers,
+                    preinstalled=self.preinstalled,
                 )
             )
 
@@ -223,8 +229,8 @@ class VmDeployment(StandIn):
     def replace(self, index: int = 0, user_data: str | None = None) -> Deployed:
         """A VM replacement: new OS disk, same data disk or share, bootstrap and steps again."""
         machine = self.machines[index]
-        machine.replace_os_disk()
         machine.user_data = self.plan.user_data if user_data is None else user_data
+        machine.replace_os_disk()
         return self._deploy([index])
 
     def recovery_point(self, into: Path, index: int = 0) -> Path:
@@ -247,9 +253,9 @@ class VmDeployment(StandIn):
         point (`dataDiskSourceId`) replaces the data disk, and the VM is replaced with it."""
         machine = self.machines[index]
         assert machine.data_disk is not None, "a restore of a VM without a data disk"
+        machine.user_data = self.plan.user_data
         machine.replace_os_disk()
         shutil.copyfile(point, machine.data_disk)
-        machine.user_data = self.plan.user_data
         return self._deploy([index])
 
     def keepalive(self) -> dict[str, int]:

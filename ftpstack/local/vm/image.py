@@ -15,11 +15,21 @@ never for the user-data:
   the guest uses, as Azure's DHCP hands every VM the VNet's resolver (never the host's own);
 - apt pointed at the host-side proxy (`ftpstack.local.vm.aptproxy`) and at the host's own archive.
 
+Beside it, `preinstalled-<key>.qcow2`: the same tree with one stack kind's bootstrap packages
+already installed as cloud-init installs them (recommends included; proftpd left disabled, as the
+package's own start is refused by the unit guard on a stock image), one disk for each package
+list the bootstrap declares (with and without the NFS client). They are for the boots that test
+something other than the package install, which costs about a minute of emulation per boot (a
+replacement, a restore, the two instances of a share): the first boot of `tests/local/vm` keeps
+the stock image, and checks that the packages cloud-init installed there are the ones the
+matching `preinstalled-<key>.txt` lists.
+
     python -m ftpstack.local.vm.image     # build (or find) the image; prints its directory
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -28,11 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ftpstack.bootstrap import NFS_PACKAGES, PACKAGES
 from ftpstack.local.net.netns import end_process
 from ftpstack.local.net.topology import VM_NETS
 from ftpstack.offline.plan import PROJECT_DIR
@@ -40,7 +51,7 @@ from ftpstack.offline.plan import PROJECT_DIR
 CACHE = PROJECT_DIR / ".cache" / "l4"
 PROXY_PORT = 3142
 # Bump to rebuild cached images when the recipe below changes.
-IMAGE_RECIPE = 9
+IMAGE_RECIPE = 10
 BASE_PACKAGES = "systemd-sysv,udev,iproute2,ifupdown,netbase,ca-certificates,sudo,procps,python3"
 # locales: Azure's Debian image has them, and cloud-init's locale module needs them.
 # qemu-guest-agent: the stand-in for Azure's VM agent (Run Command arrives through it).
@@ -60,6 +71,18 @@ LUN_RULE = (
     'SYMLINK+="disk/azure/scsi1/lun0"\n'
 )
 NOCLOUD_ONLY = "datasource_list: [ NoCloud, None ]\n"
+# The preinstalled disks: each package list a stack's user-data may install.
+PREINSTALLED = (PACKAGES, (*PACKAGES, *NFS_PACKAGES))
+# Every package's state and name (`ii ` for installed), on the host or in the guest.
+PACKAGE_QUERY = ("dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package}\\n")
+# cloud-init's own apt-get options (cloudinit/distros/debian.py): recommends are installed.
+CLOUD_INIT_APT = (
+    "apt-get",
+    "--option=Dpkg::Options::=--force-confold",
+    "--option=Dpkg::options::=--force-unsafe-io",
+    "--assume-yes",
+    "--quiet",
+)
 PROGRESS_EVERY = 10.0
 
 Say = Callable[[str], None]
@@ -127,9 +150,22 @@ class Image:
     kernel: Path
     initrd: Path
 
+    def preinstalled(self, packages: Sequence[str], suffix: str = ".qcow2") -> Path:
+        """The disk with `packages` installed (with suffix .txt: their names, one a line)."""
+        path = self.disk.parent / preinstalled_name(packages, suffix)
+        if not path.exists():
+            raise FileNotFoundError(f"no preinstalled test image holds exactly {list(packages)}")
+        return path
+
+
+def preinstalled_name(packages: Sequence[str], suffix: str) -> str:
+    key = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:8]
+    return f"preinstalled-{key}{suffix}"
+
 
 def recipe_key() -> str:
     parts = [str(IMAGE_RECIPE), BASE_PACKAGES, *GUEST_PACKAGES, LUN_RULE, NOCLOUD_ONLY]
+    parts += [*(" ".join(p) for p in PREINSTALLED), *CLOUD_INIT_APT]
     text = "\n".join([*parts, guest_sources(), str(VM_NETS[0][1]), str(PROXY_PORT)])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -138,7 +174,7 @@ def build_image(cache: Path = CACHE, progress: Say = say) -> Image:
     """The cached test image, built when missing (a few minutes, reported every 10 s)."""
     out = cache / f"debian12-{recipe_key()}"
     image = Image(out / "disk.qcow2", out / "vmlinuz", out / "initrd.img")
-    if image.disk.exists():
+    if image.disk.exists():  # renamed into place last
         return image
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="image-", dir=cache))
@@ -146,7 +182,14 @@ def build_image(cache: Path = CACHE, progress: Say = say) -> Image:
         started = time.monotonic()
         root = work / "root"
         _bootstrap(root, progress)
-        _configure_guest(root)
+        # The preinstalled trees: copies (cp -a keeps /dev's nodes), their packages fetched from
+        # the host's archive before any tree is pointed at the guest-side proxy.
+        trees = {packages: work / f"preinstalled-{n}" for n, packages in enumerate(PREINSTALLED)}
+        for packages, tree in trees.items():
+            run_tool("cp", "-a", str(root), str(tree))
+            _preinstall(tree, packages, progress)
+        for tree in (root, *trees.values()):
+            _configure_guest(tree)
         kernel = sorted((root / "boot").glob("vmlinuz-*"))[-1]
         staging = work / "out"
         staging.mkdir()
@@ -154,34 +197,15 @@ def build_image(cache: Path = CACHE, progress: Say = say) -> Image:
         shutil.copy(
             root / "boot" / kernel.name.replace("vmlinuz", "initrd.img"), staging / "initrd.img"
         )
-        progress("making the disk image (mkfs.ext4 -d, no loop mount) ...")
-        raw = work / "disk.raw"
-        run_tool(
-            "mkfs.ext4",
-            "-q",
-            "-L",
-            "root",
-            "-d",
-            str(root),
-            str(raw),
-            "3G",
-            label="mkfs.ext4",
-            progress=progress,
-        )
-        run_tool(
-            "qemu-img",
-            "convert",
-            "-O",
-            "qcow2",
-            str(raw),
-            str(staging / "disk.qcow2"),
-            label="qemu-img convert",
-            progress=progress,
-        )
+        _make_disk(root, work, staging / "disk.qcow2", progress)
+        for packages, tree in trees.items():
+            listing = run_tool("chroot", str(tree), *PACKAGE_QUERY)
+            (staging / preinstalled_name(packages, ".txt")).write_text(package_names(listing))
+            _make_disk(tree, work, staging / preinstalled_name(packages, ".qcow2"), progress)
         # The disk last, by rename: a half-built image is never taken for a finished one.
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("vmlinuz", "initrd.img", "disk.qcow2"):
-            os.replace(staging / name, out / name)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == "disk.qcow2"):
+            os.replace(path, out / path.name)
         for old in cache.glob("debian12-*"):  # earlier recipes' images (half a GB each)
             if old != out:
                 shutil.rmtree(old, ignore_errors=True)
@@ -189,6 +213,57 @@ def build_image(cache: Path = CACHE, progress: Say = say) -> Image:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return image
+
+
+def _make_disk(root: Path, work: Path, into: Path, progress: Say) -> None:
+    progress(f"making {into.name} (mkfs.ext4 -d, no loop mount) ...")
+    raw = work / "disk.raw"
+    raw.unlink(missing_ok=True)
+    run_tool(
+        *("mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(raw), "3G"),
+        label="mkfs.ext4",
+        progress=progress,
+    )
+    run_tool(
+        *("qemu-img", "convert", "-O", "qcow2", str(raw), str(into)),
+        label="qemu-img convert",
+        progress=progress,
+    )
+    raw.unlink()
+
+
+@contextlib.contextmanager
+def _no_services(root: Path) -> Iterator[None]:
+    """No package's service starts inside the chroot (policy-rc.d)."""
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        yield
+    finally:
+        policy.unlink()
+
+
+def _preinstall(root: Path, packages: Sequence[str], progress: Say) -> None:
+    """The bootstrap's packages, as cloud-init's package module installs them on a first boot;
+    then the lists and caches as the stock image has them."""
+    progress(f"preinstalled disk: installing {', '.join(packages)} ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    chroot = ("chroot", str(root))
+    with _no_services(root):
+        run_tool(*chroot, *CLOUD_INIT_APT, "install", *packages, env=env, progress=progress)
+        run_tool(*chroot, "apt-get", "clean")
+        run_tool(*chroot, "apt-cache", "gencaches")
+        # On a stock image the package's own start is refused by the bootstrap's unit guard
+        # (ConditionPathExists); here the unit would start at boot, before cloud-init wrote the
+        # guard. The bootstrap's runcmd enables it, the configuration step starts it.
+        run_tool(*chroot, "systemctl", "disable", "proftpd.service")
+
+
+def package_names(listing: str) -> str:
+    """The installed packages' names in PACKAGE_QUERY's output, sorted, one a line."""
+    names = (line.split()[1] for line in listing.splitlines() if line.startswith("ii "))
+    return "".join(f"{name}\n" for name in sorted(names))
 
 
 def _bootstrap(root: Path, progress: Say) -> None:
@@ -206,9 +281,11 @@ def _bootstrap(root: Path, progress: Say) -> None:
     )
     (root / "etc/apt/sources.list.d/debian.sources").write_text(guest_sources())
     (root / "etc/apt/sources.list").write_text("")
-    policy = root / "usr/sbin/policy-rc.d"
-    policy.write_text("#!/bin/sh\nexit 101\n")  # no service starts inside the chroot
-    policy.chmod(0o755)
+    with _no_services(root):
+        _guest_packages(root, progress)
+
+
+def _guest_packages(root: Path, progress: Say) -> None:
     progress(f"installing {', '.join(GUEST_PACKAGES)} ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     chroot = ("chroot", str(root))
@@ -236,7 +313,6 @@ def _bootstrap(root: Path, progress: Say) -> None:
     (root / "etc/locale.gen").write_text("en_US.UTF-8 UTF-8\n")
     run_tool(*chroot, "locale-gen", env=env)
     run_tool(*chroot, "update-locale", "LANG=en_US.UTF-8", env=env)
-    policy.unlink()
 
 
 def _configure_guest(root: Path) -> None:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -27,6 +28,8 @@ from ftpstack.local.net.netns import end_process
 from ftpstack.local.net.topology import VM_NETS, vm_address
 from ftpstack.local.vm.image import Image, Say, choose_accel, run_tool, say
 from ftpstack.local.vm.qga import Guest, GuestAgent, GuestAgentError
+
+Preinstalled = Literal["never", "replacements", "always"]
 
 
 def mac(index: int) -> str:
@@ -53,6 +56,9 @@ class LocalVm:
     qemu: subprocess.Popen[str] | None = None
     launches: int = 0
     generation: int = 0  # one per OS disk: a new Azure VM has a new instance id
+    # Which OS disks come from the image with the bootstrap's packages already installed
+    # (`ftpstack.local.vm.image`): never, replacements (generation > 0) or always.
+    preinstalled: Preinstalled = "never"
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -192,14 +198,19 @@ class LocalVm:
         filesystem must cope), a new OS disk from the image comes (a new instance), the data
         disk stays."""
         self.stop(graceful=False)
-        self._new_os_disk()
         self.generation += 1
+        self._new_os_disk()
 
     def _new_os_disk(self) -> None:
         overlay = self.workdir / "os.qcow2"
         overlay.unlink(missing_ok=True)
-        base = ["-F", "qcow2", "-b", str(self.image.disk)]  # read only: the image is shared
-        run_tool("qemu-img", "create", "-q", "-f", "qcow2", *base, str(overlay))
+        wanted = {"never": False, "replacements": self.generation > 0, "always": True}
+        base = self.image.disk  # read only: the image is shared
+        if wanted[self.preinstalled]:
+            base = self.image.preinstalled(yaml.safe_load(self.user_data).get("packages", []))
+        run_tool(
+            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)
+        )
 
 
 def stage(console: Path) -> str:

@@ -6,9 +6,12 @@ One VM for the module, booted five times, in order: the first boot (the configur
 soon as the guest agent answers, long before cloud-init's runcmd ends, and waits for it), a
 reboot, a VM replacement (a new OS disk, the same data disk, the steps again), the restore
 rehearsal (a new VM with a data disk made from a backup) and last the negative control of the
-replacement. Between them, on the running VM: FTP through the public
-address, the long download, a live change (a new user, no reboot), proftpd killed -9 (and its
-negative control), and the commands `make up-local` prints, run verbatim.
+replacement. The first boot is from the stock image, cloud-init installing the packages; the new
+OS disks after it come from the image with those packages already installed (a minute of
+emulation less each; the first boot checks that it holds exactly what cloud-init installed).
+Between them, on the running VM: FTP through the public address, the long download, a live change
+(a new user, no reboot), proftpd killed -9 (and its negative control), and the commands
+`make up-local` prints, run verbatim.
 
 Times are scaled by 1/30 as at L3: the dev stack's keepalive (60 s idle, 30 s interval) reaches
 the VM as 2 s / 1 s (the bundle's files scaled by the model, as every apply does) and the router
@@ -18,6 +21,7 @@ forgets a flow after 8 s instead of 240 s, so the ratios the dev stack declares 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ftpstack import outputs, paths
 from ftpstack.local.net.netns import Netns, NetnsError
 from ftpstack.local.vm import uplocal
 from ftpstack.local.vm.deployment import Deployed, VmDeployment
+from ftpstack.local.vm.image import PACKAGE_QUERY, package_names
 from ftpstack.offline.plan import Plan, Secret
 from tests.support import OTHER_PASSWORD, OTHER_USER, PASSWORD, USER, needs_root, plan
 
@@ -52,7 +58,7 @@ def l4_plan(**overrides: Any) -> Plan:
 @pytest.fixture(scope="module")
 def dep() -> Iterator[VmDeployment]:
     needs_root()
-    with VmDeployment(l4_plan(), time_scale=SCALE) as deployment:
+    with VmDeployment(l4_plan(), time_scale=SCALE, preinstalled="replacements") as deployment:
         yield deployment
 
 
@@ -107,6 +113,17 @@ def test_first_boot_configures_while_cloud_init_runs(dep: VmDeployment, first: D
     assert_healthy(dep)
     KEPT["fingerprint"] = dep.guest.fingerprint()
     assert KEPT["fingerprint"].startswith("sha256 Fingerprint="), KEPT["fingerprint"]
+
+
+def test_the_preinstalled_image_holds_what_cloud_init_installed(
+    dep: VmDeployment, first: Deployed
+) -> None:
+    """The later OS disks' image (`preinstalled`) stands in for the stock image plus the
+    user-data's package install only if it holds the same packages as this first boot."""
+    installed = package_names(dep.guest.out(shlex.join(PACKAGE_QUERY)))
+    assert "proftpd-core\n" in installed and "openssl\n" in installed
+    declared = yaml.safe_load(dep.plan.user_data)["packages"]
+    assert installed == dep.machine.image.preinstalled(declared, ".txt").read_text()
 
 
 def test_ftp_through_the_public_address(dep: VmDeployment, first: Deployed) -> None:
