@@ -41,8 +41,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-## make test — every level; in CI (CI=true) a skipped test fails the run. L4's one-VM tests and
-## then L0-L1 run beside L2-L3, the two-VM tests after them, alone (scripts/test-levels).
+## make test — every level; in CI (CI=true) a skipped test fails the run. L4's one-VM tests, then
+## L0-L1 and the untimed tests, run beside L2-L3; the two-VM tests after them, alone
+## (scripts/test-levels).
 test: $(VENV)/.installed system-deps lint
 	@scripts/test-levels $(VENV) $(ARGS)
 

@@ -10,7 +10,7 @@ environment (FTP_PASSWORD), never from the command line, where `ps` would show i
     pasv           --count PASV and EPSV replies
     logins         --count logins (connect, login, 1-byte RETR, quit), spaced --spacing s apart
     login-loop     a login every --interval s until --stop-file exists; every failure listed,
-                   each login's seconds
+                   each login's seconds and each attempt's span
     pasv-loop      PASV and a data connection (NLST) every --interval s until --stop-file
                    exists, in one session that is reopened when the server ends it; every
                    announced port, and every data connection that failed
@@ -215,17 +215,19 @@ def logins(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _until_stopped(args: argparse.Namespace, attempt: Callable[[], Any]) -> dict[str, Any]:
-    results, failures = [], []
+    """Every attempt's outcome, and its span (wall clock, comparable with the test's own)."""
+    results, failures, spans = [], [], []
     while not Path(args.stop_file).exists():
         at = time.time()
         try:
             results.append(attempt())
         except FAILURES as error:
             failures.append({"at": at, "error": f"{type(error).__name__}: {error}"})
-        if len(results) + len(failures) == 1:
+        spans.append([at, time.time()])
+        if len(spans) == 1:
             _ready()
         time.sleep(args.interval)
-    return {"attempts": len(results) + len(failures), "failures": failures, "results": results}
+    return {"attempts": len(spans), "failures": failures, "results": results, "spans": spans}
 
 
 def login_loop(args: argparse.Namespace) -> dict[str, Any]:
