@@ -13,7 +13,8 @@ import pytest
 
 from tests.support import ROOT, needs_root
 
-pytestmark = pytest.mark.l2
+# Real tools, timing nothing: `make test` runs it beside L2-L3 (scripts/test-levels).
+pytestmark = [pytest.mark.l2, pytest.mark.untimed]
 
 PROFTPD = "tests/local/net/test_proftpd.py"
 COMPONENT = "tests/product/test_component.py"

@@ -158,7 +158,6 @@ def _namespaces() -> set[str]:
 
 
 @pytest.mark.l3
-@pytest.mark.untimed  # the benchmark's figures are not what it checks
 def test_every_key_is_written(tmp_path: Path) -> None:
     needs_root()
     before = _namespaces()
