@@ -12,10 +12,23 @@ and `test_readme.py` read them).
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # scripts/test-levels ends the runs it started in the background with SIGTERM (a background
+    # job ignores SIGINT); Python's default would end pytest on the spot, leaving its VMs,
+    # servers and namespaces behind. As an interrupt, the fixtures end them.
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,6 +8,8 @@ import itertools
 import os
 import re
 import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -85,3 +87,48 @@ def test_a_failure_in_any_run_fails_the_whole(tmp_path: Path, name: str) -> None
     code, ran, out = run(tmp_path, failing=selections()[name])
     assert code == 3, out
     assert len(ran) == len(RUNS), "the others still run"
+
+
+FIXTURE_ENDS = """
+import pathlib, time
+import pytest
+
+@pytest.fixture
+def held():
+    yield
+    pathlib.Path("ended").write_text("by its fixture")
+
+def test_waits(held):
+    pathlib.Path("started").write_text("")
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("with_conftest", [True, False], ids=["suite", "negative-control"])
+def test_sigterm_ends_a_run_through_its_fixtures(tmp_path: Path, with_conftest: bool) -> None:
+    """What test-levels sends its background runs: the suite's conftest makes it an interrupt,
+    so fixtures end what they started; without it pytest dies on the spot."""
+    (tmp_path / "test_held.py").write_text(FIXTURE_ENDS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    plugin = ["-p", "tests.conftest"] if with_conftest else []
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [*argv, "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "started").exists(), "the test began"
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "ended").exists() == with_conftest, out
