@@ -1,6 +1,7 @@
 """`make test`'s arrangement (scripts/test-levels), L0: every test runs in exactly one of its
-pytest runs, the runs happen in the order the script promises, and a failure anywhere fails the
-whole (its code, the first failure's)."""
+pytest runs, the runs happen in the order the script promises, a failure anywhere fails the whole
+(its code, the first failure's), and the SIGTERM it ends its background runs with lets their
+fixtures clean up."""
 
 from __future__ import annotations
 
