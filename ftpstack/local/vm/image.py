@@ -248,16 +248,23 @@ def _preinstall(root: Path, packages: Sequence[str], progress: Say) -> None:
     """The bootstrap's packages, as cloud-init's package module installs them on a first boot;
     then the lists and caches as the stock image has them."""
     progress(f"preinstalled disk: installing {', '.join(packages)} ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    chroot = ("chroot", str(root))
     with _no_services(root):
-        run_tool(*chroot, *CLOUD_INIT_APT, "install", *packages, env=env, progress=progress)
-        run_tool(*chroot, "apt-get", "clean")
-        run_tool(*chroot, "apt-cache", "gencaches")
+        _apt_install(root, (*CLOUD_INIT_APT, "install", *packages), progress)
         # On a stock image the package's own start is refused by the bootstrap's unit guard
         # (ConditionPathExists); here the unit would start at boot, before cloud-init wrote the
         # guard. The bootstrap's runcmd enables it, the configuration step starts it.
-        run_tool(*chroot, "systemctl", "disable", "proftpd.service")
+        run_tool("chroot", str(root), "systemctl", "disable", "proftpd.service")
+
+
+def _apt_install(root: Path, install: Sequence[str], progress: Say) -> None:
+    """`install` (an apt-get command line) in the chroot; then the downloaded packages dropped
+    and apt's package cache built: `clean` drops that cache too, which every boot's `apt-get
+    update` would then rebuild (half a minute emulated), and the lists are there."""
+    chroot = ("chroot", str(root))
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run_tool(*chroot, *install, env=env, label="apt-get install", progress=progress)
+    run_tool(*chroot, "apt-get", "clean")
+    run_tool(*chroot, "apt-cache", "gencaches")
 
 
 def package_names(listing: str) -> str:
@@ -292,22 +299,8 @@ def _guest_packages(root: Path, progress: Say) -> None:
     run_tool(
         *chroot, "apt-get", "update", "-qq", env=env, label="apt-get update", progress=progress
     )
-    run_tool(
-        *chroot,
-        "apt-get",
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        *GUEST_PACKAGES,
-        env=env,
-        label="apt-get install",
-        progress=progress,
-    )
-    run_tool(*chroot, "apt-get", "clean")
-    # clean also drops apt's package cache, which every boot's `apt-get update` then rebuilds
-    # (half a minute emulated); the lists are there, so build it once here.
-    run_tool(*chroot, "apt-cache", "gencaches")
+    install = ("apt-get", "install", "-y", "-qq", "--no-install-recommends", *GUEST_PACKAGES)
+    _apt_install(root, install, progress)
     # Azure's Debian image comes with its locale generated; cloud-init's locale module fails on
     # an image without it.
     (root / "etc/locale.gen").write_text("en_US.UTF-8 UTF-8\n")

@@ -4,8 +4,9 @@ private endpoint's address, the name resolved by the VNet's resolver stand-in
 (`ftpstack.local.net.files`) — and serving one tree through the load balancer.
 
 Both VMs boot once, in parallel, for the module, from the image with the bootstrap's packages
-already installed (tests/local/vm/test_vm.py's first boot installs them from the stock image, and
-checks the two agree: two emulated installs less here); then, in order: the mounts and proftpd's
+already installed (two emulated installs less here). tests/local/vm/test_vm.py's first boot
+installs dev's list from the stock image and checks that its preinstalled disk agrees; the disk
+used here is made the same way, with nfs-common added. Then, in order: the mounts and proftpd's
 ordering after them on both, a file uploaded through one instance downloaded through the other,
 the commands `make up-local` prints for this stack, the negative control (the share's name
 unresolvable while instance 0 boots: proftpd never serves the OS disk's tree there, the other
